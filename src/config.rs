@@ -1,0 +1,523 @@
+//! The TOML configuration: its shape, its defaults, and the cross-field checks done once at load.
+//!
+//! Every error is one line that names the offending field, so `check-config` and a failed
+//! start tell the operator exactly what to fix.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Environment variable that overrides `kafka.bootstrap_servers`.
+pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
+
+/// Categories are interned into a 64-bit set; see [`crate::vocabulary`].
+pub const MAX_CATEGORIES: usize = 64;
+/// Integration names are interned into a 128-bit set.
+pub const MAX_INTEGRATION_NAMES: usize = 128;
+/// Destinations are numbered in a byte of the delivery tag; see [`crate::delivery::tag`].
+pub const MAX_DESTINATIONS: usize = 200;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub input: InputConfig,
+    pub consent: ConsentConfig,
+    pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    #[serde(rename = "destination", default)]
+    pub destinations: Vec<DestinationConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Passed to librdkafka as they are, for every client the enforcer creates
+    /// (security.protocol, sasl.*, ssl.*, ...). They win over the enforcer's own settings,
+    /// except for the few that the delivery guarantee depends on (see `kafka::protected`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// How long start-up may wait for the cluster's metadata before giving up.
+    #[serde(default = "default_startup_timeout_secs")]
+    pub startup_timeout_secs: u64,
+}
+
+/// The consumer group shared by every instance of the enforcer.
+fn default_group_id() -> String {
+    "consent-enforcer".to_owned()
+}
+
+/// Long enough for a broker that is still starting, short enough that a wrong address is
+/// reported before an operator gives up on the process.
+const fn default_startup_timeout_secs() -> u64 {
+    15
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    pub topics: Vec<String>,
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+}
+
+/// Kafka's own default `message.max.bytes`, so that whatever the enforcer accepts it can produce.
+const fn default_max_event_bytes() -> usize {
+    1_000_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentConfig {
+    pub topic: String,
+    #[serde(default)]
+    pub when_missing: WhenMissing,
+}
+
+/// What an event with no consent source at all gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenMissing {
+    /// Fail closed: drop with reason `no_consent`.
+    #[default]
+    Deny,
+    /// Deliver, for destinations whose legal basis is not consent (opt-out regimes).
+    Allow,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP listener for /metrics, /healthz and /readyz.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+/// Loopback only: exposing metrics beyond the host is an explicit choice.
+fn default_metrics_listen() -> String {
+    "127.0.0.1:9464".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// How often acknowledged progress is committed to the consumer group.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// On SIGTERM/SIGINT or a revoked partition: how long in-flight writes may take to be
+    /// acknowledged before the enforcer gives up on them (and does not commit past them).
+    #[serde(default = "default_drain_timeout_secs")]
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            commit_interval_ms: default_commit_interval_ms(),
+            drain_timeout_secs: default_drain_timeout_secs(),
+        }
+    }
+}
+
+/// One second bounds the redelivery after a crash without a commit per batch.
+const fn default_commit_interval_ms() -> u64 {
+    1_000
+}
+
+/// Kubernetes' default termination grace period.
+const fn default_drain_timeout_secs() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    pub name: String,
+    /// Keys looked up in the event's `integrations` object; default `[name]`.
+    #[serde(default)]
+    pub integration_names: Option<Vec<String>>,
+    pub topic: String,
+    /// Consent categories this destination needs; `[]` marks it strictly necessary.
+    pub categories: Vec<String>,
+    #[serde(default, rename = "match")]
+    pub match_mode: MatchMode,
+}
+
+impl DestinationConfig {
+    pub fn integration_names(&self) -> Vec<String> {
+        self.integration_names
+            .clone()
+            .unwrap_or_else(|| vec![self.name.clone()])
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMode {
+    /// Every category must be granted.
+    #[default]
+    All,
+    /// At least one category must be granted.
+    Any,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}{location}: {message}")]
+    Parse {
+        path: String,
+        location: String,
+        message: String,
+    },
+    #[error("invalid config: {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file, applying `KAFKA_BOOTSTRAP_SERVERS` if set.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = Config::parse(&text, &path.display().to_string())?;
+        if let Ok(servers) = std::env::var(BOOTSTRAP_ENV) {
+            config.kafka.bootstrap_servers = servers;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|err| {
+            let location = err
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            ConfigError::Parse {
+                path: origin.to_owned(),
+                location,
+                // One line: toml's message may span several.
+                message: err.message().replace('\n', " ").trim().to_owned(),
+            }
+        })
+    }
+
+    /// The cross-field checks. Each error names the field and the value at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        for key in self.kafka.properties.keys() {
+            if crate::kafka::PROTECTED_PROPERTIES.contains(&key.as_str()) {
+                return Err(invalid(
+                    format!("kafka.properties.{key:?}"),
+                    "is set by the enforcer itself: its delivery guarantee depends on it",
+                ));
+            }
+        }
+        if self.kafka.startup_timeout_secs == 0 {
+            return Err(invalid("kafka.startup_timeout_secs", "must be at least 1"));
+        }
+        if self.input.topics.is_empty() {
+            return Err(invalid("input.topics", "must name at least one topic"));
+        }
+        if self.input.topics.len() > 255 {
+            return Err(invalid("input.topics", "at most 255 input topics"));
+        }
+        if self.input.max_event_bytes == 0 {
+            return Err(invalid("input.max_event_bytes", "must be at least 1"));
+        }
+        if self.delivery.commit_interval_ms == 0 {
+            return Err(invalid("delivery.commit_interval_ms", "must be at least 1"));
+        }
+        if self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "metrics.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    self.metrics.listen
+                ),
+            ));
+        }
+        if self.destinations.is_empty() {
+            return Err(invalid(
+                "destination",
+                "at least one [[destination]] is needed",
+            ));
+        }
+        if self.destinations.len() > MAX_DESTINATIONS {
+            return Err(invalid(
+                "destination",
+                format!("at most {MAX_DESTINATIONS} destinations"),
+            ));
+        }
+        self.check_topic_roles()?;
+        self.check_destinations()
+    }
+
+    /// A topic may serve one role only: reading our own output would loop or leak.
+    fn check_topic_roles(&self) -> Result<(), ConfigError> {
+        let mut claims: Vec<(&str, String)> = Vec::new();
+        for (i, topic) in self.input.topics.iter().enumerate() {
+            claims.push((topic, format!("input.topics[{i}]")));
+        }
+        claims.push((&self.consent.topic, "consent.topic".to_owned()));
+        claims.push((&self.dead_letter.topic, "dead_letter.topic".to_owned()));
+        for (i, dest) in self.destinations.iter().enumerate() {
+            claims.push((&dest.topic, format!("destination[{i}].topic")));
+        }
+        let mut roles: HashMap<&str, &str> = HashMap::new();
+        for (topic, field) in &claims {
+            if topic.trim().is_empty() {
+                return Err(invalid(field.as_str(), "topic name must not be empty"));
+            }
+            if let Some(first) = roles.insert(topic, field) {
+                return Err(invalid(
+                    field.as_str(),
+                    format!("topic {topic:?} is already used as {first}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_destinations(&self) -> Result<(), ConfigError> {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut categories: Vec<&str> = Vec::new();
+        let mut integration_names: Vec<String> = Vec::new();
+        for (i, dest) in self.destinations.iter().enumerate() {
+            if dest.name.trim().is_empty() {
+                return Err(invalid(
+                    format!("destination[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if let Some(first) = names.insert(&dest.name, i) {
+                return Err(invalid(
+                    format!("destination[{i}].name"),
+                    format!(
+                        "{:?} is already the name of destination[{first}]",
+                        dest.name
+                    ),
+                ));
+            }
+            for (j, category) in dest.categories.iter().enumerate() {
+                if category.is_empty() {
+                    return Err(invalid(
+                        format!("destination[{i}].categories[{j}]"),
+                        "must not be empty",
+                    ));
+                }
+                if !categories.contains(&category.as_str()) {
+                    categories.push(category);
+                }
+            }
+            if let Some(list) = &dest.integration_names {
+                if list.is_empty() {
+                    return Err(invalid(
+                        format!("destination[{i}].integration_names"),
+                        "must name at least one integration (omit it to use the destination name)",
+                    ));
+                }
+            }
+            for name in dest.integration_names() {
+                if name.is_empty() {
+                    return Err(invalid(
+                        format!("destination[{i}].integration_names"),
+                        "names must not be empty",
+                    ));
+                }
+                if name == "All" {
+                    return Err(invalid(
+                        format!("destination[{i}].integration_names"),
+                        "\"All\" is the catch-all key of `integrations`, not an integration name",
+                    ));
+                }
+                if !integration_names.contains(&name) {
+                    integration_names.push(name);
+                }
+            }
+        }
+        if categories.len() > MAX_CATEGORIES {
+            return Err(invalid(
+                "destination.categories",
+                format!(
+                    "{} distinct categories; at most {MAX_CATEGORIES} are supported",
+                    categories.len()
+                ),
+            ));
+        }
+        if integration_names.len() > MAX_INTEGRATION_NAMES {
+            return Err(invalid(
+                "destination.integration_names",
+                format!(
+                    "{} distinct names; at most {MAX_INTEGRATION_NAMES} are supported",
+                    integration_names.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+[input]
+topics = ["events.raw"]
+[consent]
+topic = "consent.states"
+[dead_letter]
+topic = "events.dead-letter"
+[[destination]]
+name = "amplitude"
+topic = "dest.amplitude"
+categories = ["analytics"]
+"#;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let config = Config::parse(text, "test.toml")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn error_of(text: &str) -> String {
+        match load(text) {
+            Ok(_) => panic!("config should have been rejected"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let config = load(MINIMAL).unwrap();
+        assert_eq!(config.kafka.group_id, "consent-enforcer");
+        assert_eq!(config.input.max_event_bytes, 1_000_000);
+        assert_eq!(config.consent.when_missing, WhenMissing::Deny);
+        assert_eq!(config.metrics.listen, "127.0.0.1:9464");
+        assert_eq!(config.delivery.drain_timeout_secs, 30);
+        let dest = &config.destinations[0];
+        assert_eq!(dest.match_mode, MatchMode::All);
+        assert_eq!(dest.integration_names(), vec!["amplitude".to_owned()]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = MINIMAL.replace("[input]", "[input]\nbogus_key = 1");
+        let err = error_of(&text);
+        assert!(err.contains("bogus_key"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn destination_without_categories_is_rejected() {
+        let err = error_of(&MINIMAL.replace("categories = [\"analytics\"]", ""));
+        assert!(err.contains("categories"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_destination_name_is_rejected() {
+        let text = format!(
+            "{MINIMAL}\n[[destination]]\nname = \"amplitude\"\ntopic = \"dest.other\"\ncategories = []\n"
+        );
+        let err = error_of(&text);
+        assert!(err.contains("destination[1].name"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_destination_topic_is_rejected() {
+        let text = format!(
+            "{MINIMAL}\n[[destination]]\nname = \"other\"\ntopic = \"dest.amplitude\"\ncategories = []\n"
+        );
+        let err = error_of(&text);
+        assert!(err.contains("destination[1].topic"), "{err}");
+        assert!(err.contains("destination[0].topic"), "{err}");
+    }
+
+    #[test]
+    fn topic_in_two_roles_is_rejected() {
+        let err =
+            error_of(&MINIMAL.replace("topic = \"events.dead-letter\"", "topic = \"events.raw\""));
+        assert!(err.contains("dead_letter.topic"), "{err}");
+        assert!(err.contains("input.topics[0]"), "{err}");
+    }
+
+    #[test]
+    fn bad_enum_value_is_named() {
+        let err = error_of(&MINIMAL.replace(
+            "topic = \"consent.states\"",
+            "topic = \"consent.states\"\nwhen_missing = \"maybe\"",
+        ));
+        assert!(err.contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn bad_listen_address_is_named() {
+        let err = error_of(&format!("{MINIMAL}\n[metrics]\nlisten = \"nowhere\"\n"));
+        assert!(err.contains("metrics.listen"), "{err}");
+    }
+
+    #[test]
+    fn guarantee_critical_properties_cannot_be_overridden() {
+        let err = error_of(&MINIMAL.replace(
+            "bootstrap_servers = \"127.0.0.1:9092\"",
+            "bootstrap_servers = \"127.0.0.1:9092\"\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"",
+        ));
+        assert!(err.contains("enable.auto.commit"), "{err}");
+    }
+
+    #[test]
+    fn all_is_not_an_integration_name() {
+        let err = error_of(&MINIMAL.replace(
+            "name = \"amplitude\"",
+            "name = \"amplitude\"\nintegration_names = [\"All\"]",
+        ));
+        assert!(err.contains("integration_names"), "{err}");
+    }
+}

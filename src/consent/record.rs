@@ -1,0 +1,362 @@
+//! Parses one record of the consent topic: key = user identifier, value =
+//! `{"categoryPreferences": {...}, "updatedAt": "<RFC 3339>"}` or null (a tombstone).
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::ConsentState;
+use crate::json::{
+    skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed, KeySeed, Scope,
+};
+use crate::vocabulary::{CategorySet, Vocabulary};
+
+/// What a valid consent record asks of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentUpdate {
+    Set(ConsentState),
+    /// A null value: forget the user, whatever the time.
+    Remove,
+}
+
+/// Why a consent record is rejected; `as_str` is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// Null or not UTF-8: there is no user to apply it to.
+    BadKey,
+    NotJson,
+    NotObject,
+    DuplicateKey,
+    /// `categoryPreferences` is missing or not an object.
+    BadPreferences,
+    /// `updatedAt` is not an RFC 3339 string.
+    BadUpdatedAt,
+    /// Older than the stored state (not a format error: counted with the rejections because
+    /// the record is not applied).
+    Stale,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 7] = [
+        Rejection::BadKey,
+        Rejection::NotJson,
+        Rejection::NotObject,
+        Rejection::DuplicateKey,
+        Rejection::BadPreferences,
+        Rejection::BadUpdatedAt,
+        Rejection::Stale,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::BadKey => "bad_key",
+            Rejection::NotJson => "not_json",
+            Rejection::NotObject => "not_object",
+            Rejection::DuplicateKey => "duplicate_key",
+            Rejection::BadPreferences => "bad_preferences",
+            Rejection::BadUpdatedAt => "bad_updated_at",
+            Rejection::Stale => "stale",
+        }
+    }
+}
+
+/// The user identifier of a consent record.
+pub fn parse_key(key: Option<&[u8]>) -> Result<&str, Rejection> {
+    key.and_then(|key| std::str::from_utf8(key).ok())
+        .ok_or(Rejection::BadKey)
+}
+
+/// Parses a consent value. `record_time_ms` (the Kafka timestamp) stands in for a missing
+/// `updatedAt`.
+pub fn parse_value(
+    value: Option<&[u8]>,
+    record_time_ms: i64,
+    vocabulary: &Vocabulary,
+) -> Result<ConsentUpdate, Rejection> {
+    let Some(bytes) = value else {
+        return Ok(ConsentUpdate::Remove);
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| Rejection::NotJson)?;
+    let duplicate = Cell::new(false);
+    let scope = Scope {
+        vocabulary,
+        duplicate: &duplicate,
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let fields = RecordSeed(scope)
+        .deserialize(&mut deserializer)
+        .map_err(|_| Rejection::NotJson)?;
+    deserializer.end().map_err(|_| Rejection::NotJson)?;
+    let fields = fields.ok_or(Rejection::NotObject)?;
+    if duplicate.get() {
+        return Err(Rejection::DuplicateKey);
+    }
+    let granted = fields.granted.ok_or(Rejection::BadPreferences)?;
+    let updated_at_ms = match fields.updated_at {
+        UpdatedAt::Missing => record_time_ms,
+        UpdatedAt::Millis(ms) => ms,
+        UpdatedAt::Invalid => return Err(Rejection::BadUpdatedAt),
+    };
+    Ok(ConsentUpdate::Set(ConsentState {
+        granted,
+        updated_at_ms,
+    }))
+}
+
+/// Parses RFC 3339 to Unix milliseconds (sub-millisecond digits are truncated toward the past).
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let time = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
+}
+
+/// Formats Unix milliseconds as RFC 3339 in UTC.
+pub fn format_rfc3339_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Encodes a state the way the consent topic carries it, for re-publishing. Only the
+/// categories the configuration knows are in the table, so only those are written.
+pub fn encode_value(state: &ConsentState, vocabulary: &Vocabulary) -> Vec<u8> {
+    let preferences: serde_json::Map<String, serde_json::Value> = (0..vocabulary.category_count())
+        .map(|i| {
+            (
+                vocabulary.category_name(i).to_owned(),
+                serde_json::Value::Bool(state.granted.contains(i)),
+            )
+        })
+        .collect();
+    let value = serde_json::json!({
+        "categoryPreferences": preferences,
+        "updatedAt": format_rfc3339_ms(state.updated_at_ms),
+    });
+    value.to_string().into_bytes()
+}
+
+#[derive(Default)]
+enum UpdatedAt {
+    #[default]
+    Missing,
+    Millis(i64),
+    Invalid,
+}
+
+#[derive(Default)]
+struct RecordFields {
+    granted: Option<CategorySet>,
+    updated_at: UpdatedAt,
+}
+
+struct RecordSeed<'v>(Scope<'v>);
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    /// `None` when the value is valid JSON but not an object.
+    type Value = Option<RecordFields>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+const FIELDS: [&str; 2] = ["categoryPreferences", "updatedAt"];
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = Option<RecordFields>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    skip_numbers_null_and_arrays!(Option<RecordFields>);
+    skip_bools_and_strings!(Option<RecordFields>);
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = RecordFields::default();
+        let mut seen = 0;
+        while let Some(key) = map.next_key_seed(KeySeed(&FIELDS))? {
+            match key {
+                Some(0) => {
+                    self.0.see(&mut seen, 1);
+                    fields.granted = map.next_value_seed(GrantsSeed(self.0))?;
+                }
+                Some(1) => {
+                    self.0.see(&mut seen, 2);
+                    fields.updated_at = map.next_value_seed(UpdatedAtSeed)?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(fields))
+    }
+}
+
+/// `updatedAt`: an RFC 3339 string; `null` counts as missing, anything else is invalid.
+struct UpdatedAtSeed;
+
+impl<'de> DeserializeSeed<'de> for UpdatedAtSeed {
+    type Value = UpdatedAt;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UpdatedAtSeed {
+    type Value = UpdatedAt;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<UpdatedAt, E> {
+        Ok(parse_rfc3339_ms(text).map_or(UpdatedAt::Invalid, UpdatedAt::Millis))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<UpdatedAt, E> {
+        Ok(UpdatedAt::Missing)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<UpdatedAt, E> {
+        Ok(UpdatedAt::Invalid)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<UpdatedAt, E> {
+        Ok(UpdatedAt::Invalid)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<UpdatedAt, E> {
+        Ok(UpdatedAt::Invalid)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<UpdatedAt, E> {
+        Ok(UpdatedAt::Invalid)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UpdatedAt, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(UpdatedAt::Invalid)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<UpdatedAt, A::Error> {
+        crate::json::skip_map(map)?;
+        Ok(UpdatedAt::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocabulary() -> Vocabulary {
+        let mut vocabulary = Vocabulary::default();
+        vocabulary.intern_category("analytics");
+        vocabulary.intern_category("advertising");
+        vocabulary
+    }
+
+    fn parse(value: &str) -> Result<ConsentUpdate, Rejection> {
+        parse_value(Some(value.as_bytes()), 42, &vocabulary())
+    }
+
+    fn granted(update: Result<ConsentUpdate, Rejection>) -> (u64, i64) {
+        match update {
+            Ok(ConsentUpdate::Set(state)) => (state.granted.bits(), state.updated_at_ms),
+            other => panic!("expected a state, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_json_true_grants() {
+        let value = r#"{"categoryPreferences":{"analytics":true,"advertising":"true","other":true},"updatedAt":"2026-11-22T10:00:00Z"}"#;
+        assert_eq!(granted(parse(value)), (0b01, 1_795_341_600_000));
+    }
+
+    #[test]
+    fn updated_at_is_compared_at_millisecond_precision() {
+        let value = r#"{"categoryPreferences":{},"updatedAt":"2026-11-22T10:00:00.123999+01:00"}"#;
+        assert_eq!(granted(parse(value)).1, 1_795_341_600_000 - 3_600_000 + 123);
+    }
+
+    #[test]
+    fn missing_updated_at_takes_the_record_time() {
+        assert_eq!(
+            granted(parse(r#"{"categoryPreferences":{"advertising":true}}"#)),
+            (0b10, 42)
+        );
+        assert_eq!(
+            granted(parse(r#"{"categoryPreferences":{},"updatedAt":null}"#)).1,
+            42
+        );
+    }
+
+    #[test]
+    fn null_value_is_a_tombstone() {
+        assert_eq!(
+            parse_value(None, 0, &vocabulary()),
+            Ok(ConsentUpdate::Remove)
+        );
+    }
+
+    #[test]
+    fn malformed_values_are_rejected_by_reason() {
+        assert_eq!(parse("{"), Err(Rejection::NotJson));
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{}} x"#),
+            Err(Rejection::NotJson)
+        );
+        assert_eq!(parse("[1]"), Err(Rejection::NotObject));
+        assert_eq!(parse("{}"), Err(Rejection::BadPreferences));
+        assert_eq!(
+            parse(r#"{"categoryPreferences":true}"#),
+            Err(Rejection::BadPreferences)
+        );
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{},"updatedAt":"yesterday"}"#),
+            Err(Rejection::BadUpdatedAt)
+        );
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{},"updatedAt":17}"#),
+            Err(Rejection::BadUpdatedAt)
+        );
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{"analytics":true,"analytics":false}}"#),
+            Err(Rejection::DuplicateKey)
+        );
+        assert_eq!(
+            parse_value(
+                Some(b"{\"categoryPreferences\":{\"x\":\"\xff\"}}"),
+                0,
+                &vocabulary()
+            ),
+            Err(Rejection::NotJson)
+        );
+    }
+
+    #[test]
+    fn bad_keys_are_rejected() {
+        assert_eq!(parse_key(None), Err(Rejection::BadKey));
+        assert_eq!(parse_key(Some(b"\xff")), Err(Rejection::BadKey));
+        assert_eq!(parse_key(Some(b"user-1")), Ok("user-1"));
+    }
+
+    #[test]
+    fn encoded_state_parses_back_to_itself() {
+        let vocabulary = vocabulary();
+        let state = ConsentState {
+            granted: CategorySet::from_bits(0b10),
+            updated_at_ms: 1_795_341_600_123,
+        };
+        let bytes = encode_value(&state, &vocabulary);
+        assert_eq!(
+            parse_value(Some(&bytes), 0, &vocabulary),
+            Ok(ConsentUpdate::Set(state))
+        );
+    }
+}

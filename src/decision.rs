@@ -1,0 +1,392 @@
+//! The decision for one event and one destination: a pure function of what the event says,
+//! what the consent table says about its person, and the destination's rules. No I/O.
+
+use crate::config::{Config, MatchMode, WhenMissing};
+use crate::consent::ConsentState;
+use crate::event::EventView;
+use crate::vocabulary::{CategorySet, IntegrationSet, Vocabulary};
+
+/// A destination as the decision sees it: its names and categories interned.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub integration_names: IntegrationSet,
+    pub categories: CategorySet,
+    pub match_mode: MatchMode,
+}
+
+impl Rule {
+    /// One rule per configured destination, in config order.
+    pub fn from_config(config: &Config, vocabulary: &mut Vocabulary) -> Vec<Rule> {
+        config
+            .destinations
+            .iter()
+            .map(|dest| Rule {
+                integration_names: vocabulary.integration_set(&dest.integration_names()),
+                categories: vocabulary.category_set(&dest.categories),
+                match_mode: dest.match_mode,
+            })
+            .collect()
+    }
+}
+
+/// Why an event does not go to a destination; `as_str` is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The event's `integrations` object turns this destination off.
+    Integrations,
+    /// No consent source at all, and `consent.when_missing = "deny"`.
+    NoConsent,
+    /// The consent sources do not grant the destination's categories.
+    Denied,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::Integrations,
+        DropReason::NoConsent,
+        DropReason::Denied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Integrations => "integrations",
+            DropReason::NoConsent => "no_consent",
+            DropReason::Denied => "denied",
+        }
+    }
+}
+
+/// The consent sources of one event, combined once and then applied to every destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grants {
+    /// No source is present.
+    Missing,
+    /// The categories every present source grants.
+    Granted(CategorySet),
+}
+
+impl Grants {
+    /// Combines the person's stored state (already the newer of the `userId` and `anonymousId`
+    /// states) with the event's own stamp: a category is granted only if every present source
+    /// grants it.
+    pub fn combine(stored: Option<ConsentState>, stamp: Option<CategorySet>) -> Grants {
+        match (stored.map(|state| state.granted), stamp) {
+            (None, None) => Grants::Missing,
+            (Some(granted), None) | (None, Some(granted)) => Grants::Granted(granted),
+            (Some(stored), Some(stamp)) => Grants::Granted(stored.intersection(stamp)),
+        }
+    }
+}
+
+/// The newer of two stored states by `updatedAt`; the `userId` one wins a tie, so a choice
+/// made after login supersedes the one made before it.
+pub fn person_state(
+    by_user_id: Option<ConsentState>,
+    by_anonymous_id: Option<ConsentState>,
+) -> Option<ConsentState> {
+    match (by_user_id, by_anonymous_id) {
+        (Some(user), Some(anonymous)) if anonymous.updated_at_ms > user.updated_at_ms => {
+            Some(anonymous)
+        }
+        (Some(user), _) => Some(user),
+        (None, anonymous) => anonymous,
+    }
+}
+
+/// Deliver (`Ok`) or drop with a reason, for one destination.
+pub fn decide(
+    event: &EventView<'_>,
+    grants: Grants,
+    rule: &Rule,
+    when_missing: WhenMissing,
+) -> Result<(), DropReason> {
+    let integrations = &event.integrations;
+    if integrations.disabled.intersects(rule.integration_names) {
+        return Err(DropReason::Integrations);
+    }
+    if integrations.all_false && !integrations.enabled.intersects(rule.integration_names) {
+        return Err(DropReason::Integrations);
+    }
+    if rule.categories.is_empty() {
+        return Ok(());
+    }
+    let granted = match grants {
+        Grants::Granted(granted) => granted,
+        Grants::Missing => {
+            return match when_missing {
+                WhenMissing::Deny => Err(DropReason::NoConsent),
+                WhenMissing::Allow => Ok(()),
+            }
+        }
+    };
+    let allowed = match rule.match_mode {
+        MatchMode::All => granted.is_superset(rule.categories),
+        MatchMode::Any => granted.intersects(rule.categories),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(DropReason::Denied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Integrations;
+
+    const ANALYTICS: u8 = 0;
+    const ADVERTISING: u8 = 1;
+
+    fn set(indices: &[u8]) -> CategorySet {
+        let mut set = CategorySet::EMPTY;
+        for &i in indices {
+            set.insert(i);
+        }
+        set
+    }
+
+    fn names(indices: &[u8]) -> IntegrationSet {
+        let mut set = IntegrationSet::default();
+        for &i in indices {
+            set.insert(i);
+        }
+        set
+    }
+
+    fn event(integrations: Integrations) -> EventView<'static> {
+        EventView {
+            user_id: Some("u1".into()),
+            anonymous_id: None,
+            integrations,
+            stamp: None,
+        }
+    }
+
+    fn rule(categories: &[u8], match_mode: MatchMode) -> Rule {
+        Rule {
+            integration_names: names(&[0]),
+            categories: set(categories),
+            match_mode,
+        }
+    }
+
+    fn state(granted: &[u8], updated_at_ms: i64) -> ConsentState {
+        ConsentState {
+            granted: set(granted),
+            updated_at_ms,
+        }
+    }
+
+    fn granted(indices: &[u8]) -> Grants {
+        Grants::Granted(set(indices))
+    }
+
+    #[test]
+    fn granted_category_is_delivered() {
+        let verdict = decide(
+            &event(Integrations::default()),
+            granted(&[ANALYTICS]),
+            &rule(&[ANALYTICS], MatchMode::All),
+            WhenMissing::Deny,
+        );
+        assert_eq!(verdict, Ok(()));
+    }
+
+    #[test]
+    fn missing_category_is_denied() {
+        let verdict = decide(
+            &event(Integrations::default()),
+            granted(&[ADVERTISING]),
+            &rule(&[ANALYTICS], MatchMode::All),
+            WhenMissing::Deny,
+        );
+        assert_eq!(verdict, Err(DropReason::Denied));
+    }
+
+    #[test]
+    fn match_all_needs_every_category() {
+        let both = rule(&[ANALYTICS, ADVERTISING], MatchMode::All);
+        let e = event(Integrations::default());
+        assert_eq!(
+            decide(&e, granted(&[ANALYTICS]), &both, WhenMissing::Deny),
+            Err(DropReason::Denied)
+        );
+        assert_eq!(
+            decide(
+                &e,
+                granted(&[ANALYTICS, ADVERTISING]),
+                &both,
+                WhenMissing::Deny
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn match_any_needs_one_category() {
+        let either = rule(&[ANALYTICS, ADVERTISING], MatchMode::Any);
+        let e = event(Integrations::default());
+        assert_eq!(
+            decide(&e, granted(&[ADVERTISING]), &either, WhenMissing::Deny),
+            Ok(())
+        );
+        assert_eq!(
+            decide(&e, granted(&[]), &either, WhenMissing::Deny),
+            Err(DropReason::Denied)
+        );
+    }
+
+    #[test]
+    fn strictly_necessary_destination_ignores_consent() {
+        let necessary = rule(&[], MatchMode::All);
+        let e = event(Integrations::default());
+        assert_eq!(
+            decide(&e, Grants::Missing, &necessary, WhenMissing::Deny),
+            Ok(())
+        );
+        assert_eq!(
+            decide(&e, granted(&[]), &necessary, WhenMissing::Deny),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn no_consent_source_follows_when_missing() {
+        let r = rule(&[ANALYTICS], MatchMode::All);
+        let e = event(Integrations::default());
+        assert_eq!(
+            decide(&e, Grants::Missing, &r, WhenMissing::Deny),
+            Err(DropReason::NoConsent)
+        );
+        assert_eq!(decide(&e, Grants::Missing, &r, WhenMissing::Allow), Ok(()));
+    }
+
+    #[test]
+    fn present_source_granting_nothing_is_denied_even_when_missing_allows() {
+        let r = rule(&[ANALYTICS], MatchMode::All);
+        let e = event(Integrations::default());
+        assert_eq!(
+            decide(&e, granted(&[]), &r, WhenMissing::Allow),
+            Err(DropReason::Denied)
+        );
+    }
+
+    #[test]
+    fn integration_set_false_drops_even_strictly_necessary() {
+        let disabled = Integrations {
+            disabled: names(&[0]),
+            ..Integrations::default()
+        };
+        let verdict = decide(
+            &event(disabled),
+            granted(&[ANALYTICS]),
+            &rule(&[], MatchMode::All),
+            WhenMissing::Deny,
+        );
+        assert_eq!(verdict, Err(DropReason::Integrations));
+    }
+
+    #[test]
+    fn all_false_drops_unless_integration_enabled() {
+        let all_off = Integrations {
+            all_false: true,
+            ..Integrations::default()
+        };
+        let r = rule(&[ANALYTICS], MatchMode::All);
+        assert_eq!(
+            decide(
+                &event(all_off),
+                granted(&[ANALYTICS]),
+                &r,
+                WhenMissing::Deny
+            ),
+            Err(DropReason::Integrations)
+        );
+        let enabled = Integrations {
+            all_false: true,
+            enabled: names(&[0]),
+            ..Integrations::default()
+        };
+        assert_eq!(
+            decide(
+                &event(enabled),
+                granted(&[ANALYTICS]),
+                &r,
+                WhenMissing::Deny
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn integrations_enable_does_not_override_consent() {
+        let enabled = Integrations {
+            enabled: names(&[0]),
+            ..Integrations::default()
+        };
+        let verdict = decide(
+            &event(enabled),
+            granted(&[]),
+            &rule(&[ANALYTICS], MatchMode::All),
+            WhenMissing::Deny,
+        );
+        assert_eq!(verdict, Err(DropReason::Denied));
+    }
+
+    #[test]
+    fn other_integrations_do_not_matter() {
+        let other_off = Integrations {
+            disabled: names(&[5]),
+            ..Integrations::default()
+        };
+        let verdict = decide(
+            &event(other_off),
+            granted(&[ANALYTICS]),
+            &rule(&[ANALYTICS], MatchMode::All),
+            WhenMissing::Deny,
+        );
+        assert_eq!(verdict, Ok(()));
+    }
+
+    #[test]
+    fn every_present_source_must_grant() {
+        let stored = Some(state(&[ANALYTICS, ADVERTISING], 10));
+        assert_eq!(
+            Grants::combine(stored, Some(set(&[ANALYTICS]))),
+            granted(&[ANALYTICS])
+        );
+        assert_eq!(
+            Grants::combine(stored, None),
+            granted(&[ANALYTICS, ADVERTISING])
+        );
+        assert_eq!(
+            Grants::combine(None, Some(set(&[ADVERTISING]))),
+            granted(&[ADVERTISING])
+        );
+        assert_eq!(Grants::combine(None, None), Grants::Missing);
+    }
+
+    #[test]
+    fn newer_anonymous_state_supersedes_user_state() {
+        let user = state(&[ANALYTICS], 10);
+        let anonymous = state(&[ADVERTISING], 20);
+        assert_eq!(person_state(Some(user), Some(anonymous)), Some(anonymous));
+    }
+
+    #[test]
+    fn user_state_wins_a_tie_and_when_newer() {
+        let user = state(&[ANALYTICS], 20);
+        assert_eq!(
+            person_state(Some(user), Some(state(&[ADVERTISING], 20))),
+            Some(user)
+        );
+        assert_eq!(
+            person_state(Some(user), Some(state(&[ADVERTISING], 10))),
+            Some(user)
+        );
+        assert_eq!(person_state(Some(user), None), Some(user));
+        assert_eq!(person_state(None, Some(user)), Some(user));
+        assert_eq!(person_state(None, None), None);
+    }
+}

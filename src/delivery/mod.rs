@@ -1,0 +1,334 @@
+//! Writes to destination, dead-letter and consent topics, and the bookkeeping that turns their
+//! acknowledgements into committable input offsets.
+//!
+//! Every method runs on the pipeline thread: librdkafka runs delivery callbacks inside
+//! `poll`, and rebalance callbacks inside the consumer's `poll`, both called from that thread.
+//! The mutexes below are therefore never contended; they exist because librdkafka's contexts
+//! must be `Sync`.
+
+pub mod dead_letter;
+pub mod progress;
+pub mod tag;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedHeaders, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::kafka::KafkaContext;
+use crate::telemetry::{self, EventMetrics};
+use progress::Progress;
+use tag::{InputPartition, Tag, Target};
+
+/// Collects acknowledgements from librdkafka's delivery callbacks, to be settled in order
+/// by [`Delivery::settle`].
+pub struct AckContext {
+    kafka: KafkaContext,
+    acks: Mutex<Vec<Ack>>,
+}
+
+struct Ack {
+    tag: usize,
+    error: Option<KafkaError>,
+}
+
+impl ClientContext for AckContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.kafka.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.kafka.error(error, reason);
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
+        let error = result.as_ref().err().map(|(error, _)| error.clone());
+        lock(&self.acks).push(Ack { tag, error });
+    }
+}
+
+/// Copies an event's headers for one write (librdkafka takes ownership of them).
+pub fn copy_headers(input: Option<&BorrowedHeaders>) -> Option<OwnedHeaders> {
+    input.filter(|h| h.count() > 0).map(BorrowedHeaders::detach)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock already ends the pipeline; the data is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The first write that failed for good; the service stops and does not commit past it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("a write to {topic} failed and retrying cannot fix it: {error}")]
+pub struct WriteFailed {
+    pub topic: String,
+    pub error: KafkaError,
+}
+
+pub struct Delivery {
+    producer: BaseProducer<AckContext>,
+    progress: Mutex<Progress>,
+    failure: Mutex<Option<WriteFailed>>,
+    /// Where each target writes, for error messages.
+    destination_topics: Vec<String>,
+    input_topics: Vec<String>,
+    dead_letter_topic: String,
+    consent_topic: String,
+    metrics: EventMetrics,
+    republished: metrics::Counter,
+    republish_in_flight: Mutex<usize>,
+    stopping: Arc<AtomicBool>,
+}
+
+/// Topic names the delivery layer writes to or reports on.
+pub struct Topics {
+    pub input: Vec<String>,
+    pub destinations: Vec<String>,
+    pub dead_letter: String,
+    pub consent: String,
+}
+
+impl Delivery {
+    pub fn new(
+        producer_config: &rdkafka::ClientConfig,
+        topics: Topics,
+        metrics: EventMetrics,
+        republished: metrics::Counter,
+        stopping: Arc<AtomicBool>,
+    ) -> KafkaResult<Delivery> {
+        let producer = producer_config.create_with_context(AckContext {
+            kafka: KafkaContext::new(None),
+            acks: Mutex::new(Vec::with_capacity(1024)),
+        })?;
+        Ok(Delivery {
+            producer,
+            progress: Mutex::new(Progress::default()),
+            failure: Mutex::new(None),
+            destination_topics: topics.destinations,
+            input_topics: topics.input,
+            dead_letter_topic: topics.dead_letter,
+            consent_topic: topics.consent,
+            metrics,
+            republished,
+            republish_in_flight: Mutex::new(0),
+            stopping,
+        })
+    }
+
+    pub fn metrics(&self) -> &EventMetrics {
+        &self.metrics
+    }
+
+    /// Starts tracking an input event; its writes are tagged with the returned sequence.
+    pub fn begin(&self, input: InputPartition, offset: i64) -> u32 {
+        lock(&self.progress).begin(input, offset)
+    }
+
+    /// Ends an input event begun with [`Delivery::begin`] once all its writes are sent.
+    pub fn end(&self, input: InputPartition) {
+        lock(&self.progress).end(input);
+    }
+
+    /// Sends one write. A full local queue is waited out (serving acknowledgements meanwhile)
+    /// unless the service is stopping. An error here means the write was not sent; the caller's
+    /// event then never completes, so its offset is never committed.
+    pub fn send(&self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
+        let tag = Tag::decode(record.delivery_opaque);
+        let mut record = record;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => {
+                    match tag.target {
+                        Target::Republish => *lock(&self.republish_in_flight) += 1,
+                        _ => lock(&self.progress).add_write(tag.input),
+                    }
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if !self.stopping.load(Ordering::Relaxed) =>
+                {
+                    record = returned;
+                    self.producer.poll(Duration::from_millis(10));
+                    self.settle();
+                }
+                Err((error, _)) => {
+                    if tag.target != Target::Republish {
+                        lock(&self.progress).fail_last(tag.input);
+                    }
+                    self.record_failure(&tag, error.clone());
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Serves librdkafka's queue without blocking and settles acknowledgements.
+    pub fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+        self.settle();
+    }
+
+    /// Applies the acknowledgements collected since the last call.
+    pub fn settle(&self) {
+        let acks = std::mem::take(&mut *lock(&self.producer.context().acks));
+        if acks.is_empty() {
+            return;
+        }
+        let mut progress = lock(&self.progress);
+        for ack in acks {
+            let tag = Tag::decode(ack.tag);
+            match (ack.error, tag.target) {
+                (None, Target::Republish) => {
+                    *lock(&self.republish_in_flight) -= 1;
+                    self.republished.increment(1);
+                }
+                (None, target) => {
+                    progress.acknowledge(tag.input, tag.seq);
+                    match target {
+                        Target::Destination(i) => {
+                            self.metrics.delivered[usize::from(i)].increment(1)
+                        }
+                        Target::DeadLetter(reason) => self.metrics.dead_lettered(reason),
+                        Target::Republish => {}
+                    }
+                }
+                (Some(error), Target::Republish) => {
+                    *lock(&self.republish_in_flight) -= 1;
+                    self.record_failure(&tag, error);
+                }
+                (Some(error), _) => {
+                    progress.fail(tag.input, tag.seq);
+                    self.record_failure(&tag, error);
+                }
+            }
+        }
+        self.metrics.in_flight.set(progress.in_flight(None) as f64);
+    }
+
+    fn record_failure(&self, tag: &Tag, error: KafkaError) {
+        let topic = match tag.target {
+            Target::Destination(i) => self.destination_topics[usize::from(i)].clone(),
+            Target::DeadLetter(_) => self.dead_letter_topic.clone(),
+            Target::Republish => self.consent_topic.clone(),
+        };
+        telemetry::error("delivery", "write_failed");
+        tracing::error!(%topic, %error, "write failed for good; stopping without committing past it");
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            *failure = Some(WriteFailed { topic, error });
+        }
+    }
+
+    /// The first write that failed for good, if any.
+    pub fn failure(&self) -> Option<WriteFailed> {
+        lock(&self.failure).clone()
+    }
+
+    /// Waits until every write (of the given partitions, or all writes including consent
+    /// re-publishes) is acknowledged, a write fails, or `timeout` passes. True if all were
+    /// acknowledged.
+    pub fn drain(&self, only: Option<&[InputPartition]>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.settle();
+            let pending = lock(&self.progress).in_flight(only)
+                + if only.is_none() {
+                    *lock(&self.republish_in_flight)
+                } else {
+                    0
+                };
+            if pending == 0 {
+                return true;
+            }
+            if self.failure().is_some() || Instant::now() >= deadline {
+                tracing::warn!(
+                    pending,
+                    "writes still unacknowledged; not committing past them"
+                );
+                return false;
+            }
+            self.producer.poll(Duration::from_millis(50));
+        }
+    }
+
+    /// Commits what is committable (of the given partitions, or all).
+    pub fn commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        mode: CommitMode,
+        only: Option<&[InputPartition]>,
+    ) -> KafkaResult<()> {
+        let offsets = lock(&self.progress).to_commit(only);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for (input, offset) in &offsets {
+            list.add_partition_offset(
+                &self.input_topics[usize::from(input.topic)],
+                i32::from(input.partition),
+                Offset::Offset(*offset),
+            )?;
+        }
+        let result = consumer.commit(&list, mode);
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(telemetry::OFFSET_COMMITS, "result" => outcome).increment(1);
+        if result.is_ok() {
+            let mut progress = lock(&self.progress);
+            for (input, offset) in offsets {
+                progress.mark_committed(input, offset);
+            }
+        }
+        result
+    }
+
+    /// After a failed asynchronous commit: commit those partitions again next time.
+    pub fn commit_failed(&self, offsets: &TopicPartitionList) {
+        let mut progress = lock(&self.progress);
+        for element in offsets.elements() {
+            if let Some(input) = self.input_partition(element.topic(), element.partition()) {
+                progress.forget_commit(input);
+            }
+        }
+    }
+
+    /// Stops tracking revoked partitions.
+    pub fn remove(&self, inputs: &[InputPartition]) {
+        lock(&self.progress).remove(inputs);
+    }
+
+    /// The tracked form of an input partition, if it is one of ours.
+    pub fn input_partition(&self, topic: &str, partition: i32) -> Option<InputPartition> {
+        let topic = self.input_topics.iter().position(|t| t == topic)?;
+        Some(InputPartition {
+            topic: u8::try_from(topic).ok()?,
+            partition: u16::try_from(partition).ok()?,
+        })
+    }
+
+    /// Every input partition in a list.
+    pub fn input_partitions(&self, list: &TopicPartitionList) -> Vec<InputPartition> {
+        list.elements()
+            .iter()
+            .filter_map(|e| self.input_partition(e.topic(), e.partition()))
+            .collect()
+    }
+
+    /// Flushes librdkafka's queue (bounded); used once everything else is done.
+    pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+        let result = self.producer.flush(timeout);
+        self.settle();
+        result
+    }
+}

@@ -1,0 +1,273 @@
+//! Which input offsets may be committed: an offset is committable once every write for its
+//! event, and for every earlier event of its partition, has been acknowledged.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::tag::InputPartition;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    offset: i64,
+    /// Writes sent for this event and not yet acknowledged.
+    pending: u32,
+    /// A write of this event failed for good: it will never be done.
+    failed: bool,
+}
+
+#[derive(Debug, Default)]
+struct PartitionProgress {
+    /// Sequence number of `entries[0]`; entries are numbered consecutively (wrapping).
+    front_seq: u32,
+    entries: VecDeque<Entry>,
+    /// The next offset to consume once everything before it is done: what a commit stores.
+    committable: Option<i64>,
+    committed: Option<i64>,
+    /// A write of this partition failed for good: nothing past it may be committed.
+    failed: bool,
+}
+
+impl PartitionProgress {
+    fn settle(&mut self) {
+        while let Some(front) = self.entries.front() {
+            if front.pending > 0 || front.failed {
+                break;
+            }
+            self.committable = Some(front.offset + 1);
+            self.entries.pop_front();
+            self.front_seq = self.front_seq.wrapping_add(1);
+        }
+    }
+
+    fn entry(&mut self, seq: u32) -> Option<&mut Entry> {
+        let index = seq.wrapping_sub(self.front_seq) as usize;
+        self.entries.get_mut(index)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.entries.iter().map(|e| e.pending as usize).sum()
+    }
+}
+
+/// Progress of every input partition this instance owns.
+#[derive(Debug, Default)]
+pub struct Progress {
+    partitions: HashMap<InputPartition, PartitionProgress>,
+    in_flight: usize,
+}
+
+impl Progress {
+    /// Starts tracking an event; returns its sequence number for the tags of its writes.
+    pub fn begin(&mut self, input: InputPartition, offset: i64) -> u32 {
+        let partition = self.partitions.entry(input).or_default();
+        let seq = partition
+            .front_seq
+            .wrapping_add(partition.entries.len() as u32);
+        partition.entries.push_back(Entry {
+            offset,
+            pending: 0,
+            failed: false,
+        });
+        seq
+    }
+
+    /// Counts one more write for the event most recently begun on `input`.
+    pub fn add_write(&mut self, input: InputPartition) {
+        if let Some(entry) = self
+            .partitions
+            .get_mut(&input)
+            .and_then(|p| p.entries.back_mut())
+        {
+            entry.pending += 1;
+            self.in_flight += 1;
+        }
+    }
+
+    /// Ends the event most recently begun on `input`: with no writes, it is done at once.
+    pub fn end(&mut self, input: InputPartition) {
+        if let Some(partition) = self.partitions.get_mut(&input) {
+            partition.settle();
+        }
+    }
+
+    /// A write was acknowledged. Unknown partitions (already revoked) are ignored.
+    pub fn acknowledge(&mut self, input: InputPartition, seq: u32) {
+        let Some(partition) = self.partitions.get_mut(&input) else {
+            return;
+        };
+        if let Some(entry) = partition.entry(seq) {
+            if entry.pending > 0 {
+                entry.pending -= 1;
+                self.in_flight -= 1;
+            }
+        }
+        partition.settle();
+    }
+
+    /// A write failed for good: the partition's committable offset stays before the event.
+    pub fn fail(&mut self, input: InputPartition, seq: u32) {
+        let Some(partition) = self.partitions.get_mut(&input) else {
+            return;
+        };
+        partition.failed = true;
+        if let Some(entry) = partition.entry(seq) {
+            entry.failed = true;
+            if entry.pending > 0 {
+                entry.pending -= 1;
+                self.in_flight -= 1;
+            }
+        }
+    }
+
+    /// A write of the event most recently begun on `input` could not even be sent.
+    pub fn fail_last(&mut self, input: InputPartition) {
+        if let Some(partition) = self.partitions.get_mut(&input) {
+            partition.failed = true;
+            if let Some(entry) = partition.entries.back_mut() {
+                entry.failed = true;
+            }
+        }
+    }
+
+    /// Writes sent and not yet acknowledged, on the given partitions or on all.
+    pub fn in_flight(&self, only: Option<&[InputPartition]>) -> usize {
+        match only {
+            None => self.in_flight,
+            Some(inputs) => inputs
+                .iter()
+                .filter_map(|input| self.partitions.get(input))
+                .map(PartitionProgress::in_flight)
+                .sum(),
+        }
+    }
+
+    /// Offsets to commit: partitions whose committable offset moved since the last commit.
+    pub fn to_commit(&self, only: Option<&[InputPartition]>) -> Vec<(InputPartition, i64)> {
+        self.partitions
+            .iter()
+            .filter(|(input, _)| only.is_none_or(|inputs| inputs.contains(input)))
+            .filter_map(|(input, p)| match (p.committable, p.committed) {
+                (Some(next), Some(done)) if next <= done => None,
+                (Some(next), _) => Some((*input, next)),
+                (None, _) => None,
+            })
+            .collect()
+    }
+
+    pub fn mark_committed(&mut self, input: InputPartition, offset: i64) {
+        if let Some(partition) = self.partitions.get_mut(&input) {
+            partition.committed = Some(partition.committed.map_or(offset, |c| c.max(offset)));
+        }
+    }
+
+    /// Makes the next `to_commit` include `input` again (after a failed commit).
+    pub fn forget_commit(&mut self, input: InputPartition) {
+        if let Some(partition) = self.partitions.get_mut(&input) {
+            partition.committed = None;
+        }
+    }
+
+    /// Stops tracking partitions that were revoked.
+    pub fn remove(&mut self, inputs: &[InputPartition]) {
+        for input in inputs {
+            if let Some(partition) = self.partitions.remove(input) {
+                self.in_flight -= partition.in_flight();
+            }
+        }
+    }
+
+    pub fn any_failed(&self) -> bool {
+        self.partitions.values().any(|p| p.failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: InputPartition = InputPartition {
+        topic: 0,
+        partition: 3,
+    };
+
+    fn event(progress: &mut Progress, offset: i64, writes: u32) -> u32 {
+        let seq = progress.begin(P, offset);
+        for _ in 0..writes {
+            progress.add_write(P);
+        }
+        progress.end(P);
+        seq
+    }
+
+    #[test]
+    fn event_without_writes_is_committable_at_once() {
+        let mut progress = Progress::default();
+        event(&mut progress, 10, 0);
+        assert_eq!(progress.to_commit(None), vec![(P, 11)]);
+    }
+
+    #[test]
+    fn offset_waits_for_every_write_of_the_event() {
+        let mut progress = Progress::default();
+        let seq = event(&mut progress, 10, 2);
+        assert_eq!(progress.to_commit(None), vec![]);
+        progress.acknowledge(P, seq);
+        assert_eq!(progress.to_commit(None), vec![]);
+        progress.acknowledge(P, seq);
+        assert_eq!(progress.to_commit(None), vec![(P, 11)]);
+        assert_eq!(progress.in_flight(None), 0);
+    }
+
+    #[test]
+    fn later_event_waits_for_earlier_ones() {
+        let mut progress = Progress::default();
+        let first = event(&mut progress, 10, 1);
+        let second = event(&mut progress, 12, 1);
+        progress.acknowledge(P, second);
+        assert_eq!(progress.to_commit(None), vec![]);
+        progress.acknowledge(P, first);
+        assert_eq!(progress.to_commit(None), vec![(P, 13)]);
+    }
+
+    #[test]
+    fn failed_write_blocks_the_partition() {
+        let mut progress = Progress::default();
+        let first = event(&mut progress, 10, 1);
+        let second = event(&mut progress, 11, 1);
+        progress.fail(P, first);
+        progress.acknowledge(P, second);
+        assert_eq!(progress.to_commit(None), vec![]);
+        assert!(progress.any_failed());
+        assert_eq!(progress.in_flight(None), 0);
+    }
+
+    #[test]
+    fn write_that_could_not_be_sent_blocks_the_partition() {
+        let mut progress = Progress::default();
+        progress.begin(P, 10);
+        progress.fail_last(P);
+        progress.end(P);
+        assert_eq!(progress.to_commit(None), vec![]);
+    }
+
+    #[test]
+    fn committed_offsets_are_not_committed_again() {
+        let mut progress = Progress::default();
+        event(&mut progress, 10, 0);
+        progress.mark_committed(P, 11);
+        assert_eq!(progress.to_commit(None), vec![]);
+        progress.forget_commit(P);
+        assert_eq!(progress.to_commit(None), vec![(P, 11)]);
+    }
+
+    #[test]
+    fn sequence_numbers_survive_wrapping() {
+        let mut progress = Progress::default();
+        progress.partitions.entry(P).or_default().front_seq = u32::MAX;
+        let first = event(&mut progress, 1, 1);
+        let second = event(&mut progress, 2, 1);
+        assert_eq!((first, second), (u32::MAX, 0));
+        progress.acknowledge(P, first);
+        progress.acknowledge(P, second);
+        assert_eq!(progress.to_commit(None), vec![(P, 3)]);
+    }
+}

@@ -1,0 +1,338 @@
+//! Reads, from a Segment-spec event, only what the decision needs: `userId`, `anonymousId`,
+//! `integrations` and `context.consent.categoryPreferences`.
+//!
+//! The whole value is still validated (UTF-8, JSON syntax of skipped fields, no trailing bytes)
+//! because downstream parsers must read the same event we judged, but nothing is built for the
+//! fields we skip: identifiers borrow from the input, names are interned bits.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::json::{
+    skip_bools_and_strings, skip_map, skip_numbers_null_and_arrays, Flag, FlagSeed, GrantsSeed,
+    KeySeed, NameSeed, Scope,
+};
+use crate::vocabulary::{CategorySet, IntegrationSet, Vocabulary};
+
+/// Why an event is dead-lettered instead of judged. The order of the variants is the order
+/// of classification, and `as_str` gives the `consent-enforcer-error` header and metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Malformed {
+    NullValue,
+    TooLarge,
+    NotJson,
+    NotObject,
+    DuplicateKey,
+    NoIdentifier,
+}
+
+impl Malformed {
+    pub const ALL: [Malformed; 6] = [
+        Malformed::NullValue,
+        Malformed::TooLarge,
+        Malformed::NotJson,
+        Malformed::NotObject,
+        Malformed::DuplicateKey,
+        Malformed::NoIdentifier,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::NullValue => "null_value",
+            Malformed::TooLarge => "too_large",
+            Malformed::NotJson => "not_json",
+            Malformed::NotObject => "not_object",
+            Malformed::DuplicateKey => "duplicate_key",
+            Malformed::NoIdentifier => "no_identifier",
+        }
+    }
+}
+
+/// What the event's `integrations` object says about the configured integration names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Integrations {
+    /// `integrations.All` is JSON `false`.
+    pub all_false: bool,
+    /// Names whose value is JSON `false`.
+    pub disabled: IntegrationSet,
+    /// Names whose value is JSON `true` or an object (per-integration options).
+    pub enabled: IntegrationSet,
+}
+
+/// The parts of an event the decision reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventView<'a> {
+    pub user_id: Option<Cow<'a, str>>,
+    pub anonymous_id: Option<Cow<'a, str>>,
+    pub integrations: Integrations,
+    /// The event's own consent stamp, `context.consent.categoryPreferences`: `Some` whenever
+    /// that field exists; a non-object stamp is present and grants nothing.
+    pub stamp: Option<CategorySet>,
+}
+
+/// Classifies and reads one event value. `max_bytes` is `input.max_event_bytes`.
+pub fn parse<'a>(
+    value: Option<&'a [u8]>,
+    max_bytes: usize,
+    vocabulary: &Vocabulary,
+) -> Result<EventView<'a>, Malformed> {
+    let bytes = value.ok_or(Malformed::NullValue)?;
+    if bytes.len() > max_bytes {
+        return Err(Malformed::TooLarge);
+    }
+    // serde_json does not check UTF-8 inside strings it skips; this does, for the whole value.
+    let text = std::str::from_utf8(bytes).map_err(|_| Malformed::NotJson)?;
+    let duplicate = Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let view = EventSeed {
+        vocabulary,
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut deserializer)
+    .map_err(|_| Malformed::NotJson)?;
+    deserializer.end().map_err(|_| Malformed::NotJson)?;
+    let view = view.ok_or(Malformed::NotObject)?;
+    if duplicate.get() {
+        return Err(Malformed::DuplicateKey);
+    }
+    if view.user_id.is_none() && view.anonymous_id.is_none() {
+        return Err(Malformed::NoIdentifier);
+    }
+    Ok(view)
+}
+
+struct EventSeed<'v> {
+    vocabulary: &'v Vocabulary,
+    duplicate: &'v Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+    /// `None` when the value is valid JSON but not an object.
+    type Value = Option<EventView<'de>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(EventVisitor(Scope {
+            vocabulary: self.vocabulary,
+            duplicate: self.duplicate,
+        }))
+    }
+}
+
+struct EventVisitor<'v>(Scope<'v>);
+
+const USER_ID: u32 = 1;
+const ANONYMOUS_ID: u32 = 2;
+const INTEGRATIONS: u32 = 4;
+const CONTEXT: u32 = 8;
+
+impl<'de> Visitor<'de> for EventVisitor<'_> {
+    type Value = Option<EventView<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    skip_numbers_null_and_arrays!(Option<EventView<'de>>);
+    skip_bools_and_strings!(Option<EventView<'de>>);
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let scope = self.0;
+        let mut seen = 0;
+        let mut view = EventView {
+            user_id: None,
+            anonymous_id: None,
+            integrations: Integrations::default(),
+            stamp: None,
+        };
+        while let Some(key) = map.next_key_seed(KeySeed(&TOP_LEVEL_KEYS))? {
+            match key {
+                Some(0) => {
+                    scope.see(&mut seen, USER_ID);
+                    view.user_id = map.next_value_seed(IdentifierSeed)?;
+                }
+                Some(1) => {
+                    scope.see(&mut seen, ANONYMOUS_ID);
+                    view.anonymous_id = map.next_value_seed(IdentifierSeed)?;
+                }
+                Some(2) => {
+                    scope.see(&mut seen, INTEGRATIONS);
+                    view.integrations = map.next_value_seed(IntegrationsSeed(scope))?;
+                }
+                Some(3) => {
+                    scope.see(&mut seen, CONTEXT);
+                    view.stamp = map.next_value_seed(PathSeed {
+                        scope,
+                        path: &["consent", "categoryPreferences"],
+                    })?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(view))
+    }
+}
+
+const TOP_LEVEL_KEYS: [&str; 4] = ["userId", "anonymousId", "integrations", "context"];
+
+/// A `userId` or `anonymousId`: counts only as a non-empty string; any other type is absent.
+struct IdentifierSeed;
+
+impl<'de> DeserializeSeed<'de> for IdentifierSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IdentifierSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    skip_numbers_null_and_arrays!(Option<Cow<'de, str>>);
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, id: &'de str) -> Result<Self::Value, E> {
+        Ok((!id.is_empty()).then_some(Cow::Borrowed(id)))
+    }
+
+    /// An identifier with escapes: serde_json decodes it into a scratch buffer.
+    fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<Self::Value, E> {
+        Ok((!id.is_empty()).then(|| Cow::Owned(id.to_owned())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map)?;
+        Ok(None)
+    }
+}
+
+/// The `integrations` object. Only the configured names and `All` are read; a non-object
+/// `integrations` says nothing.
+struct IntegrationsSeed<'v>(Scope<'v>);
+
+impl<'de> DeserializeSeed<'de> for IntegrationsSeed<'_> {
+    type Value = Integrations;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for IntegrationsSeed<'_> {
+    type Value = Integrations;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    skip_numbers_null_and_arrays!(Integrations);
+    skip_bools_and_strings!(Integrations);
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let scope = self.0;
+        let mut integrations = Integrations::default();
+        let mut seen_all = false;
+        let mut seen = IntegrationSet::default();
+        while let Some(key) = map.next_key_seed(NameSeed {
+            lookup: |name: &str| {
+                if name == "All" {
+                    Some(u8::MAX)
+                } else {
+                    scope.vocabulary.integration(name)
+                }
+            },
+        })? {
+            match key {
+                Some(u8::MAX) => {
+                    if std::mem::replace(&mut seen_all, true) {
+                        scope.duplicate.set(true);
+                    }
+                    integrations.all_false = map.next_value_seed(FlagSeed)? == Flag::False;
+                }
+                Some(index) => {
+                    if seen.contains(index) {
+                        scope.duplicate.set(true);
+                    }
+                    seen.insert(index);
+                    match map.next_value_seed(FlagSeed)? {
+                        Flag::False => integrations.disabled.insert(index),
+                        Flag::True | Flag::Object => integrations.enabled.insert(index),
+                        Flag::Other => {}
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(integrations)
+    }
+}
+
+/// Walks nested objects along `path` (below the current value) to a `categoryPreferences`
+/// object. `None` when any step is missing or not an object; once the last step exists, the
+/// stamp is present.
+struct PathSeed<'v, 'p> {
+    scope: Scope<'v>,
+    path: &'p [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for PathSeed<'_, '_> {
+    type Value = Option<CategorySet>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PathSeed<'_, '_> {
+    type Value = Option<CategorySet>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    skip_numbers_null_and_arrays!(Option<CategorySet>);
+    skip_bools_and_strings!(Option<CategorySet>);
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (step, rest) = match self.path.split_first() {
+            Some(split) => split,
+            None => return Ok(None),
+        };
+        let mut found = None;
+        let mut seen = 0;
+        while let Some(key) = map.next_key_seed(KeySeed(std::slice::from_ref(step)))? {
+            if key.is_none() {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            self.scope.see(&mut seen, 1);
+            found = if rest.is_empty() {
+                // A stamp that exists but is not an object is present and grants nothing.
+                Some(
+                    map.next_value_seed(GrantsSeed(self.scope))?
+                        .unwrap_or_default(),
+                )
+            } else {
+                map.next_value_seed(PathSeed {
+                    scope: self.scope,
+                    path: rest,
+                })?
+            };
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,215 @@
+//! Small serde seeds shared by the event and consent-record readers: they read JSON straight
+//! from the input bytes into interned bits, skipping (but still validating) everything else.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::vocabulary::{CategorySet, Vocabulary};
+
+/// Shared by the seeds below: the names to intern against, and where a duplicate is noted.
+/// A duplicate does not stop parsing, because invalid JSON later in the value must still be
+/// classified `not_json`, which comes first.
+#[derive(Clone, Copy)]
+pub(crate) struct Scope<'v> {
+    pub(crate) vocabulary: &'v Vocabulary,
+    pub(crate) duplicate: &'v Cell<bool>,
+}
+
+impl Scope<'_> {
+    /// Marks `bit` in `seen`, noting a duplicate if it was already there.
+    pub(crate) fn see(&self, seen: &mut u32, bit: u32) {
+        if *seen & bit != 0 {
+            self.duplicate.set(true);
+        }
+        *seen |= bit;
+    }
+}
+
+/// The visitors below accept any JSON value, because a field of an unexpected type is not an
+/// error here (it counts as absent); such values are still consumed so that their syntax is
+/// checked. This supplies the methods for numbers, null and arrays, which no visitor reads.
+macro_rules! skip_numbers_null_and_arrays {
+    ($value:ty) => {
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$value, E> {
+            Ok(Default::default())
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$value, E> {
+            Ok(Default::default())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<$value, E> {
+            Ok(Default::default())
+        }
+        fn visit_seq<A: ::serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<$value, A::Error> {
+            while seq.next_element::<::serde::de::IgnoredAny>()?.is_some() {}
+            Ok(Default::default())
+        }
+    };
+}
+
+pub(crate) use skip_numbers_null_and_arrays;
+
+/// Skips the remaining entries of an object.
+pub(crate) fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// `visit_bool` and `visit_str` for visitors to which booleans and strings mean nothing.
+macro_rules! skip_bools_and_strings {
+    ($value:ty) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$value, E> {
+            Ok(Default::default())
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<$value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+pub(crate) use skip_bools_and_strings;
+
+/// Reads an object key and returns its position in a fixed list, without allocating
+/// (escaped keys are decoded by serde_json into a scratch buffer).
+pub(crate) struct KeySeed<'k>(pub(crate) &'k [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|known| *known == key))
+    }
+}
+
+/// Reads an object key and maps it through `lookup`, without allocating.
+pub(crate) struct NameSeed<F> {
+    pub(crate) lookup: F,
+}
+
+impl<'de, F: FnOnce(&str) -> Option<u8>> DeserializeSeed<'de> for NameSeed<F> {
+    type Value = Option<u8>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, F: FnOnce(&str) -> Option<u8>> Visitor<'de> for NameSeed<F> {
+    type Value = Option<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok((self.lookup)(key))
+    }
+}
+
+/// The kind of a JSON value, as far as `integrations` entries and category grants care.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Flag {
+    False,
+    True,
+    /// An object (per-integration options in `integrations`).
+    Object,
+    #[default]
+    Other,
+}
+
+pub(crate) struct FlagSeed;
+
+impl<'de> DeserializeSeed<'de> for FlagSeed {
+    type Value = Flag;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FlagSeed {
+    type Value = Flag;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    skip_numbers_null_and_arrays!(Flag);
+
+    fn visit_bool<E: serde::de::Error>(self, flag: bool) -> Result<Flag, E> {
+        Ok(if flag { Flag::True } else { Flag::False })
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Flag, E> {
+        Ok(Flag::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Flag, A::Error> {
+        skip_map(map)?;
+        Ok(Flag::Object)
+    }
+}
+
+/// A `categoryPreferences` object: the known categories whose value is JSON `true`.
+/// `None` when the value is not an object.
+pub(crate) struct GrantsSeed<'v>(pub(crate) Scope<'v>);
+
+impl<'de> DeserializeSeed<'de> for GrantsSeed<'_> {
+    type Value = Option<CategorySet>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for GrantsSeed<'_> {
+    type Value = Option<CategorySet>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    skip_numbers_null_and_arrays!(Option<CategorySet>);
+    skip_bools_and_strings!(Option<CategorySet>);
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let scope = self.0;
+        let mut granted = CategorySet::EMPTY;
+        let mut seen = CategorySet::EMPTY;
+        while let Some(key) = map.next_key_seed(NameSeed {
+            lookup: |name: &str| scope.vocabulary.category(name),
+        })? {
+            match key {
+                Some(index) => {
+                    if seen.contains(index) {
+                        scope.duplicate.set(true);
+                    }
+                    seen.insert(index);
+                    // Only JSON `true` grants.
+                    if map.next_value_seed(FlagSeed)? == Flag::True {
+                        granted.insert(index);
+                    }
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(granted))
+    }
+}

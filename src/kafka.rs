@@ -1,0 +1,279 @@
+//! Kafka client settings, librdkafka's logs and statistics, and the start-up checks of the
+//! cluster (reachable, every topic there, consent topic compacted).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+
+use crate::config::Config;
+
+/// librdkafka settings that the delivery guarantee rests on; `kafka.properties` may not
+/// change them (checked when the config is loaded).
+pub const PROTECTED_PROPERTIES: [&str; 6] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "enable.partition.eof",
+];
+
+/// How often librdkafka reports statistics, from which the lag gauges are computed.
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+fn base(config: &Config) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("client.id", "consent-enforcer")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    client
+}
+
+fn with_user_properties(mut client: ClientConfig, config: &Config) -> ClientConfig {
+    for (key, value) in &config.kafka.properties {
+        client.set(key, value);
+    }
+    client
+}
+
+/// The group consumer of the input topics. Offsets are committed by the enforcer itself,
+/// only once every write for an event is acknowledged.
+pub fn event_consumer_config(config: &Config) -> ClientConfig {
+    let mut client = base(config);
+    client
+        .set("group.id", &config.kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group starts from the beginning: nothing already in the topic is skipped.
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    with_user_properties(client, config)
+}
+
+/// The consumer of the consent topic: assigned every partition, read from the beginning,
+/// never committing (the table is rebuilt from the topic at each start).
+pub fn consent_consumer_config(config: &Config) -> ClientConfig {
+    let mut client = base(config);
+    client
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    let mut client = with_user_properties(client, config);
+    // Not overridable: start-up knows it has read a partition to its end from these events.
+    client.set("enable.partition.eof", "true");
+    client
+}
+
+/// The producer of destination, dead-letter and re-published consent records.
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut client = base(config);
+    // Room for the largest accepted event plus its key and headers.
+    let max_message = (config.input.max_event_bytes + 1_048_576).max(1_000_000);
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        // Java-compatible murmur2 for keyed records, so downstream consumers can co-partition.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", max_message.to_string());
+    with_user_properties(client, config)
+}
+
+/// Forwards librdkafka's own logs to `tracing` and turns its statistics into lag gauges.
+/// librdkafka logs carry broker addresses and topic names, never payloads.
+pub struct KafkaContext {
+    /// The gauge set from statistics: consumer lag summed per topic.
+    lag: Option<LagGauge>,
+}
+
+pub enum LagGauge {
+    /// One gauge for the topic's total lag.
+    Total(metrics::Gauge),
+    /// One gauge per topic, labelled `topic`.
+    PerTopic(&'static str),
+}
+
+impl KafkaContext {
+    pub fn new(lag: Option<LagGauge>) -> KafkaContext {
+        KafkaContext { lag }
+    }
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(lag) = &self.lag else { return };
+        let mut per_topic: HashMap<&str, i64> = HashMap::new();
+        for (name, topic) in &statistics.topics {
+            let total = per_topic.entry(name).or_default();
+            for partition in topic.partitions.values() {
+                // Partition -1 is librdkafka's internal unassigned queue; negative offsets
+                // mean "not known yet".
+                if partition.partition < 0 || partition.app_offset < 0 || partition.ls_offset < 0 {
+                    continue;
+                }
+                *total += (partition.ls_offset - partition.app_offset).max(0);
+            }
+        }
+        match lag {
+            LagGauge::Total(gauge) => gauge.set(per_topic.values().sum::<i64>() as f64),
+            LagGauge::PerTopic(name) => {
+                for (topic, total) in per_topic {
+                    metrics::gauge!(*name, "topic" => topic.to_owned()).set(total as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for KafkaContext {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("could not reach Kafka at {servers} within {secs} s: {source}")]
+    Unreachable {
+        servers: String,
+        secs: u64,
+        source: KafkaError,
+    },
+    #[error("topic {topic:?} ({field}) does not exist; create it before starting the enforcer")]
+    MissingTopic { topic: String, field: String },
+    #[error("topic {topic:?} ({field}) cannot be used: {reason}")]
+    BadTopic {
+        topic: String,
+        field: String,
+        reason: String,
+    },
+    #[error("cannot create Kafka client: {0}")]
+    Client(#[source] KafkaError),
+}
+
+/// Every topic the config names, with the field that names it.
+pub fn configured_topics(config: &Config) -> Vec<(String, String)> {
+    let mut topics: Vec<(String, String)> = config
+        .input
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(i, topic)| (topic.clone(), format!("input.topics[{i}]")))
+        .collect();
+    topics.push((config.consent.topic.clone(), "consent.topic".to_owned()));
+    topics.push((
+        config.dead_letter.topic.clone(),
+        "dead_letter.topic".to_owned(),
+    ));
+    for (i, dest) in config.destinations.iter().enumerate() {
+        topics.push((dest.topic.clone(), format!("destination[{i}].topic")));
+    }
+    topics
+}
+
+/// Checks that the cluster answers within `kafka.startup_timeout_secs` and that every
+/// configured topic exists. Returns the partition count of each topic.
+pub fn check_topics(config: &Config) -> Result<HashMap<String, usize>, StartupError> {
+    let consumer: BaseConsumer = base(config)
+        .set("group.id", &config.kafka.group_id)
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .create()
+        .map_err(StartupError::Client)?;
+    let secs = config.kafka.startup_timeout_secs;
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(secs))
+        .map_err(|source| StartupError::Unreachable {
+            servers: config.kafka.bootstrap_servers.clone(),
+            secs,
+            source,
+        })?;
+    let mut partitions = HashMap::new();
+    for (topic, field) in configured_topics(config) {
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        match found {
+            None => return Err(StartupError::MissingTopic { topic, field }),
+            Some(t) if t.error().is_some() || t.partitions().is_empty() => {
+                let reason = t
+                    .error()
+                    .map(|e| format!("{:?}", rdkafka::types::RDKafkaErrorCode::from(e)))
+                    .unwrap_or_else(|| "it has no partitions".to_owned());
+                let error = if reason.contains("UnknownTopicOrPartition") {
+                    StartupError::MissingTopic { topic, field }
+                } else {
+                    StartupError::BadTopic {
+                        topic,
+                        field,
+                        reason,
+                    }
+                };
+                return Err(error);
+            }
+            Some(t) => {
+                partitions.insert(topic, t.partitions().len());
+            }
+        }
+    }
+    Ok(partitions)
+}
+
+/// Warns (does not fail) when the consent topic is not compacted: without compaction the
+/// table is still correct, but start-up reads the topic's whole history.
+pub async fn warn_if_consent_topic_not_compacted(config: &Config) {
+    let admin: AdminClient<DefaultClientContext> =
+        match with_user_properties(base(config), config).create() {
+            Ok(admin) => admin,
+            Err(err) => {
+                tracing::warn!(%err, "cannot check the consent topic's cleanup.policy");
+                return;
+            }
+        };
+    let options = AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(config.kafka.startup_timeout_secs)));
+    let resource = ResourceSpecifier::Topic(&config.consent.topic);
+    let policy = match admin.describe_configs([&resource], &options).await {
+        Ok(results) => results.into_iter().find_map(|result| {
+            result
+                .ok()?
+                .get("cleanup.policy")
+                .and_then(|entry| entry.value.clone())
+        }),
+        Err(err) => {
+            tracing::warn!(%err, "cannot check the consent topic's cleanup.policy");
+            return;
+        }
+    };
+    match policy {
+        Some(policy) if policy.split(',').any(|p| p.trim() == "compact") => {}
+        other => tracing::warn!(
+            topic = %config.consent.topic,
+            cleanup_policy = other.as_deref().unwrap_or("unknown"),
+            "consent topic is not compacted: start-up will read its whole history, and \
+             retention may delete states still in force; set cleanup.policy=compact"
+        ),
+    }
+}

@@ -1,0 +1,20 @@
+//! consent-enforcer: routes analytics events from Kafka to per-destination topics, only where
+//! the user's consent allows it.
+//!
+//! The data path, one module each: [`config`] -> [`consent`] (the table, fed by the consent
+//! topic) -> [`event`] (what an event says) -> [`decision`] (pure: deliver or drop, per
+//! destination) -> [`delivery`] (produce, track acknowledgements, commit) -> [`pipeline`] (the
+//! loop that ties them together). [`telemetry`] and [`http`] make it observable.
+
+pub mod config;
+pub mod consent;
+pub mod decision;
+pub mod delivery;
+pub mod event;
+pub mod http;
+pub(crate) mod json;
+pub mod kafka;
+pub mod pipeline;
+pub mod service;
+pub mod telemetry;
+pub mod vocabulary;

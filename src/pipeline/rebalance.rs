@@ -1,0 +1,88 @@
+//! The event consumer's context: on revocation, the revoked partitions' in-flight writes are
+//! drained and their offsets committed before the partitions are released, so the next owner
+//! starts exactly where this instance's acknowledged work ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::delivery::Delivery;
+use crate::kafka::{KafkaContext, LagGauge};
+use crate::telemetry::{self, INPUT_LAG};
+
+pub struct EventConsumerContext {
+    kafka: KafkaContext,
+    delivery: Arc<Delivery>,
+    drain_timeout: Duration,
+}
+
+impl EventConsumerContext {
+    pub fn new(delivery: Arc<Delivery>, drain_timeout: Duration) -> EventConsumerContext {
+        EventConsumerContext {
+            kafka: KafkaContext::new(Some(LagGauge::PerTopic(INPUT_LAG))),
+            delivery,
+            drain_timeout,
+        }
+    }
+}
+
+impl ClientContext for EventConsumerContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        self.kafka.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.kafka.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.kafka.stats(statistics);
+    }
+}
+
+impl ConsumerContext for EventConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                let revoked = self.delivery.input_partitions(list);
+                tracing::info!(
+                    partitions = revoked.len(),
+                    "partitions revoked; draining them"
+                );
+                let drained = self.delivery.drain(Some(&revoked), self.drain_timeout);
+                if consumer.assignment_lost() {
+                    tracing::warn!("assignment lost: the group moved on, not committing");
+                } else if let Err(error) =
+                    self.delivery
+                        .commit(consumer, CommitMode::Sync, Some(&revoked))
+                {
+                    telemetry::error("commit", "revoke");
+                    tracing::warn!(%error, "commit on revocation failed; the next owner redelivers");
+                }
+                if !drained {
+                    telemetry::error("delivery", "revoke_drain");
+                }
+                self.delivery.remove(&revoked);
+            }
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = list.count(), "partitions assigned");
+            }
+            Rebalance::Error(error) => {
+                telemetry::error("consume", "rebalance");
+                tracing::warn!(%error, "rebalance error");
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(error) = result {
+            telemetry::error("commit", "async");
+            tracing::warn!(%error, "offset commit failed; retrying with the next commit");
+            self.delivery.commit_failed(offsets);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The service as a whole: the HTTP endpoints plus the pipeline thread, stopped by a future
+//! (mini-redis style), so tests and `main` drive it the same way.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::{oneshot, watch};
+
+use crate::config::Config;
+use crate::http::{self, Endpoints};
+use crate::pipeline::{self, PipelineError, Signals};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot listen on metrics.listen = {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("the pipeline did not stop within {0} s of the shutdown signal")]
+    StopTimeout(u64),
+    #[error("the pipeline thread panicked")]
+    Panicked,
+}
+
+/// Grace beyond `delivery.drain_timeout_secs` for leaving the group and closing clients.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs until `shutdown` completes (then drains and commits) or the pipeline fails.
+pub async fn run(
+    config: Config,
+    metrics: PrometheusHandle,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServiceError> {
+    let addr: SocketAddr = config
+        .metrics
+        .listen
+        .parse()
+        .map_err(|_| ServiceError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source: std::io::Error::other("not an address"),
+        })?;
+    let listener = http::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Listen { addr, source })?;
+    tracing::info!(addr = ?http::local_addr(&listener), "serving /metrics, /healthz, /readyz");
+
+    let signals = Signals::default();
+    let (stop_http, http_stopped) = watch::channel(false);
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        Endpoints {
+            metrics: metrics.clone(),
+            ready: signals.ready.clone(),
+        },
+        http_stopped,
+    ));
+    let upkeep = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            metrics.run_upkeep();
+        }
+    });
+
+    let (done_tx, mut done_rx) = oneshot::channel();
+    let pipeline_signals = signals.clone();
+    let drain_secs = config.delivery.drain_timeout_secs;
+    std::thread::Builder::new()
+        .name("pipeline".to_owned())
+        .spawn(move || {
+            let result = pipeline::run(&config, &pipeline_signals);
+            let _ = done_tx.send(result);
+        })
+        .map_err(|_| ServiceError::Panicked)?;
+
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        finished = &mut done_rx => finished.map_err(|_| ServiceError::Panicked)?,
+        _ = &mut shutdown => {
+            tracing::info!("shutdown requested");
+            signals.stopping.store(true, Ordering::SeqCst);
+            let bound = Duration::from_secs(drain_secs) + CLOSE_GRACE;
+            match tokio::time::timeout(bound, &mut done_rx).await {
+                Ok(finished) => finished.map_err(|_| ServiceError::Panicked)?,
+                Err(_) => return Err(ServiceError::StopTimeout(bound.as_secs())),
+            }
+        }
+    };
+    let _ = stop_http.send(true);
+    let _ = http_task.await;
+    upkeep.abort();
+    result.map_err(ServiceError::from)
+}

@@ -1,0 +1,201 @@
+//! Metric names and pre-registered handles.
+//!
+//! Every label value comes from the configuration or a fixed list, never from input, so the
+//! series count is bounded. Handles are registered once at start: the hot path only bumps
+//! atomics, and every series shows (as 0) from the first scrape, which makes absent traffic
+//! visible rather than indistinguishable from a missing exporter.
+
+use metrics::{counter, describe_counter, describe_gauge, gauge, Counter, Gauge, Unit};
+
+use crate::consent::Rejection;
+use crate::decision::DropReason;
+use crate::event::Malformed;
+
+pub const EVENTS_RECEIVED: &str = "consent_enforcer_events_received_total";
+pub const EVENTS_DELIVERED: &str = "consent_enforcer_events_delivered_total";
+pub const EVENTS_DROPPED: &str = "consent_enforcer_events_dropped_total";
+pub const EVENTS_DEAD_LETTERED: &str = "consent_enforcer_events_dead_lettered_total";
+pub const CONSENT_RECORDS_RECEIVED: &str = "consent_enforcer_consent_records_received_total";
+pub const CONSENT_RECORDS_APPLIED: &str = "consent_enforcer_consent_records_applied_total";
+pub const CONSENT_RECORDS_REMOVED: &str = "consent_enforcer_consent_records_removed_total";
+pub const CONSENT_RECORDS_REJECTED: &str = "consent_enforcer_consent_records_rejected_total";
+pub const CONSENT_RECORDS_REPUBLISHED: &str = "consent_enforcer_consent_records_republished_total";
+pub const CONSENT_STATES: &str = "consent_enforcer_consent_states";
+pub const CONSENT_LAG: &str = "consent_enforcer_consent_lag_records";
+pub const CONSENT_BOOTSTRAP_SECONDS: &str = "consent_enforcer_consent_bootstrap_seconds";
+pub const INPUT_LAG: &str = "consent_enforcer_input_lag_records";
+pub const WRITES_IN_FLIGHT: &str = "consent_enforcer_writes_in_flight";
+pub const OFFSET_COMMITS: &str = "consent_enforcer_offset_commits_total";
+pub const READY: &str = "consent_enforcer_ready";
+pub const ERRORS: &str = "consent_enforcer_errors_total";
+
+/// Registers the description of every metric (shown as `# HELP` lines).
+pub fn describe() {
+    describe_counter!(
+        EVENTS_RECEIVED,
+        Unit::Count,
+        "Events read from the input topics."
+    );
+    describe_counter!(
+        EVENTS_DELIVERED,
+        Unit::Count,
+        "Events written to a destination topic and acknowledged by the broker."
+    );
+    describe_counter!(
+        EVENTS_DROPPED,
+        Unit::Count,
+        "Events not sent to a destination, by reason (integrations, no_consent, denied)."
+    );
+    describe_counter!(
+        EVENTS_DEAD_LETTERED,
+        Unit::Count,
+        "Malformed events written to the dead-letter topic and acknowledged, by reason."
+    );
+    describe_counter!(
+        CONSENT_RECORDS_RECEIVED,
+        Unit::Count,
+        "Records read from the consent topic."
+    );
+    describe_counter!(
+        CONSENT_RECORDS_APPLIED,
+        Unit::Count,
+        "Consent states stored in the table."
+    );
+    describe_counter!(
+        CONSENT_RECORDS_REMOVED,
+        Unit::Count,
+        "Tombstones applied to the table."
+    );
+    describe_counter!(
+        CONSENT_RECORDS_REJECTED,
+        Unit::Count,
+        "Consent records not applied, by reason; malformed ones leave the user with nothing granted."
+    );
+    describe_counter!(
+        CONSENT_RECORDS_REPUBLISHED,
+        Unit::Count,
+        "Newer states re-published after a stale record, so compaction cannot resurrect it."
+    );
+    describe_gauge!(CONSENT_STATES, Unit::Count, "Users in the consent table.");
+    describe_gauge!(
+        CONSENT_LAG,
+        Unit::Count,
+        "Consent records written but not yet applied to the table."
+    );
+    describe_gauge!(
+        CONSENT_BOOTSTRAP_SECONDS,
+        Unit::Seconds,
+        "Time taken to read the consent topic to its end at start."
+    );
+    describe_gauge!(
+        INPUT_LAG,
+        Unit::Count,
+        "Input records not yet read, by topic."
+    );
+    describe_gauge!(
+        WRITES_IN_FLIGHT,
+        Unit::Count,
+        "Destination and dead-letter writes sent but not yet acknowledged."
+    );
+    describe_counter!(
+        OFFSET_COMMITS,
+        Unit::Count,
+        "Input offset commits, by result."
+    );
+    describe_gauge!(
+        READY,
+        Unit::Count,
+        "1 once the consent table is loaded and events are judged."
+    );
+    describe_counter!(ERRORS, Unit::Count, "Errors, by stage and error_type.");
+}
+
+/// Counts an error; `stage` and `error_type` are fixed strings.
+pub fn error(stage: &'static str, error_type: &'static str) {
+    counter!(ERRORS, "stage" => stage, "error_type" => error_type).increment(1);
+}
+
+/// Handles for the event path.
+pub struct EventMetrics {
+    pub received: Counter,
+    /// Per destination, in config order.
+    pub delivered: Vec<Counter>,
+    /// Per destination, then per [`DropReason::ALL`].
+    pub dropped: Vec<[Counter; 3]>,
+    /// Per [`Malformed::ALL`].
+    pub dead_lettered: [Counter; 6],
+    pub in_flight: Gauge,
+}
+
+impl EventMetrics {
+    pub fn register<'a>(destinations: impl IntoIterator<Item = &'a str>) -> EventMetrics {
+        let mut delivered = Vec::new();
+        let mut dropped = Vec::new();
+        for name in destinations {
+            let name = name.to_owned();
+            delivered.push(counter!(EVENTS_DELIVERED, "destination" => name.clone()));
+            dropped.push(DropReason::ALL.map(|reason| {
+                counter!(EVENTS_DROPPED, "destination" => name.clone(), "reason" => reason.as_str())
+            }));
+        }
+        EventMetrics {
+            received: counter!(EVENTS_RECEIVED),
+            delivered,
+            dropped,
+            dead_lettered: Malformed::ALL
+                .map(|reason| counter!(EVENTS_DEAD_LETTERED, "reason" => reason.as_str())),
+            in_flight: gauge!(WRITES_IN_FLIGHT),
+        }
+    }
+
+    pub fn dropped(&self, destination: usize, reason: DropReason) {
+        let index = DropReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.dropped[destination][index].increment(1);
+    }
+
+    pub fn dead_lettered(&self, reason: Malformed) {
+        let index = Malformed::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.dead_lettered[index].increment(1);
+    }
+}
+
+/// Handles for the consent path.
+pub struct ConsentMetrics {
+    pub received: Counter,
+    pub applied: Counter,
+    pub removed: Counter,
+    /// Per [`Rejection::ALL`].
+    pub rejected: [Counter; 7],
+    pub republished: Counter,
+    pub states: Gauge,
+    pub lag: Gauge,
+}
+
+impl ConsentMetrics {
+    pub fn register() -> ConsentMetrics {
+        ConsentMetrics {
+            received: counter!(CONSENT_RECORDS_RECEIVED),
+            applied: counter!(CONSENT_RECORDS_APPLIED),
+            removed: counter!(CONSENT_RECORDS_REMOVED),
+            rejected: Rejection::ALL
+                .map(|reason| counter!(CONSENT_RECORDS_REJECTED, "reason" => reason.as_str())),
+            republished: counter!(CONSENT_RECORDS_REPUBLISHED),
+            states: gauge!(CONSENT_STATES),
+            lag: gauge!(CONSENT_LAG),
+        }
+    }
+
+    pub fn rejected(&self, reason: Rejection) {
+        let index = Rejection::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.rejected[index].increment(1);
+    }
+}
