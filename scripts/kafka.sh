@@ -39,7 +39,7 @@ fetch() {
   command -v java >/dev/null || { log "java not found: install a JDK 17+ (apt-get install openjdk-17-jre-headless)"; exit 1; }
   log "fetching Apache Kafka $version from Maven Central into $libs"
   rm -rf "$libs" && mkdir -p "$libs"
-  mvn -q -B -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs"
+  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs"
   touch "$libs/.complete"
 }
 

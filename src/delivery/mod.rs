@@ -137,7 +137,9 @@ impl Delivery {
 
     /// Ends an input event begun with [`Delivery::begin`] once all its writes are sent.
     pub fn end(&self, input: InputPartition) {
-        lock(&self.progress).end(input);
+        let mut progress = lock(&self.progress);
+        progress.end(input);
+        self.metrics.in_flight.set(progress.in_flight(None) as f64);
     }
 
     /// Sends one write. A full local queue is waited out (serving acknowledgements meanwhile)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building and testing consent-enforcer needs and a fresh Debian/Ubuntu machine
+# may lack: a C toolchain and pkg-config with OpenSSL headers (librdkafka is built from
+# source), a Java runtime and Maven (the local Kafka broker), and curl. Rust itself comes from
+# rustup (https://rustup.rs); Debian's packaged cargo is too old for the dependencies.
+set -euo pipefail
+
+missing=()
+need() { # command package
+  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+}
+need cc gcc
+need c++ g++
+need make make
+need pkg-config pkg-config
+need perl perl
+need java openjdk-17-jre-headless
+need mvn maven
+need curl curl
+# OpenSSL headers for librdkafka's TLS/SASL support.
+if ! pkg-config --exists openssl 2>/dev/null; then missing+=(libssl-dev); fi
+# zlib headers for librdkafka's gzip codec.
+if ! pkg-config --exists zlib 2>/dev/null; then missing+=(zlib1g-dev); fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found; install Rust with rustup (https://rustup.rs) and retry" >&2
+  exit 1
+fi
