@@ -400,7 +400,10 @@ mod tests {
             parse_str(r#"{"userId":"u1","userId":"u2"}"#),
             Err(Malformed::DuplicateKey)
         );
-        assert_eq!(parse_str(r#"{"type":"track"}"#), Err(Malformed::NoIdentifier));
+        assert_eq!(
+            parse_str(r#"{"type":"track"}"#),
+            Err(Malformed::NoIdentifier)
+        );
     }
 
     #[test]
@@ -414,7 +417,10 @@ mod tests {
     #[test]
     fn trailing_bytes_and_bad_skipped_fields_are_not_json() {
         assert_eq!(parse_str(r#"{"userId":"u1"} {}"#), Err(Malformed::NotJson));
-        assert_eq!(parse_str(r#"{"userId":"u1","properties":{"a":tru}}"#), Err(Malformed::NotJson));
+        assert_eq!(
+            parse_str(r#"{"userId":"u1","properties":{"a":tru}}"#),
+            Err(Malformed::NotJson)
+        );
         let vocabulary = vocabulary();
         let invalid_utf8_in_skipped = b"{\"userId\":\"u1\",\"properties\":{\"a\":\"\xff\"}}";
         assert_eq!(
@@ -439,7 +445,10 @@ mod tests {
             assert_eq!(parse_str(text), Err(Malformed::DuplicateKey), "{text}");
         }
         assert!(parse_str(r#"{"userId":"u1","integrations":{"Other":1,"Other":2}}"#).is_ok());
-        assert!(parse_str(r#"{"userId":"u1","context":{"consent":{"categoryPreferences":{"x":1,"x":2}}}}"#).is_ok());
+        assert!(parse_str(
+            r#"{"userId":"u1","context":{"consent":{"categoryPreferences":{"x":1,"x":2}}}}"#
+        )
+        .is_ok());
     }
 
     #[test]
@@ -484,8 +493,8 @@ mod tests {
 
     #[test]
     fn non_boolean_integration_values_are_neither_on_nor_off() {
-        let view =
-            parse_str(r#"{"userId":"u1","integrations":{"All":"false","Amplitude":"no"}}"#).unwrap();
+        let view = parse_str(r#"{"userId":"u1","integrations":{"All":"false","Amplitude":"no"}}"#)
+            .unwrap();
         assert_eq!(view.integrations, Integrations::default());
     }
 

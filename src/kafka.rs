@@ -65,7 +65,10 @@ pub fn consent_consumer_config(config: &Config) -> ClientConfig {
     let mut client = base(config);
     client
         // librdkafka wants a group for assign(); this one never joins, never commits.
-        .set("group.id", format!("{}.consent-table", config.kafka.group_id))
+        .set(
+            "group.id",
+            format!("{}.consent-table", config.kafka.group_id),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
