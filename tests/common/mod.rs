@@ -528,12 +528,17 @@ pub fn binary() -> &'static str {
 
 impl Enforcer {
     pub fn start(config: &Path, metrics_port: u16) -> Enforcer {
+        Enforcer::start_with_bootstrap(config, metrics_port, bootstrap())
+    }
+
+    /// Starts with `KAFKA_BOOTSTRAP_SERVERS` set to `servers`.
+    pub fn start_with_bootstrap(config: &Path, metrics_port: u16, servers: &str) -> Enforcer {
         let log = config.with_extension("log");
         let stderr = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary())
             .args(["run", "--config"])
             .arg(config)
-            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
+            .env("KAFKA_BOOTSTRAP_SERVERS", servers)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(stderr)

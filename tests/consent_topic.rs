@@ -1,0 +1,271 @@
+//! The consent topic: loaded before the first event, followed while running, and every kind
+//! of record (tombstone, malformed, stale) handled as documented.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn amplitude() -> Vec<Destination> {
+    vec![Destination::new("amplitude", &["analytics"])]
+}
+
+/// Waits until the enforcer has read `n` consent records.
+fn wait_consent_records(enforcer: &Enforcer, n: f64) {
+    enforcer.wait_metric("consent_enforcer_consent_records_received_total", n);
+}
+
+#[test]
+fn states_written_before_start_are_honoured_for_the_first_event() {
+    let s = Scenario::new("bootstrap", amplitude());
+    // Many states, so the table is not loaded in one fetch; the event's user is the last.
+    let records: Vec<Record> = (0..2_000)
+        .map(|i| {
+            Record::new(
+                &format!("u{i}"),
+                &consent(&["analytics"], &[], "2026-11-22T10:00:00Z"),
+            )
+        })
+        .collect();
+    produce(&s.consent, &records);
+    // The events are already waiting when the enforcer starts.
+    s.send_events(&[
+        ("u1999", &track("u1999", "m1")),
+        ("nobody", &track("nobody", "m2")),
+    ]);
+    let enforcer = s.start_ready();
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
+    assert_eq!(enforcer.metric("consent_enforcer_consent_states"), 2_000.0);
+}
+
+#[test]
+fn readyz_is_503_until_the_table_is_loaded_and_healthz_answers_throughout() {
+    let s = Scenario::new("readyz", amplitude());
+    // An unreachable cluster holds the enforcer before its table is loaded, for as long as
+    // kafka.startup_timeout_secs allows.
+    let port = free_port();
+    let config = s.dir.join("unreachable.toml");
+    let text = s
+        .config(port)
+        .replace("[kafka]\n", "[kafka]\nstartup_timeout_secs = 8\n");
+    std::fs::write(&config, text).unwrap();
+    let closed = format!("127.0.0.1:{}", free_port());
+    let mut waiting = Enforcer::start_with_bootstrap(&config, port, &closed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while waiting.get("/healthz").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no HTTP listener; log:\n{}",
+            waiting.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(waiting.get("/healthz").map(|r| r.0), Some(200));
+    assert_eq!(waiting.get("/readyz").map(|r| r.0), Some(503));
+    assert_eq!(waiting.wait_exit(WAIT).code(), Some(1));
+
+    let enforcer = s.start_ready();
+    assert_eq!(enforcer.get("/healthz").map(|r| r.0), Some(200));
+    assert_eq!(enforcer.get("/readyz").map(|r| r.0), Some(200));
+    assert_eq!(enforcer.metric("consent_enforcer_ready"), 1.0);
+}
+
+#[test]
+fn consent_change_while_running_applies_to_later_events() {
+    let s = Scenario::new("change", amplitude());
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T10:00:00Z"));
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    s.send_consent("u1", &consent(&[], &["analytics"], "2026-11-22T11:00:00Z"));
+    wait_consent_records(&enforcer, 2.0);
+    s.send_events(&[("u1", &track("u1", "m2"))]);
+    s.wait_processed();
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T12:00:00Z"));
+    wait_consent_records(&enforcer, 3.0);
+    s.send_events(&[("u1", &track("u1", "m3"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m1", "m3"]);
+}
+
+#[test]
+fn tombstone_removes_the_state_whatever_its_time() {
+    let s = Scenario::new("tombstone", amplitude());
+    s.send_consent("u1", &consent(&["analytics"], &[], "2030-01-01T00:00:00Z"));
+    let enforcer = s.start_ready();
+    produce_tombstone(&s.consent, "u1");
+    wait_consent_records(&enforcer, 2.0);
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+    assert_eq!(
+        enforcer.metric(
+            r#"consent_enforcer_events_dropped_total{destination="amplitude",reason="no_consent"}"#
+        ),
+        1.0
+    );
+    assert_eq!(enforcer.metric("consent_enforcer_consent_states"), 0.0);
+}
+
+#[test]
+fn malformed_consent_record_is_rejected_counted_and_fails_closed() {
+    let s = Scenario::new("malformed-consent", amplitude());
+    let mut when_allowed = s;
+    when_allowed.consent_extra = "when_missing = \"allow\"".to_owned();
+    let s = when_allowed;
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T10:00:00Z"));
+    s.send_consent("u1", "{not json");
+    s.send_consent(
+        "u2",
+        r#"{"categoryPreferences":{"analytics":true},"updatedAt":"last tuesday"}"#,
+    );
+    s.send_consent("u3", r#"["analytics"]"#);
+    s.send_consent("u4", r#"{"updatedAt":"2026-11-22T10:00:00Z"}"#);
+    let enforcer = s.start_ready();
+    s.send_events(&[
+        ("u1", &track("u1", "m1")),
+        ("u2", &track("u2", "m2")),
+        ("u3", &track("u3", "m3")),
+        ("u4", &track("u4", "m4")),
+    ]);
+    s.wait_processed();
+    // Even with when_missing = "allow", a rejected record leaves "present, nothing granted".
+    assert!(s.delivered("amplitude").is_empty());
+    for reason in [
+        "not_json",
+        "bad_updated_at",
+        "not_object",
+        "bad_preferences",
+    ] {
+        assert_eq!(
+            enforcer.metric(&format!(
+                r#"consent_enforcer_consent_records_rejected_total{{reason="{reason}"}}"#
+            )),
+            1.0,
+            "{reason}"
+        );
+    }
+    // A valid record afterwards restores delivery.
+    s.send_consent("u1", &consent(&["analytics"], &[], "2099-01-01T00:00:00Z"));
+    wait_consent_records(&enforcer, 6.0);
+    s.send_events(&[("u1", &track("u1", "m5"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m5"]);
+}
+
+#[test]
+fn consent_record_with_non_utf8_key_is_rejected_and_service_keeps_running() {
+    // (A null key cannot reach a compacted topic: the broker refuses it.)
+    let s = Scenario::new("bad-key", vec![Destination::new("warehouse", &[])]);
+    produce(
+        &s.consent,
+        &[Record {
+            key: Some(vec![0xff, 0xfe]),
+            value: Some(consent(&["analytics"], &[], "2026-11-22T10:00:00Z").into_bytes()),
+            ..Record::default()
+        }],
+    );
+    let enforcer = s.start_ready();
+    assert_eq!(
+        enforcer.metric(r#"consent_enforcer_consent_records_rejected_total{reason="bad_key"}"#),
+        1.0
+    );
+    assert_eq!(enforcer.metric("consent_enforcer_consent_states"), 0.0);
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["m1"]);
+}
+
+#[test]
+fn stale_record_is_ignored_and_newer_state_republished() {
+    let s = Scenario::new("stale", amplitude());
+    s.send_consent("u1", &consent(&[], &["analytics"], "2026-11-22T12:00:00Z"));
+    // Written later, but older: an out-of-order grant that must not resurrect.
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T08:00:00Z"));
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+    assert_eq!(
+        enforcer.metric(r#"consent_enforcer_consent_records_rejected_total{reason="stale"}"#),
+        1.0
+    );
+    enforcer.wait_metric("consent_enforcer_consent_records_republished_total", 1.0);
+    let records = read_all(&s.consent);
+    let last = records.last().expect("consent records");
+    assert_eq!(records.len(), 3);
+    assert_eq!(last.key_str(), "u1");
+    assert_eq!(
+        last.header("consent-enforcer-republished").as_deref(),
+        Some("stale-record-superseded")
+    );
+    let value: serde_json::Value = serde_json::from_slice(last.value.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        value["categoryPreferences"]["analytics"],
+        serde_json::json!(false)
+    );
+    assert_eq!(
+        value["updatedAt"],
+        serde_json::json!("2026-11-22T12:00:00Z")
+    );
+}
+
+#[test]
+fn republished_state_survives_a_restart() {
+    let s = Scenario::new("stale-restart", amplitude());
+    s.send_consent("u1", &consent(&[], &["analytics"], "2026-11-22T12:00:00Z"));
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T08:00:00Z"));
+    {
+        let enforcer = s.start_ready();
+        enforcer.wait_metric("consent_enforcer_consent_records_republished_total", 1.0);
+    }
+    // After a restart the last record by offset is the re-published newer state; reading it
+    // applies (equal time), and nothing more is re-published.
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+    assert_eq!(
+        enforcer.metric("consent_enforcer_consent_records_republished_total"),
+        0.0
+    );
+    assert_eq!(read_all(&s.consent).len(), 3);
+}
+
+#[test]
+fn equal_time_record_applies() {
+    let s = Scenario::new("equal", amplitude());
+    s.send_consent("u1", &consent(&[], &["analytics"], "2026-11-22T12:00:00Z"));
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], "2026-11-22T12:00:00.000Z"),
+    );
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
+    assert_eq!(
+        enforcer.metric(r#"consent_enforcer_consent_records_rejected_total{reason="stale"}"#),
+        0.0
+    );
+}
+
+#[test]
+fn missing_updated_at_takes_the_record_timestamp() {
+    let s = Scenario::new("kafka-time", amplitude());
+    // Kafka timestamp 2026-11-22T11:00:00Z, no updatedAt: newer than the 10:00 revocation.
+    s.send_consent("u1", &consent(&[], &["analytics"], "2026-11-22T10:00:00Z"));
+    produce(
+        &s.consent,
+        &[Record {
+            timestamp: Some(1_795_345_200_000),
+            ..Record::new("u1", r#"{"categoryPreferences":{"analytics":true}}"#)
+        }],
+    );
+    let _enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
+}
