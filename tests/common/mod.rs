@@ -80,9 +80,18 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn create_topic(name: &str, partitions: i32, compacted: bool) {
+    let configs: &[(&str, &str)] = if compacted {
+        &[("cleanup.policy", "compact")]
+    } else {
+        &[]
+    };
+    create_topic_with(name, partitions, configs);
+}
+
+pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    if compacted {
-        topic = topic.set("cleanup.policy", "compact");
+    for (key, value) in configs {
+        topic = topic.set(key, value);
     }
     let results = runtime()
         .block_on(admin().create_topics([&topic], &AdminOptions::new()))
@@ -341,6 +350,8 @@ pub struct Destination {
     pub integration_names: Option<Vec<String>>,
     pub match_mode: &'static str,
     pub partitions: i32,
+    /// Topic-level configs for the destination topic.
+    pub topic_config: Vec<(&'static str, &'static str)>,
 }
 
 impl Destination {
@@ -352,7 +363,13 @@ impl Destination {
             integration_names: None,
             match_mode: "all",
             partitions: 1,
+            topic_config: Vec::new(),
         }
+    }
+
+    pub fn topic_config(mut self, key: &'static str, value: &'static str) -> Destination {
+        self.topic_config.push((key, value));
+        self
     }
 
     pub fn partitions(mut self, partitions: i32) -> Destination {
@@ -384,6 +401,10 @@ pub struct Scenario {
     pub extra: String,
     /// Extra keys for the `[consent]` table.
     pub consent_extra: String,
+    /// Extra keys for the `[input]` table.
+    pub input_extra: String,
+    /// Extra entries for `[kafka.properties]`.
+    pub kafka_properties: String,
 }
 
 impl Scenario {
@@ -414,13 +435,15 @@ impl Scenario {
             dir: std::env::temp_dir().join(&id),
             extra: String::new(),
             consent_extra: String::new(),
+            input_extra: String::new(),
+            kafka_properties: String::new(),
         };
         std::fs::create_dir_all(&scenario.dir).unwrap();
         create_topic(&scenario.input, input_partitions, false);
         create_topic(&scenario.consent, 1, true);
         create_topic(&scenario.dead_letter, 1, false);
         for dest in &scenario.destinations {
-            create_topic(&dest.topic, dest.partitions, false);
+            create_topic_with(&dest.topic, dest.partitions, &dest.topic_config);
         }
         scenario
     }
@@ -437,15 +460,17 @@ impl Scenario {
     pub fn config(&self, metrics_port: u16) -> String {
         let mut toml = format!(
             "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\n\
-             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
-             [input]\ntopics = [\"{}\"]\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n{}\n\
+             [input]\ntopics = [\"{}\"]\n{}\n\
              [consent]\ntopic = \"{}\"\n{}\n\
              [dead_letter]\ntopic = \"{}\"\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [delivery]\ncommit_interval_ms = 200\ndrain_timeout_secs = 20\n",
             bootstrap(),
             self.group,
+            self.kafka_properties,
             self.input,
+            self.input_extra,
             self.consent,
             self.consent_extra,
             self.dead_letter,

@@ -1,0 +1,254 @@
+//! The command line: config validation, start-up errors, the environment override, and the
+//! metrics contract.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn run_binary(args: &[&str], config: &str) -> Output {
+    let dir = std::env::temp_dir().join(unique("cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("enforcer.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = Command::new(binary());
+    command.args(args).arg("--config").arg(&path);
+    command.env_remove("KAFKA_BOOTSTRAP_SERVERS");
+    command.output().expect("run the binary")
+}
+
+const VALID: &str = r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+[input]
+topics = ["events.raw"]
+[consent]
+topic = "consent.states"
+[dead_letter]
+topic = "events.dead-letter"
+[[destination]]
+name = "amplitude"
+topic = "dest.amplitude"
+categories = ["analytics"]
+"#;
+
+fn assert_config_error(config: &str, field: &str) {
+    for command in ["check-config", "run"] {
+        let output = run_binary(&[command], config);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        let error_lines: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(
+            error_lines.len(),
+            1,
+            "{command}: one error line expected: {stderr}"
+        );
+        assert!(
+            error_lines[0].contains(field),
+            "{command}: {field} not named in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_config_accepts_a_valid_config() {
+    let output = run_binary(&["check-config"], VALID);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn check_config_accepts_the_quickstart_config() {
+    let output = Command::new(binary())
+        .args(["check-config", "--config"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/quickstart/enforcer.toml"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn unknown_key_is_a_config_error_naming_it() {
+    assert_config_error(
+        &VALID.replace("[input]", "[input]\nmax_event_byte = 5"),
+        "max_event_byte",
+    );
+}
+
+#[test]
+fn destination_without_categories_is_a_config_error() {
+    assert_config_error(
+        &VALID.replace("categories = [\"analytics\"]", ""),
+        "categories",
+    );
+}
+
+#[test]
+fn duplicate_destination_name_is_a_config_error() {
+    let config = format!(
+        "{VALID}\n[[destination]]\nname = \"amplitude\"\ntopic = \"dest.b\"\ncategories = []\n"
+    );
+    assert_config_error(&config, "destination[1].name");
+}
+
+#[test]
+fn duplicate_destination_topic_is_a_config_error() {
+    let config = format!(
+        "{VALID}\n[[destination]]\nname = \"b\"\ntopic = \"dest.amplitude\"\ncategories = []\n"
+    );
+    assert_config_error(&config, "destination[1].topic");
+}
+
+#[test]
+fn topic_in_two_roles_is_a_config_error() {
+    assert_config_error(
+        &VALID.replace("topic = \"dest.amplitude\"", "topic = \"consent.states\""),
+        "destination[0].topic",
+    );
+    assert_config_error(
+        &VALID.replace("topic = \"events.dead-letter\"", "topic = \"events.raw\""),
+        "dead_letter.topic",
+    );
+}
+
+#[test]
+fn missing_config_file_is_a_config_error() {
+    let output = Command::new(binary())
+        .args(["check-config", "--config", "/nonexistent/enforcer.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/enforcer.toml"));
+}
+
+#[test]
+fn missing_topic_is_a_clear_start_up_error() {
+    let s = Scenario::new("missing-topic", vec![Destination::new("warehouse", &[])]);
+    let port = free_port();
+    let config = s.dir.join("missing.toml");
+    let text = s.config(port).replace(&s.dead_letter, "no-such-topic-here");
+    std::fs::write(&config, text).unwrap();
+    let mut enforcer = Enforcer::start(&config, port);
+    let status = enforcer.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(1));
+    let logs = enforcer.logs();
+    assert!(
+        logs.contains("no-such-topic-here") && logs.contains("dead_letter.topic"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn unreachable_broker_is_a_clear_error_after_a_bounded_time() {
+    let s = Scenario::new("unreachable", vec![Destination::new("warehouse", &[])]);
+    let port = free_port();
+    let config = s.dir.join("unreachable.toml");
+    let text = s
+        .config(port)
+        .replace("[kafka]\n", "[kafka]\nstartup_timeout_secs = 3\n");
+    std::fs::write(&config, text).unwrap();
+    let closed = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let mut enforcer = Enforcer::start_with_bootstrap(&config, port, &closed);
+    let status = enforcer.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let logs = enforcer.logs();
+    assert!(
+        logs.contains("could not reach Kafka") && logs.contains(&closed),
+        "{logs}"
+    );
+}
+
+#[test]
+fn bootstrap_servers_environment_variable_overrides_the_config() {
+    let s = Scenario::new("env-override", vec![Destination::new("warehouse", &[])]);
+    let port = free_port();
+    let config = s.dir.join("override.toml");
+    let wrong = format!("127.0.0.1:{}", free_port());
+    std::fs::write(&config, s.config(port).replace(bootstrap(), &wrong)).unwrap();
+    // Enforcer::start sets KAFKA_BOOTSTRAP_SERVERS to the test broker.
+    let enforcer = Enforcer::start(&config, port);
+    enforcer.wait_ready();
+}
+
+#[test]
+fn metrics_expose_the_documented_series() {
+    let s = Scenario::new(
+        "metrics",
+        vec![Destination::new("amplitude", &["analytics"])],
+    );
+    let enforcer = s.start_ready();
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T10:00:00Z"));
+    s.send_events(&[
+        ("u1", &track("u1", "m1")),
+        ("u2", &track("u2", "m2")),
+        ("x", "not json"),
+    ]);
+    s.wait_processed();
+    enforcer.wait_metric("consent_enforcer_consent_states", 1.0);
+    let text = enforcer.metrics();
+    for series in [
+        r#"consent_enforcer_events_delivered_total{destination="amplitude"}"#,
+        r#"consent_enforcer_events_dropped_total{destination="amplitude",reason="no_consent"}"#,
+        r#"consent_enforcer_events_dead_lettered_total{reason="not_json"}"#,
+        "consent_enforcer_consent_states",
+    ] {
+        assert_eq!(metric_value(&text, series), 1.0, "{series} in\n{text}");
+    }
+    assert_eq!(
+        metric_value(&text, "consent_enforcer_events_received_total"),
+        3.0
+    );
+    for name in [
+        "consent_enforcer_consent_records_rejected_total",
+        "consent_enforcer_consent_lag_records",
+        "consent_enforcer_input_lag_records",
+        "consent_enforcer_writes_in_flight",
+        "consent_enforcer_ready",
+    ] {
+        // Lag gauges come from librdkafka statistics every 5 s.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !enforcer.metrics().contains(name) {
+            assert!(Instant::now() < deadline, "{name} missing");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // No user identifier ever becomes a label.
+    assert!(!text.contains("\"u1\"") && !text.contains("\"u2\""));
+}
+
+#[test]
+fn logs_carry_no_user_identifier_or_payload_at_info() {
+    let s = Scenario::new(
+        "log-hygiene",
+        vec![Destination::new("amplitude", &["analytics"])],
+    );
+    let mut enforcer = s.start_ready();
+    s.send_consent("secret-user-7", "{broken");
+    s.send_events(&[
+        ("secret-user-7", &track("secret-user-7", "secret-message")),
+        ("k", "secret-payload-not-json"),
+    ]);
+    s.wait_processed();
+    enforcer.signal("TERM");
+    assert_eq!(enforcer.wait_exit(WAIT).code(), Some(0));
+    let logs = enforcer.logs();
+    for secret in ["secret-user-7", "secret-message", "secret-payload"] {
+        assert!(!logs.contains(secret), "{secret} leaked into logs:\n{logs}");
+    }
+}

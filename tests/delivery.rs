@@ -1,0 +1,344 @@
+//! Delivery: records go out exactly as they came in, on the Java partition, in order, with
+//! malformed events dead-lettered; at-least-once across kill -9; clean SIGTERM; no commit
+//! past a write that failed for good.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Kafka's Java `Utils.murmur2`, which the default Java partitioner applies to keys.
+fn java_murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+fn java_partition(key: &[u8], partitions: u32) -> i32 {
+    ((java_murmur2(key) & 0x7fff_ffff) % partitions) as i32
+}
+
+#[test]
+fn java_murmur2_matches_known_values() {
+    // Values from Kafka's UtilsTest.testMurmur2.
+    assert_eq!(java_murmur2(b"21") as i32, -973_932_308);
+    assert_eq!(java_murmur2(b"foobar") as i32, -790_332_482);
+    assert_eq!(
+        java_murmur2(b"a-little-bit-long-string") as i32,
+        -985_981_536
+    );
+    assert_eq!(
+        java_murmur2(b"a-little-bit-longer-string") as i32,
+        -1_486_304_829
+    );
+    assert_eq!(
+        java_murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+        -58_897_971
+    );
+    assert_eq!(java_murmur2(b"abc") as i32, 479_470_107);
+}
+
+#[test]
+fn value_key_headers_and_timestamp_go_out_byte_identical() {
+    let s = Scenario::new("identical", vec![Destination::new("warehouse", &[])]);
+    let _enforcer = s.start_ready();
+    // Odd spacing, escapes and number forms that a re-serialization would change.
+    let value =
+        "{ \"userId\" : \"u1\",\t\"messageId\":\"m1\", \"n\": 1.50e3, \"s\":\"\\u00e9\\/\" }";
+    let sent = Record {
+        key: Some(b"key-\x00\xff".to_vec()),
+        value: Some(value.as_bytes().to_vec()),
+        headers: vec![
+            ("trace".to_owned(), Some(b"abc".to_vec())),
+            ("empty".to_owned(), None),
+            ("trace".to_owned(), Some(vec![0, 1, 2])),
+        ],
+        timestamp: Some(1_700_000_000_123),
+        ..Record::default()
+    };
+    produce(&s.input, std::slice::from_ref(&sent));
+    s.wait_processed();
+    let delivered = s.delivered("warehouse");
+    assert_eq!(delivered.len(), 1);
+    let got = &delivered[0];
+    assert_eq!(got.value, sent.value);
+    assert_eq!(got.key, sent.key);
+    assert_eq!(got.headers, sent.headers);
+    assert_eq!(got.timestamp, sent.timestamp);
+}
+
+#[test]
+fn keyed_records_land_on_the_java_murmur2_partition() {
+    let s = Scenario::new(
+        "partitioning",
+        vec![Destination::new("warehouse", &[]).partitions(6)],
+    );
+    let _enforcer = s.start_ready();
+    let events: Vec<(String, String)> = (0..60)
+        .map(|i| {
+            (
+                format!("user-{i}"),
+                track(&format!("user-{i}"), &format!("m{i}")),
+            )
+        })
+        .collect();
+    let borrowed: Vec<(&str, &str)> = events
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    s.send_events(&borrowed);
+    s.wait_processed();
+    let delivered = s.delivered("warehouse");
+    assert_eq!(delivered.len(), 60);
+    let used: HashSet<i32> = delivered.iter().map(|r| r.partition).collect();
+    assert!(used.len() > 1, "keys should spread over partitions");
+    for record in &delivered {
+        let key = record.key.as_deref().unwrap();
+        assert_eq!(
+            record.partition,
+            java_partition(key, 6),
+            "key {}",
+            record.key_str()
+        );
+    }
+}
+
+#[test]
+fn order_is_kept_per_key_per_destination() {
+    let s = Scenario::with_partitions(
+        "order",
+        vec![Destination::new("warehouse", &[]).partitions(2)],
+        3,
+    );
+    let _enforcer = s.start_ready();
+    let mut events = Vec::new();
+    for i in 0..300 {
+        let user = format!("user-{}", i % 5);
+        events.push(Record::new(&user, &track(&user, &format!("{i}"))));
+    }
+    produce(&s.input, &events);
+    s.wait_processed();
+    let delivered = s.delivered("warehouse");
+    assert_eq!(delivered.len(), 300);
+    let mut last: HashMap<String, i64> = HashMap::new();
+    // Records of one key share a partition; read back in offset order.
+    for (record, id) in delivered.iter().zip(message_ids(&delivered)) {
+        let sequence: i64 = id.parse().unwrap();
+        let previous = last.insert(record.key_str(), sequence);
+        assert!(
+            previous.is_none_or(|p| p < sequence),
+            "{} out of order",
+            record.key_str()
+        );
+    }
+}
+
+#[test]
+fn malformed_events_go_only_to_the_dead_letter_topic_with_reason_and_source() {
+    let mut s = Scenario::new("dead-letter", vec![Destination::new("warehouse", &[])]);
+    s.input_extra = "max_event_bytes = 200".to_owned();
+    let _enforcer = s.start_ready();
+    let too_large = format!(r#"{{"userId":"u1","pad":"{}"}}"#, "x".repeat(300));
+    let header = ("origin".to_owned(), Some(b"web".to_vec()));
+    let cases: Vec<(&str, Option<&str>)> = vec![
+        ("null_value", None),
+        ("too_large", Some(&too_large)),
+        ("not_json", Some(r#"{"userId":"u1","#)),
+        ("not_json", Some(r#"{"userId":"u1"} trailing"#)),
+        ("not_object", Some(r#"["userId","u1"]"#)),
+        ("duplicate_key", Some(r#"{"userId":"u1","userId":"u2"}"#)),
+        (
+            "no_identifier",
+            Some(r#"{"type":"track","userId":"","anonymousId":null}"#),
+        ),
+    ];
+    let records: Vec<Record> = cases
+        .iter()
+        .map(|(reason, value)| Record {
+            key: Some(reason.as_bytes().to_vec()),
+            value: value.map(|v| v.as_bytes().to_vec()),
+            headers: vec![header.clone()],
+            ..Record::default()
+        })
+        .collect();
+    produce(&s.input, &records);
+    s.wait_processed();
+    assert!(s.delivered("warehouse").is_empty());
+    let dead = s.dead_letters();
+    assert_eq!(dead.len(), cases.len());
+    for (offset, ((reason, value), record)) in cases.iter().zip(&dead).enumerate() {
+        assert_eq!(
+            record.header("consent-enforcer-error").as_deref(),
+            Some(*reason)
+        );
+        assert_eq!(
+            record.header("consent-enforcer-source"),
+            Some(format!("{}/0/{offset}", s.input))
+        );
+        assert_eq!(record.key_str(), *reason);
+        assert_eq!(record.value.as_deref(), value.map(str::as_bytes));
+        assert_eq!(record.header("origin").as_deref(), Some("web"));
+    }
+    let enforcer = _enforcer;
+    assert_eq!(
+        enforcer.metric(r#"consent_enforcer_events_dead_lettered_total{reason="not_json"}"#),
+        2.0
+    );
+    assert_eq!(
+        enforcer.metric(r#"consent_enforcer_events_dead_lettered_total{reason="null_value"}"#),
+        1.0
+    );
+}
+
+/// Users 0..n: even ones granted analytics, odd ones denied.
+fn consented(user: usize) -> bool {
+    user % 2 == 0
+}
+
+#[test]
+fn at_least_once_across_kill_9_loses_nothing_and_leaks_nothing() {
+    let s = Scenario::with_partitions(
+        "kill9",
+        vec![Destination::new("amplitude", &["analytics"])],
+        3,
+    );
+    let users = 40;
+    let consents: Vec<Record> = (0..users)
+        .map(|u| {
+            let value = if consented(u) {
+                consent(&["analytics"], &[], "2026-11-22T10:00:00Z")
+            } else {
+                consent(&[], &["analytics"], "2026-11-22T10:00:00Z")
+            };
+            Record::new(&format!("user-{u}"), &value)
+        })
+        .collect();
+    produce(&s.consent, &consents);
+    let total = 20_000;
+    let events: Vec<Record> = (0..total)
+        .map(|i| {
+            let user = format!("user-{}", i % users);
+            Record::new(&user, &track(&user, &format!("e{i}")))
+        })
+        .collect();
+    let mut enforcer = s.start_ready();
+    produce(&s.input, &events);
+    // Kill it mid-stream: some events delivered, the input not wholly committed.
+    enforcer.wait_metric(
+        r#"consent_enforcer_events_delivered_total{destination="amplitude"}"#,
+        100.0,
+    );
+    enforcer.kill9();
+    let committed: i64 = committed_offsets(&s.group, &s.input).values().sum();
+    assert!(
+        committed < total as i64,
+        "the kill came after everything was committed; the test exercised nothing"
+    );
+
+    let _restarted = s.start_ready();
+    s.wait_processed();
+    let delivered = message_ids(&s.delivered("amplitude"));
+    let got: HashSet<&str> = delivered.iter().map(String::as_str).collect();
+    let expected: HashSet<String> = (0..total)
+        .filter(|i| consented(i % users))
+        .map(|i| format!("e{i}"))
+        .collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|e| !got.contains(e.as_str()))
+        .collect();
+    let leaked: Vec<&&str> = got.iter().filter(|e| !expected.contains(**e)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} consented events lost",
+        missing.len()
+    );
+    assert!(leaked.is_empty(), "{} events leaked", leaked.len());
+}
+
+#[test]
+fn sigterm_drains_commits_and_exits_0() {
+    let s = Scenario::with_partitions("sigterm", vec![Destination::new("warehouse", &[])], 3);
+    let mut enforcer = s.start_ready();
+    let events: Vec<Record> = (0..2_000)
+        .map(|i| {
+            let user = format!("user-{}", i % 17);
+            Record::new(&user, &track(&user, &format!("e{i}")))
+        })
+        .collect();
+    produce(&s.input, &events);
+    enforcer.wait_metric(
+        r#"consent_enforcer_events_delivered_total{destination="warehouse"}"#,
+        1.0,
+    );
+    let stop_asked = Instant::now();
+    enforcer.signal("TERM");
+    let status = enforcer.wait_exit(Duration::from_secs(40));
+    assert_eq!(status.code(), Some(0), "log:\n{}", enforcer.logs());
+    assert!(stop_asked.elapsed() < Duration::from_secs(30));
+    // Whatever it committed, it delivered: the committed offset is never past a delivered event.
+    let committed = committed_offsets(&s.group, &s.input);
+    let delivered: HashSet<String> = message_ids(&s.delivered("warehouse")).into_iter().collect();
+    let input = read_all(&s.input);
+    for record in input {
+        if committed
+            .get(&record.partition)
+            .is_some_and(|c| record.offset < *c)
+        {
+            let id = message_ids(std::slice::from_ref(&record)).remove(0);
+            assert!(delivered.contains(&id), "{id} committed but not delivered");
+        }
+    }
+    assert!(!committed.is_empty(), "offsets were committed on shutdown");
+}
+
+#[test]
+fn write_that_cannot_succeed_stops_the_service_without_committing_past_it() {
+    let s = Scenario::new(
+        "write-fails",
+        vec![Destination::new("warehouse", &[]).topic_config("max.message.bytes", "1000")],
+    );
+    let mut enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "small"))]);
+    s.wait_processed();
+    let big = format!(
+        r#"{{"userId":"u1","messageId":"big","pad":"{}"}}"#,
+        "x".repeat(5_000)
+    );
+    s.send_events(&[("u1", &big), ("u1", &track("u1", "after"))]);
+    let status = enforcer.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(1), "log:\n{}", enforcer.logs());
+    assert!(
+        enforcer.logs().contains("failed"),
+        "log:\n{}",
+        enforcer.logs()
+    );
+    // The small event (offset 0) is committed; the failed one (offset 1) is not.
+    assert_eq!(committed_offsets(&s.group, &s.input).get(&0), Some(&1));
+}
