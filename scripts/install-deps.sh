@@ -35,3 +35,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found; install Rust with rustup (https://rustup.rs) and retry" >&2
   exit 1
 fi
+
+# rustfmt and clippy, for .ci/run's checks.
+if command -v rustup >/dev/null 2>&1; then
+  for component in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$component" ||
+      rustup component add "$component" >/dev/null 2>&1 || true
+  done
+fi

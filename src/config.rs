@@ -45,6 +45,12 @@ pub struct KafkaConfig {
     /// except for the few that the delivery guarantee depends on (see `kafka::protected`).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Like `properties`, for the consumers only (applied after `properties`).
+    #[serde(default)]
+    pub consumer_properties: BTreeMap<String, String>,
+    /// Like `properties`, for the producer only (applied after `properties`).
+    #[serde(default)]
+    pub producer_properties: BTreeMap<String, String>,
     /// How long start-up may wait for the cluster's metadata before giving up.
     #[serde(default = "default_startup_timeout_secs")]
     pub startup_timeout_secs: u64,
@@ -249,12 +255,18 @@ impl Config {
         if self.kafka.group_id.trim().is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }
-        for key in self.kafka.properties.keys() {
-            if crate::kafka::PROTECTED_PROPERTIES.contains(&key.as_str()) {
-                return Err(invalid(
-                    format!("kafka.properties.{key:?}"),
-                    "is set by the enforcer itself: its delivery guarantee depends on it",
-                ));
+        for (table, properties) in [
+            ("properties", &self.kafka.properties),
+            ("consumer_properties", &self.kafka.consumer_properties),
+            ("producer_properties", &self.kafka.producer_properties),
+        ] {
+            for key in properties.keys() {
+                if crate::kafka::PROTECTED_PROPERTIES.contains(&key.as_str()) {
+                    return Err(invalid(
+                        format!("kafka.{table}.{key:?}"),
+                        "is set by the enforcer itself: its delivery guarantee depends on it",
+                    ));
+                }
             }
         }
         if self.kafka.startup_timeout_secs == 0 {

@@ -36,8 +36,29 @@ fn base(config: &Config) -> ClientConfig {
     client
 }
 
-fn with_user_properties(mut client: ClientConfig, config: &Config) -> ClientConfig {
-    for (key, value) in &config.kafka.properties {
+/// Which librdkafka client a scoped property table applies to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Consumer,
+    Producer,
+    Admin,
+}
+
+fn with_user_properties(mut client: ClientConfig, config: &Config, role: Role) -> ClientConfig {
+    let scoped = match role {
+        Role::Consumer => &config.kafka.consumer_properties,
+        Role::Producer => &config.kafka.producer_properties,
+        Role::Admin => return with_properties(client, &config.kafka.properties),
+    };
+    client = with_properties(client, &config.kafka.properties);
+    with_properties(client, scoped)
+}
+
+fn with_properties(
+    mut client: ClientConfig,
+    properties: &std::collections::BTreeMap<String, String>,
+) -> ClientConfig {
+    for (key, value) in properties {
         client.set(key, value);
     }
     client
@@ -56,7 +77,7 @@ pub fn event_consumer_config(config: &Config) -> ClientConfig {
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("isolation.level", "read_committed")
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-    with_user_properties(client, config)
+    with_user_properties(client, config, Role::Consumer)
 }
 
 /// The consumer of the consent topic: assigned every partition, read from the beginning,
@@ -74,7 +95,7 @@ pub fn consent_consumer_config(config: &Config) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-    let mut client = with_user_properties(client, config);
+    let mut client = with_user_properties(client, config, Role::Consumer);
     // Not overridable: start-up knows it has read a partition to its end from these events.
     client.set("enable.partition.eof", "true");
     client
@@ -92,7 +113,7 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("message.max.bytes", max_message.to_string());
-    with_user_properties(client, config)
+    with_user_properties(client, config, Role::Producer)
 }
 
 /// Forwards librdkafka's own logs to `tracing` and turns its statistics into lag gauges.
@@ -131,6 +152,12 @@ impl ClientContext for KafkaContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // End-of-partition events are how start-up knows the consent table is complete.
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(&error, KafkaError::Global(code) if *code == rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 
@@ -250,7 +277,7 @@ pub fn check_topics(config: &Config) -> Result<HashMap<String, usize>, StartupEr
 /// table is still correct, but start-up reads the topic's whole history.
 pub async fn warn_if_consent_topic_not_compacted(config: &Config) {
     let admin: AdminClient<DefaultClientContext> =
-        match with_user_properties(base(config), config).create() {
+        match with_user_properties(base(config), config, Role::Admin).create() {
             Ok(admin) => admin,
             Err(err) => {
                 tracing::warn!(%err, "cannot check the consent topic's cleanup.policy");
@@ -261,12 +288,13 @@ pub async fn warn_if_consent_topic_not_compacted(config: &Config) {
         .request_timeout(Some(Duration::from_secs(config.kafka.startup_timeout_secs)));
     let resource = ResourceSpecifier::Topic(&config.consent.topic);
     let policy = match admin.describe_configs([&resource], &options).await {
-        Ok(results) => results.into_iter().find_map(|result| {
-            result
-                .ok()?
+        Ok(mut results) => match results.pop() {
+            Some(Ok(resource)) => resource
                 .get("cleanup.policy")
-                .and_then(|entry| entry.value.clone())
-        }),
+                .and_then(|entry| entry.value.clone()),
+            // A missing topic is reported by the start-up check, with its field.
+            Some(Err(_)) | None => return,
+        },
         Err(err) => {
             tracing::warn!(%err, "cannot check the consent topic's cleanup.policy");
             return;

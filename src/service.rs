@@ -68,6 +68,11 @@ pub async fn run(
         }
     });
 
+    let compaction_check = tokio::spawn({
+        let config = config.clone();
+        async move { crate::kafka::warn_if_consent_topic_not_compacted(&config).await }
+    });
+
     let (done_tx, mut done_rx) = oneshot::channel();
     let pipeline_signals = signals.clone();
     let drain_secs = config.delivery.drain_timeout_secs;
@@ -95,5 +100,6 @@ pub async fn run(
     let _ = stop_http.send(true);
     let _ = http_task.await;
     upkeep.abort();
+    compaction_check.abort();
     result.map_err(ServiceError::from)
 }

@@ -252,3 +252,24 @@ fn logs_carry_no_user_identifier_or_payload_at_info() {
         assert!(!logs.contains(secret), "{secret} leaked into logs:\n{logs}");
     }
 }
+
+#[test]
+fn uncompacted_consent_topic_is_warned_about() {
+    let s = Scenario::new("not-compacted", vec![Destination::new("warehouse", &[])]);
+    let plain = unique("plain-consent");
+    create_topic(&plain, 1, false);
+    let port = free_port();
+    let config = s.dir.join("plain.toml");
+    std::fs::write(&config, s.config(port).replace(&s.consent, &plain)).unwrap();
+    let enforcer = Enforcer::start(&config, port);
+    enforcer.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !enforcer.logs().contains("not compacted") {
+        assert!(
+            Instant::now() < deadline,
+            "no warning in:\n{}",
+            enforcer.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

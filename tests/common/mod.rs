@@ -460,7 +460,8 @@ impl Scenario {
     pub fn config(&self, metrics_port: u16) -> String {
         let mut toml = format!(
             "[kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\n\
-             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n{}\n\
+             [kafka.consumer_properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+             [kafka.properties]\n{}\n\
              [input]\ntopics = [\"{}\"]\n{}\n\
              [consent]\ntopic = \"{}\"\n{}\n\
              [dead_letter]\ntopic = \"{}\"\n\
