@@ -7,13 +7,12 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::json::{
-    skip_bools_and_strings, skip_map, skip_numbers_null_and_arrays, Flag, FlagSeed, GrantsSeed,
-    KeySeed, NameSeed, Scope,
+    seed_of_any_value, skip_bools_and_strings, skip_map, skip_numbers_null_and_arrays, Flag,
+    FlagSeed, GrantsSeed, KeySeed, NameSeed, Scope,
 };
 use crate::vocabulary::{CategorySet, IntegrationSet, Vocabulary};
 
@@ -131,10 +130,6 @@ const CONTEXT: u32 = 8;
 impl<'de> Visitor<'de> for EventVisitor<'_> {
     type Value = Option<EventView<'de>>;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
     skip_numbers_null_and_arrays!(Option<EventView<'de>>);
     skip_bools_and_strings!(Option<EventView<'de>>);
 
@@ -182,20 +177,10 @@ const TOP_LEVEL_KEYS: [&str; 4] = ["userId", "anonymousId", "integrations", "con
 /// A `userId` or `anonymousId`: counts only as a non-empty string; any other type is absent.
 struct IdentifierSeed;
 
-impl<'de> DeserializeSeed<'de> for IdentifierSeed {
-    type Value = Option<Cow<'de, str>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed_of_any_value!(IdentifierSeed => Option<Cow<'de, str>>);
 
 impl<'de> Visitor<'de> for IdentifierSeed {
     type Value = Option<Cow<'de, str>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
 
     skip_numbers_null_and_arrays!(Option<Cow<'de, str>>);
 
@@ -222,20 +207,10 @@ impl<'de> Visitor<'de> for IdentifierSeed {
 /// `integrations` says nothing.
 struct IntegrationsSeed<'v>(Scope<'v>);
 
-impl<'de> DeserializeSeed<'de> for IntegrationsSeed<'_> {
-    type Value = Integrations;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed_of_any_value!(IntegrationsSeed<'_> => Integrations);
 
 impl<'de> Visitor<'de> for IntegrationsSeed<'_> {
     type Value = Integrations;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
 
     skip_numbers_null_and_arrays!(Integrations);
     skip_bools_and_strings!(Integrations);
@@ -289,20 +264,10 @@ struct PathSeed<'v, 'p> {
     path: &'p [&'static str],
 }
 
-impl<'de> DeserializeSeed<'de> for PathSeed<'_, '_> {
-    type Value = Option<CategorySet>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed_of_any_value!(PathSeed<'_, '_> => Option<CategorySet>);
 
 impl<'de> Visitor<'de> for PathSeed<'_, '_> {
     type Value = Option<CategorySet>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
 
     skip_numbers_null_and_arrays!(Option<CategorySet>);
     skip_bools_and_strings!(Option<CategorySet>);

@@ -32,6 +32,9 @@ impl Scope<'_> {
 /// checked. This supplies the methods for numbers, null and arrays, which no visitor reads.
 macro_rules! skip_numbers_null_and_arrays {
     ($value:ty) => {
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
         fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$value, E> {
             Ok(Default::default())
         }
@@ -52,6 +55,23 @@ macro_rules! skip_numbers_null_and_arrays {
 }
 
 pub(crate) use skip_numbers_null_and_arrays;
+
+/// `DeserializeSeed` for a seed that is also the `Visitor` of any JSON value.
+macro_rules! seed_of_any_value {
+    ($seed:ty => $value:ty) => {
+        impl<'de> ::serde::de::DeserializeSeed<'de> for $seed {
+            type Value = $value;
+
+            fn deserialize<D: ::serde::de::Deserializer<'de>>(
+                self,
+                deserializer: D,
+            ) -> Result<Self::Value, D::Error> {
+                deserializer.deserialize_any(self)
+            }
+        }
+    };
+}
+pub(crate) use seed_of_any_value;
 
 /// Skips the remaining entries of an object.
 pub(crate) fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
@@ -134,20 +154,10 @@ pub(crate) enum Flag {
 
 pub(crate) struct FlagSeed;
 
-impl<'de> DeserializeSeed<'de> for FlagSeed {
-    type Value = Flag;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed_of_any_value!(FlagSeed => Flag);
 
 impl<'de> Visitor<'de> for FlagSeed {
     type Value = Flag;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
 
     skip_numbers_null_and_arrays!(Flag);
 
@@ -169,20 +179,10 @@ impl<'de> Visitor<'de> for FlagSeed {
 /// `None` when the value is not an object.
 pub(crate) struct GrantsSeed<'v>(pub(crate) Scope<'v>);
 
-impl<'de> DeserializeSeed<'de> for GrantsSeed<'_> {
-    type Value = Option<CategorySet>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed_of_any_value!(GrantsSeed<'_> => Option<CategorySet>);
 
 impl<'de> Visitor<'de> for GrantsSeed<'_> {
     type Value = Option<CategorySet>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
 
     skip_numbers_null_and_arrays!(Option<CategorySet>);
     skip_bools_and_strings!(Option<CategorySet>);

@@ -4,13 +4,14 @@
 use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::ConsentState;
 use crate::json::{
-    skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed, KeySeed, Scope,
+    seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed, KeySeed,
+    Scope,
 };
 use crate::vocabulary::{CategorySet, Vocabulary};
 
@@ -154,23 +155,13 @@ struct RecordFields {
 
 struct RecordSeed<'v>(Scope<'v>);
 
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
-    /// `None` when the value is valid JSON but not an object.
-    type Value = Option<RecordFields>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+// `None` when the value is valid JSON but not an object.
+seed_of_any_value!(RecordSeed<'_> => Option<RecordFields>);
 
 const FIELDS: [&str; 2] = ["categoryPreferences", "updatedAt"];
 
 impl<'de> Visitor<'de> for RecordSeed<'_> {
     type Value = Option<RecordFields>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
 
     skip_numbers_null_and_arrays!(Option<RecordFields>);
     skip_bools_and_strings!(Option<RecordFields>);
@@ -200,19 +191,13 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
 /// `updatedAt`: an RFC 3339 string; `null` counts as missing, anything else is invalid.
 struct UpdatedAtSeed;
 
-impl<'de> DeserializeSeed<'de> for UpdatedAtSeed {
-    type Value = UpdatedAt;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
+seed_of_any_value!(UpdatedAtSeed => UpdatedAt);
 
 impl<'de> Visitor<'de> for UpdatedAtSeed {
     type Value = UpdatedAt;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("an RFC 3339 string")
     }
 
     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<UpdatedAt, E> {
