@@ -86,6 +86,98 @@ pub struct ConsentConfig {
     pub topic: String,
     #[serde(default)]
     pub when_missing: WhenMissing,
+    /// How long one wait for the consent table to catch up with the consent topic's end
+    /// (sampled after a batch of events is read) may last before the batch is set aside and
+    /// the wait counted as a timeout. Events are never judged before the table catches up.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// After this long without catching up with the consent topic, the enforcer reports not
+    /// ready (it has already stopped judging; it resumes by itself).
+    #[serde(default = "default_max_staleness_ms")]
+    pub max_staleness_ms: u64,
+    /// How far back earlier consent states are kept, to judge late events by the consent in
+    /// force at their own time.
+    #[serde(default = "default_history_window")]
+    pub history_window: Duration,
+    /// At most this many earlier states are kept per user.
+    #[serde(default = "default_history_max_changes")]
+    pub history_max_changes: usize,
+}
+
+/// A consent record normally reaches the table within a fetch or two.
+const fn default_max_wait_ms() -> u64 {
+    1_000
+}
+
+/// Long enough to ride out a leader election, short enough to be noticed.
+const fn default_max_staleness_ms() -> u64 {
+    30_000
+}
+
+/// Late events older than a week are rare; their states are the ones most likely forgotten.
+fn default_history_window() -> Duration {
+    Duration::from_millis(7 * 24 * 3_600_000)
+}
+
+/// A user rarely changes their mind more than a few times within the window.
+const fn default_history_max_changes() -> usize {
+    4
+}
+
+/// A duration written with its unit: `500ms`, `30s`, `10m`, `2h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(std::time::Duration);
+
+impl Duration {
+    pub const fn from_millis(ms: u64) -> Duration {
+        Duration(std::time::Duration::from_millis(ms))
+    }
+
+    pub fn get(self) -> std::time::Duration {
+        self.0
+    }
+
+    pub fn as_millis(self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+impl std::str::FromStr for Duration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.parse().map_err(|_| {
+            format!("{text:?} is not a duration like \"500ms\", \"30s\", \"10m\", \"2h\" or \"7d\"")
+        })?;
+        let ms_per_unit = match unit.trim() {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => {
+                return Err(format!(
+                "{text:?} has no unit; write it like \"500ms\", \"30s\", \"10m\", \"2h\" or \"7d\""
+            ))
+            }
+        };
+        number
+            .checked_mul(ms_per_unit)
+            .map(Duration::from_millis)
+            .ok_or_else(|| format!("{text:?} is too long"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// What an event with no consent source at all gets.
@@ -280,6 +372,18 @@ impl Config {
         }
         if self.input.max_event_bytes == 0 {
             return Err(invalid("input.max_event_bytes", "must be at least 1"));
+        }
+        if self.consent.max_wait_ms == 0 {
+            return Err(invalid("consent.max_wait_ms", "must be at least 1"));
+        }
+        if self.consent.max_staleness_ms < self.consent.max_wait_ms {
+            return Err(invalid(
+                "consent.max_staleness_ms",
+                format!(
+                    "{} is shorter than consent.max_wait_ms = {}",
+                    self.consent.max_staleness_ms, self.consent.max_wait_ms
+                ),
+            ));
         }
         if self.delivery.commit_interval_ms == 0 {
             return Err(invalid("delivery.commit_interval_ms", "must be at least 1"));
@@ -522,6 +626,42 @@ categories = ["analytics"]
             "bootstrap_servers = \"127.0.0.1:9092\"\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"",
         ));
         assert!(err.contains("enable.auto.commit"), "{err}");
+    }
+
+    #[test]
+    fn durations_carry_their_unit() {
+        for (text, ms) in [
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("10m", 600_000),
+            ("2h", 7_200_000),
+            ("7d", 604_800_000),
+        ] {
+            assert_eq!(text.parse::<Duration>().unwrap().as_millis(), ms, "{text}");
+        }
+        for bad in ["10", "m", "10 weeks", "-1s", ""] {
+            assert!(bad.parse::<Duration>().is_err(), "{bad}");
+        }
+        let err = error_of(&MINIMAL.replace(
+            "topic = \"consent.states\"",
+            "topic = \"consent.states\"\nhistory_window = \"7\"",
+        ));
+        assert!(
+            err.contains("history_window") || err.contains("unit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn staleness_shorter_than_wait_names_both_fields() {
+        let err = error_of(&MINIMAL.replace(
+            "topic = \"consent.states\"",
+            "topic = \"consent.states\"\nmax_wait_ms = 5000\nmax_staleness_ms = 1000",
+        ));
+        assert!(
+            err.contains("consent.max_staleness_ms") && err.contains("consent.max_wait_ms"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -93,6 +93,30 @@ pub fn person_state(
     }
 }
 
+/// When an event happened, for judging it by the consent in force then.
+///
+/// Its `timestamp` field (the client's clock) when it is sane, else the record's Kafka
+/// timestamp, else the time of judging. Sane means: not later than the record timestamp (an
+/// event cannot happen after Kafka received it; a client clock running ahead would otherwise
+/// date an event after a grant that came later, a pre-consent leak), so a later one is capped
+/// at the record time; and not older than the record timestamp by more than `tolerance_ms`
+/// (`consent.history_window`: the enforcer keeps no consent history further back, and such a
+/// timestamp is a wrong clock or imported old data), so an older one gives way to the record
+/// time.
+pub fn event_time_ms(
+    timestamp_ms: Option<i64>,
+    record_time_ms: Option<i64>,
+    now_ms: i64,
+    tolerance_ms: i64,
+) -> i64 {
+    match (timestamp_ms, record_time_ms) {
+        (Some(event), Some(record)) if event < record.saturating_sub(tolerance_ms) => record,
+        (Some(event), Some(record)) => event.min(record),
+        (Some(time), None) | (None, Some(time)) => time,
+        (None, None) => now_ms,
+    }
+}
+
 /// Deliver (`Ok`) or drop with a reason, for one destination.
 pub fn decide(
     event: &EventView<'_>,
@@ -160,6 +184,7 @@ mod tests {
             anonymous_id: None,
             integrations,
             stamp: None,
+            timestamp_ms: None,
         }
     }
 
@@ -365,6 +390,21 @@ mod tests {
             granted(&[ADVERTISING])
         );
         assert_eq!(Grants::combine(None, None), Grants::Missing);
+    }
+
+    #[test]
+    fn event_time_is_never_after_the_record_time() {
+        assert_eq!(event_time_ms(Some(50), Some(40), 99, 100), 40);
+        assert_eq!(event_time_ms(Some(30), Some(40), 99, 100), 30);
+        assert_eq!(event_time_ms(None, Some(40), 99, 100), 40);
+        assert_eq!(event_time_ms(Some(30), None, 99, 100), 30);
+        assert_eq!(event_time_ms(None, None, 99, 100), 99);
+    }
+
+    #[test]
+    fn timestamp_older_than_the_tolerance_gives_way_to_the_record_time() {
+        assert_eq!(event_time_ms(Some(1_000), Some(5_000), 0, 4_000), 1_000);
+        assert_eq!(event_time_ms(Some(999), Some(5_000), 0, 4_000), 5_000);
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct EventView<'a> {
     /// The event's own consent stamp, `context.consent.categoryPreferences`: `Some` whenever
     /// that field exists; a non-object stamp is present and grants nothing.
     pub stamp: Option<CategorySet>,
+    /// The `timestamp` field (when the event happened, by the client's clock), if it is an
+    /// RFC 3339 string.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Classifies and reads one event value. `max_bytes` is `input.max_event_bytes`.
@@ -126,6 +129,7 @@ const USER_ID: u32 = 1;
 const ANONYMOUS_ID: u32 = 2;
 const INTEGRATIONS: u32 = 4;
 const CONTEXT: u32 = 8;
+const TIMESTAMP: u32 = 16;
 
 impl<'de> Visitor<'de> for EventVisitor<'_> {
     type Value = Option<EventView<'de>>;
@@ -141,6 +145,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             anonymous_id: None,
             integrations: Integrations::default(),
             stamp: None,
+            timestamp_ms: None,
         };
         while let Some(key) = map.next_key_seed(KeySeed(&TOP_LEVEL_KEYS))? {
             match key {
@@ -163,6 +168,10 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                         path: &["consent", "categoryPreferences"],
                     })?;
                 }
+                Some(4) => {
+                    scope.see(&mut seen, TIMESTAMP);
+                    view.timestamp_ms = map.next_value_seed(TimestampSeed)?;
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -172,7 +181,37 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
     }
 }
 
-const TOP_LEVEL_KEYS: [&str; 4] = ["userId", "anonymousId", "integrations", "context"];
+const TOP_LEVEL_KEYS: [&str; 5] = [
+    "userId",
+    "anonymousId",
+    "integrations",
+    "context",
+    "timestamp",
+];
+
+/// The event's `timestamp`: an RFC 3339 string, or nothing usable.
+struct TimestampSeed;
+
+seed_of_any_value!(TimestampSeed => Option<i64>);
+
+impl<'de> Visitor<'de> for TimestampSeed {
+    type Value = Option<i64>;
+
+    skip_numbers_null_and_arrays!(Option<i64>);
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(crate::consent::record::parse_rfc3339_ms(text))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map)?;
+        Ok(None)
+    }
+}
 
 /// A `userId` or `anonymousId`: counts only as a non-empty string; any other type is absent.
 struct IdentifierSeed;
@@ -406,6 +445,7 @@ mod tests {
             r#"{"userId":"u1","integrations":{"All":true,"All":false}}"#,
             r#"{"userId":"u1","anonymousId":"a","anonymousId":"b"}"#,
             r#"{"userId":"u1","us\u0065rId":"u2"}"#,
+            r#"{"userId":"u1","timestamp":"2026-11-22T10:00:00Z","timestamp":"2020-01-01T00:00:00Z"}"#,
         ] {
             assert_eq!(parse_str(text), Err(Malformed::DuplicateKey), "{text}");
         }
@@ -414,6 +454,16 @@ mod tests {
             r#"{"userId":"u1","context":{"consent":{"categoryPreferences":{"x":1,"x":2}}}}"#
         )
         .is_ok());
+    }
+
+    #[test]
+    fn timestamp_is_read_when_it_is_rfc3339() {
+        let view = parse_str(r#"{"userId":"u1","timestamp":"2026-11-22T10:00:00.250Z"}"#).unwrap();
+        assert_eq!(view.timestamp_ms, Some(1_795_341_600_250));
+        for other in ["\"yesterday\"", "1795341600", "null", "{}"] {
+            let text = format!(r#"{{"userId":"u1","timestamp":{other}}}"#);
+            assert_eq!(parse_str(&text).unwrap().timestamp_ms, None, "{text}");
+        }
     }
 
     #[test]

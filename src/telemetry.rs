@@ -5,7 +5,9 @@
 //! atomics, and every series shows (as 0) from the first scrape, which makes absent traffic
 //! visible rather than indistinguishable from a missing exporter.
 
-use metrics::{counter, describe_counter, describe_gauge, gauge, Counter, Gauge, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, Counter, Gauge, Unit,
+};
 
 use crate::consent::Rejection;
 use crate::decision::DropReason;
@@ -28,6 +30,13 @@ pub const WRITES_IN_FLIGHT: &str = "consent_enforcer_writes_in_flight";
 pub const OFFSET_COMMITS: &str = "consent_enforcer_offset_commits_total";
 pub const READY: &str = "consent_enforcer_ready";
 pub const ERRORS: &str = "consent_enforcer_errors_total";
+pub const CONSENT_WAIT_SECONDS: &str = "consent_enforcer_consent_wait_seconds";
+pub const CONSENT_WAIT_TIMEOUTS: &str = "consent_enforcer_consent_wait_timeouts_total";
+
+/// Histogram buckets (seconds) for waits that are usually sub-millisecond.
+pub const WAIT_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 /// Registers the description of every metric (shown as `# HELP` lines).
 pub fn describe() {
@@ -108,6 +117,16 @@ pub fn describe() {
         "1 once the consent table is loaded and events are judged."
     );
     describe_counter!(ERRORS, Unit::Count, "Errors, by stage and error_type.");
+    describe_histogram!(
+        CONSENT_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time a batch of events waited for the consent table to catch up with the consent topic."
+    );
+    describe_counter!(
+        CONSENT_WAIT_TIMEOUTS,
+        Unit::Count,
+        "Waits for the consent table that reached consent.max_wait_ms; the events wait on."
+    );
 }
 
 /// Counts an error; `stage` and `error_type` are fixed strings.

@@ -148,7 +148,7 @@ fn malformed_consent_record_is_rejected_counted_and_fails_closed() {
         );
     }
     // A valid record afterwards restores delivery.
-    s.send_consent("u1", &consent(&["analytics"], &[], "2099-01-01T00:00:00Z"));
+    s.send_consent("u1", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
     wait_consent_records(&enforcer, 6.0);
     s.send_events(&[("u1", &track("u1", "m5"))]);
     s.wait_processed();

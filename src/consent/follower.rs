@@ -1,28 +1,61 @@
 //! Keeps the consent table current: reads every partition of the consent topic from the
-//! beginning at start, then follows it. Knows when start-up has read every partition to the
-//! end, so no event is judged on a partial table.
+//! beginning at start, then follows it.
+//!
+//! It knows how far it has read, so the pipeline can ask two questions: has start-up read
+//! every partition to its end (no event is judged on a partial table), and has the table
+//! caught up with the end offsets sampled after a batch of events was read (an event is never
+//! judged with consent older than what was acknowledged before the event was written).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::record::{parse_key, parse_value};
+use super::table::ApplyOutcome;
 use super::{ConsentState, ConsentTable, ConsentUpdate, Rejection};
 use crate::config::Config;
 use crate::kafka::{consent_consumer_config, KafkaContext, LagGauge};
 use crate::telemetry::{self, ConsentMetrics};
 use crate::vocabulary::{CategorySet, Vocabulary};
 
+/// What applying consent records asks of the rest of the service.
+pub trait ConsentEffects {
+    /// Called before a record that takes away a grant is applied. Every write judged with the
+    /// older state must be finished first, so that once the revocation is applied nothing
+    /// judged before it can still be delivered.
+    fn before_revocation(&mut self);
+
+    /// Writes `state` back to the consent topic (after a stale record; see `record`).
+    fn republish(&mut self, user: &str, state: ConsentState);
+}
+
+/// End offsets of the consent partitions at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct EndOffsets(Vec<(i32, i64)>);
+
 pub struct ConsentFollower {
     consumer: BaseConsumer<KafkaContext>,
+    topic: String,
+    partitions: i32,
+    applier: Applier,
     /// Partitions not yet read to the end they had at start.
     behind: HashSet<i32>,
     /// The end offset each partition had at start.
     start_ends: HashMap<i32, i64>,
+    /// How far each partition is known to be applied: every record before it is in the table.
+    applied_to: HashMap<i32, i64>,
+}
+
+/// Applies records to the table (apart from the consumer, so a borrowed message can be
+/// applied while the consumer is borrowed).
+struct Applier {
+    table: ConsentTable,
+    vocabulary: Arc<Vocabulary>,
     /// Users whose last record (by offset) was stale: the newer state is to be re-published
     /// so that compaction, which keeps the last record, cannot bring the stale one back.
     to_republish: HashSet<Box<str>>,
@@ -34,50 +67,119 @@ impl ConsentFollower {
     pub fn start(
         config: &Config,
         partitions: usize,
+        vocabulary: Arc<Vocabulary>,
         metrics: ConsentMetrics,
-    ) -> Result<ConsentFollower, KafkaError> {
+    ) -> KafkaResult<ConsentFollower> {
         let consumer: BaseConsumer<KafkaContext> = consent_consumer_config(config)
             .create_with_context(KafkaContext::new(Some(LagGauge::Total(
                 metrics.lag.clone(),
             ))))?;
-        let topic = &config.consent.topic;
+        let topic = config.consent.topic.clone();
         let timeout = Duration::from_secs(config.kafka.startup_timeout_secs);
+        let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
         let mut assignment = TopicPartitionList::new();
         let mut behind = HashSet::new();
         let mut start_ends = HashMap::new();
-        for partition in 0..partitions as i32 {
-            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-            let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        let mut applied_to = HashMap::new();
+        for partition in 0..partitions {
+            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
+            let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
             if high > low {
                 behind.insert(partition);
+            } else {
+                applied_to.insert(partition, high);
             }
             start_ends.insert(partition, high);
         }
         consumer.assign(&assignment)?;
         Ok(ConsentFollower {
             consumer,
+            topic,
+            partitions,
+            applier: Applier {
+                table: ConsentTable::new(
+                    config.consent.history_window.as_millis(),
+                    config.consent.history_max_changes,
+                ),
+                vocabulary,
+                to_republish: HashSet::new(),
+                metrics,
+            },
             behind,
             start_ends,
-            to_republish: HashSet::new(),
-            metrics,
+            applied_to,
         })
     }
 
+    pub fn table(&self) -> &ConsentTable {
+        &self.applier.table
+    }
+
     /// True once every partition has been read up to the end it had at start.
-    pub fn caught_up(&self) -> bool {
+    pub fn loaded(&self) -> bool {
         self.behind.is_empty()
     }
 
+    /// Asks the cluster for the consent partitions' end offsets now (one request; for
+    /// `read_committed`, the last stable offsets).
+    pub fn sample_ends(&self, timeout: Duration) -> KafkaResult<EndOffsets> {
+        let mut query = TopicPartitionList::with_capacity(self.partitions as usize);
+        for partition in 0..self.partitions {
+            query.add_partition_offset(&self.topic, partition, Offset::End)?;
+        }
+        let answer = self.consumer.offsets_for_times(query, timeout)?;
+        let mut ends = Vec::with_capacity(self.partitions as usize);
+        for element in answer.elements() {
+            if let Some(error) = element.error().err() {
+                return Err(error);
+            }
+            match element.offset() {
+                Offset::Offset(end) => ends.push((element.partition(), end)),
+                other => {
+                    tracing::debug!(?other, "no end offset for a consent partition");
+                    return Err(KafkaError::OffsetFetch(
+                        rdkafka::types::RDKafkaErrorCode::OffsetNotAvailable,
+                    ));
+                }
+            }
+        }
+        Ok(EndOffsets(ends))
+    }
+
+    /// True if every record before `ends` is applied.
+    pub fn reached(&mut self, ends: &EndOffsets) -> bool {
+        if ends
+            .0
+            .iter()
+            .all(|(p, end)| self.applied_to.get(p).is_some_and(|a| a >= end))
+        {
+            return true;
+        }
+        // Transaction markers and aborted records advance the position without a message.
+        if let Ok(positions) = self.consumer.position() {
+            for element in positions.elements() {
+                if let Offset::Offset(position) = element.offset() {
+                    let applied = self
+                        .applied_to
+                        .entry(element.partition())
+                        .or_insert(position);
+                    *applied = (*applied).max(position);
+                }
+            }
+        }
+        ends.0
+            .iter()
+            .all(|(p, end)| self.applied_to.get(p).is_some_and(|a| a >= end))
+    }
+
     /// Applies the records that arrive within `timeout`, at most `budget` of them, then, once
-    /// caught up, re-publishes the newer states that stale records call for. Returns how
-    /// many records were read.
+    /// loaded, re-publishes the newer states that stale records call for. Returns how many
+    /// records were read.
     pub fn poll(
         &mut self,
-        table: &mut ConsentTable,
-        vocabulary: &Vocabulary,
         timeout: Duration,
         budget: usize,
-        republish: &mut dyn FnMut(&str, ConsentState),
+        effects: &mut dyn ConsentEffects,
     ) -> usize {
         let mut read = 0;
         let mut wait = timeout;
@@ -86,24 +188,27 @@ impl ConsentFollower {
                 None => break,
                 Some(Ok(message)) => {
                     read += 1;
-                    apply(
-                        &mut self.to_republish,
-                        &self.metrics,
-                        table,
-                        vocabulary,
-                        &message,
-                    );
+                    self.applier.apply(&message, effects);
                     let partition = message.partition();
+                    let next = message.offset() + 1;
+                    let applied = self.applied_to.entry(partition).or_insert(next);
+                    *applied = (*applied).max(next);
                     if self
                         .start_ends
                         .get(&partition)
-                        .is_some_and(|end| message.offset() + 1 >= *end)
+                        .is_some_and(|end| next >= *end)
                     {
                         self.behind.remove(&partition);
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    self.behind.remove(&partition);
+                    if self.behind.remove(&partition) {
+                        // The end it had at start is reached, possibly past markers only.
+                        if let Some(end) = self.start_ends.get(&partition) {
+                            let applied = self.applied_to.entry(partition).or_insert(*end);
+                            *applied = (*applied).max(*end);
+                        }
+                    }
                 }
                 Some(Err(error)) => {
                     telemetry::error("consent", "consume");
@@ -113,11 +218,12 @@ impl ConsentFollower {
             }
             wait = Duration::ZERO;
         }
-        self.metrics.states.set(table.len() as f64);
-        if self.caught_up() && !self.to_republish.is_empty() {
-            for user in self.to_republish.drain() {
-                if let Some(state) = table.get(&user) {
-                    republish(&user, state);
+        let applier = &mut self.applier;
+        applier.metrics.states.set(applier.table.len() as f64);
+        if self.behind.is_empty() && !applier.to_republish.is_empty() {
+            for user in std::mem::take(&mut applier.to_republish) {
+                if let Some(state) = applier.table.get(&user) {
+                    effects.republish(&user, state);
                 }
             }
         }
@@ -125,54 +231,68 @@ impl ConsentFollower {
     }
 }
 
-/// Applies one consent record to the table.
-fn apply(
-    to_republish: &mut HashSet<Box<str>>,
-    metrics: &ConsentMetrics,
-    table: &mut ConsentTable,
-    vocabulary: &Vocabulary,
-    message: &rdkafka::message::BorrowedMessage<'_>,
-) {
-    metrics.received.increment(1);
-    let user = match parse_key(message.key()) {
-        Ok(user) => user,
-        Err(reason) => {
-            metrics.rejected(reason);
-            return;
+impl Applier {
+    /// Applies one consent record to the table.
+    fn apply(&mut self, message: &BorrowedMessage<'_>, effects: &mut dyn ConsentEffects) {
+        let metrics = &self.metrics;
+        metrics.received.increment(1);
+        let user = match parse_key(message.key()) {
+            Ok(user) => user,
+            Err(reason) => {
+                metrics.rejected(reason);
+                return;
+            }
+        };
+        let record_time_ms = message.timestamp().to_millis().unwrap_or(0);
+        let current = self.table.get(user).map(|state| state.granted);
+        let update = parse_value(message.payload(), record_time_ms, &self.vocabulary);
+        let takes_away = |granted: CategorySet| current.is_some_and(|c| !granted.is_superset(c));
+        let revokes = match &update {
+            Ok(ConsentUpdate::Remove) => takes_away(CategorySet::EMPTY),
+            Ok(ConsentUpdate::Set(state)) => {
+                takes_away(state.granted)
+                    && self
+                        .table
+                        .get(user)
+                        .is_some_and(|s| s.updated_at_ms <= state.updated_at_ms)
+            }
+            Err(_) => takes_away(CategorySet::EMPTY),
+        };
+        if revokes {
+            effects.before_revocation();
         }
-    };
-    let record_time_ms = message.timestamp().to_millis().unwrap_or(0);
-    let superseded = match parse_value(message.payload(), record_time_ms, vocabulary) {
-        Ok(ConsentUpdate::Remove) => {
-            table.remove(user);
-            metrics.removed.increment(1);
-            true
-        }
-        Ok(ConsentUpdate::Set(state)) => match table.apply(user, state) {
-            super::ApplyOutcome::Applied => {
-                metrics.applied.increment(1);
+        let superseded = match update {
+            Ok(ConsentUpdate::Remove) => {
+                self.table.remove(user);
+                metrics.removed.increment(1);
                 true
             }
-            super::ApplyOutcome::Stale { .. } => {
-                metrics.rejected(Rejection::Stale);
-                to_republish.insert(user.into());
-                false
+            Ok(ConsentUpdate::Set(state)) => match self.table.apply(user, state) {
+                ApplyOutcome::Applied => {
+                    metrics.applied.increment(1);
+                    true
+                }
+                ApplyOutcome::Stale { .. } => {
+                    metrics.rejected(Rejection::Stale);
+                    self.to_republish.insert(user.into());
+                    false
+                }
+            },
+            Err(reason) => {
+                // Fail closed: whatever this record meant, it may have been a revocation.
+                metrics.rejected(reason);
+                self.table.overwrite(
+                    user,
+                    ConsentState {
+                        granted: CategorySet::EMPTY,
+                        updated_at_ms: record_time_ms,
+                    },
+                );
+                true
             }
-        },
-        Err(reason) => {
-            // Fail closed: whatever this record meant, it may have been a revocation.
-            metrics.rejected(reason);
-            table.overwrite(
-                user,
-                ConsentState {
-                    granted: CategorySet::EMPTY,
-                    updated_at_ms: record_time_ms,
-                },
-            );
-            true
+        };
+        if superseded && !self.to_republish.is_empty() {
+            self.to_republish.remove(user);
         }
-    };
-    if superseded && !to_republish.is_empty() {
-        to_republish.remove(user);
     }
 }

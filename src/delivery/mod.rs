@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod progress;
 pub mod tag;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -79,6 +80,8 @@ pub struct WriteFailed {
 pub struct Delivery {
     producer: BaseProducer<AckContext>,
     progress: Mutex<Progress>,
+    /// Input partitions this instance owns now.
+    assigned: Mutex<HashSet<InputPartition>>,
     failure: Mutex<Option<WriteFailed>>,
     /// Where each target writes, for error messages.
     destination_topics: Vec<String>,
@@ -114,6 +117,7 @@ impl Delivery {
         Ok(Delivery {
             producer,
             progress: Mutex::new(Progress::default()),
+            assigned: Mutex::new(HashSet::new()),
             failure: Mutex::new(None),
             destination_topics: topics.destinations,
             input_topics: topics.input,
@@ -305,9 +309,23 @@ impl Delivery {
         }
     }
 
+    /// Records newly assigned partitions.
+    pub fn assign(&self, inputs: &[InputPartition]) {
+        lock(&self.assigned).extend(inputs.iter().copied());
+    }
+
+    /// True if this instance owns the partition now.
+    pub fn is_assigned(&self, input: InputPartition) -> bool {
+        lock(&self.assigned).contains(&input)
+    }
+
     /// Stops tracking revoked partitions.
     pub fn remove(&self, inputs: &[InputPartition]) {
         lock(&self.progress).remove(inputs);
+        let mut assigned = lock(&self.assigned);
+        for input in inputs {
+            assigned.remove(input);
+        }
     }
 
     /// The tracked form of an input partition, if it is one of ours.

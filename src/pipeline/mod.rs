@@ -6,6 +6,7 @@
 //! event is always judged with every consent record applied so far. librdkafka's own threads do
 //! the network I/O and compression.
 
+mod judge;
 mod rebalance;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,19 +15,20 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use crate::config::{Config, WhenMissing};
+use crate::config::Config;
+use crate::consent::follower::{ConsentEffects, EndOffsets};
 use crate::consent::record::encode_value;
-use crate::consent::{ConsentFollower, ConsentState, ConsentTable};
-use crate::decision::{decide, person_state, Grants, Rule};
+use crate::consent::{ConsentFollower, ConsentState};
+use crate::decision::Rule;
 use crate::delivery::tag::{InputPartition, Tag, Target};
-use crate::delivery::{self, dead_letter, Delivery, Topics, WriteFailed};
-use crate::event;
+use crate::delivery::{Delivery, Topics, WriteFailed};
 use crate::kafka::{self, StartupError};
 use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
+use judge::Judge;
 use rebalance::EventConsumerContext;
 
 /// Header on a consent record the enforcer re-published after a stale one.
@@ -39,6 +41,10 @@ const EVENTS_PER_TURN: usize = 1_000;
 const CONSENT_RECORDS_PER_TURN: usize = 10_000;
 /// How long an idle loop waits for an event.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// How often an idle enforcer checks that it can still read the consent topic.
+const FRESHNESS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one consent poll waits while catching up.
+const CATCH_UP_SLICE: Duration = Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -65,6 +71,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     let partitions = kafka::check_topics(config)?;
     let mut vocabulary = Vocabulary::from_config(config);
     let rules = Rule::from_config(config, &mut vocabulary);
+    let vocabulary = Arc::new(vocabulary);
     telemetry::describe();
     metrics::gauge!(telemetry::READY).set(0.0);
 
@@ -87,32 +94,29 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     )?);
 
     let consent_partitions = partitions.get(&config.consent.topic).copied().unwrap_or(1);
-    let mut follower =
-        ConsentFollower::start(config, consent_partitions, ConsentMetrics::register())?;
-    let mut table = ConsentTable::default();
-    let republisher = Republisher {
+    let mut follower = ConsentFollower::start(
+        config,
+        consent_partitions,
+        vocabulary.clone(),
+        ConsentMetrics::register(),
+    )?;
+    let drain_timeout = Duration::from_secs(config.delivery.drain_timeout_secs);
+    let mut effects = Effects {
         delivery: &delivery,
         vocabulary: &vocabulary,
-        topic: &config.consent.topic,
+        consent_topic: &config.consent.topic,
+        drain_timeout,
     };
 
-    if !load_table(
-        &mut follower,
-        &mut table,
-        &vocabulary,
-        &republisher,
-        signals,
-    ) {
-        return shut_down_before_start(&delivery, config);
+    if !load_table(&mut follower, &mut effects, signals) {
+        return shut_down_before_start(&delivery, drain_timeout);
     }
 
-    let drain_timeout = Duration::from_secs(config.delivery.drain_timeout_secs);
     let consumer: BaseConsumer<EventConsumerContext> = kafka::event_consumer_config(config)
         .create_with_context(EventConsumerContext::new(delivery.clone(), drain_timeout))?;
     let topics: Vec<&str> = config.input.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
-    signals.ready.store(true, Ordering::SeqCst);
-    metrics::gauge!(telemetry::READY).set(1.0);
+    set_ready(signals, true);
     tracing::info!("ready: judging events");
 
     let judge = Judge {
@@ -127,32 +131,31 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         dead_letter_topic: &config.dead_letter.topic,
         when_missing: config.consent.when_missing,
         max_event_bytes: config.input.max_event_bytes,
+        timestamp_tolerance_ms: config.consent.history_window.as_millis(),
     };
+    let mut freshness = Freshness::new(config);
     let commit_interval = Duration::from_millis(config.delivery.commit_interval_ms);
     let mut last_commit = Instant::now();
+    // Events read but not yet judged: they wait until the table has caught up with the
+    // consent topic as it was after they were read.
+    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(EVENTS_PER_TURN);
     while !signals.stopping.load(Ordering::Relaxed) && delivery.failure().is_none() {
-        follower.poll(
-            &mut table,
-            &vocabulary,
-            Duration::ZERO,
-            CONSENT_RECORDS_PER_TURN,
-            &mut |user, state| republisher.send(user, state),
-        );
-        let mut wait = IDLE_WAIT;
-        for _ in 0..EVENTS_PER_TURN {
-            match consumer.poll(wait) {
-                None => break,
-                Some(Ok(message)) => judge.event(&table, &message),
-                Some(Err(error)) => {
-                    telemetry::error("consume", "poll");
-                    tracing::warn!(%error, "reading the input topics failed; retrying");
-                    break;
+        if batch.is_empty() {
+            read_events(&consumer, &mut batch);
+        }
+        follower.poll(Duration::ZERO, CONSENT_RECORDS_PER_TURN, &mut effects);
+        if !batch.is_empty() || freshness.probe_due() {
+            let fresh = freshness.catch_up(&mut follower, &mut effects);
+            freshness.report(fresh, signals);
+            if fresh && !batch.is_empty() {
+                let now = now_ms();
+                for message in batch.drain(..) {
+                    judge.event(follower.table(), &message, now);
                 }
             }
-            wait = Duration::ZERO;
         }
         delivery.poll();
-        if last_commit.elapsed() >= commit_interval {
+        if !freshness.stale && last_commit.elapsed() >= commit_interval {
             if let Err(error) = delivery.commit(&consumer, CommitMode::Async, None) {
                 telemetry::error("commit", "async");
                 tracing::warn!(%error, "offset commit failed; retrying with the next commit");
@@ -160,9 +163,10 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             last_commit = Instant::now();
         }
     }
+    // Events read but not judged are not committed: they are read again after a restart.
+    drop(batch);
 
-    signals.ready.store(false, Ordering::SeqCst);
-    metrics::gauge!(telemetry::READY).set(0.0);
+    set_ready(signals, false);
     tracing::info!("stopping: draining in-flight writes");
     let drained = delivery.drain(None, drain_timeout);
     if let Err(error) = delivery.commit(&consumer, CommitMode::Sync, None) {
@@ -185,59 +189,196 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     Ok(())
 }
 
+fn set_ready(signals: &Signals, ready: bool) {
+    signals.ready.store(ready, Ordering::SeqCst);
+    metrics::gauge!(telemetry::READY).set(if ready { 1.0 } else { 0.0 });
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Reads up to a turn's worth of events, waiting briefly only for the first.
+fn read_events<'c>(
+    consumer: &'c BaseConsumer<EventConsumerContext>,
+    batch: &mut Vec<BorrowedMessage<'c>>,
+) {
+    let mut wait = IDLE_WAIT;
+    while batch.len() < EVENTS_PER_TURN {
+        match consumer.poll(wait) {
+            None => break,
+            Some(Ok(message)) => batch.push(message),
+            Some(Err(error)) => {
+                telemetry::error("consume", "poll");
+                tracing::warn!(%error, "reading the input topics failed; retrying");
+                break;
+            }
+        }
+        wait = Duration::ZERO;
+    }
+}
+
+/// Whether the consent table is current enough to judge events.
+struct Freshness {
+    max_wait: Duration,
+    max_staleness: Duration,
+    /// End offsets sampled for the pending batch (or probe), kept until reached.
+    target: Option<EndOffsets>,
+    /// When the table was last known to be caught up.
+    fresh_at: Instant,
+    last_probe: Instant,
+    /// Past `max_staleness`: not ready, nothing judged or committed.
+    stale: bool,
+    wait_seconds: metrics::Histogram,
+    wait_timeouts: metrics::Counter,
+}
+
+impl Freshness {
+    fn new(config: &Config) -> Freshness {
+        Freshness {
+            max_wait: Duration::from_millis(config.consent.max_wait_ms),
+            max_staleness: Duration::from_millis(config.consent.max_staleness_ms),
+            target: None,
+            fresh_at: Instant::now(),
+            last_probe: Instant::now(),
+            stale: false,
+            wait_seconds: metrics::histogram!(telemetry::CONSENT_WAIT_SECONDS),
+            wait_timeouts: metrics::counter!(telemetry::CONSENT_WAIT_TIMEOUTS),
+        }
+    }
+
+    fn probe_due(&self) -> bool {
+        self.last_probe.elapsed() >= FRESHNESS_PROBE_INTERVAL
+    }
+
+    /// Samples the consent topic's end offsets (once per batch) and applies consent records
+    /// until the table reaches them, for at most `consent.max_wait_ms`. True if it did.
+    fn catch_up(&mut self, follower: &mut ConsentFollower, effects: &mut Effects<'_>) -> bool {
+        self.last_probe = Instant::now();
+        let started = Instant::now();
+        if self.target.is_none() {
+            match follower.sample_ends(self.max_wait) {
+                Ok(ends) => self.target = Some(ends),
+                Err(error) => {
+                    telemetry::error("consent", "sample_end_offsets");
+                    tracing::debug!(%error, "cannot sample the consent topic's end offsets");
+                    return false;
+                }
+            }
+        }
+        let Some(target) = &self.target else {
+            return false;
+        };
+        loop {
+            if follower.reached(target) {
+                self.wait_seconds.record(started.elapsed().as_secs_f64());
+                self.target = None;
+                return true;
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= self.max_wait {
+                self.wait_seconds.record(elapsed.as_secs_f64());
+                self.wait_timeouts.increment(1);
+                return false;
+            }
+            follower.poll(
+                CATCH_UP_SLICE.min(self.max_wait - elapsed),
+                CONSENT_RECORDS_PER_TURN,
+                effects,
+            );
+            effects.delivery.poll();
+        }
+    }
+
+    /// Tracks staleness and readiness after a catch-up.
+    fn report(&mut self, fresh: bool, signals: &Signals) {
+        if fresh {
+            self.fresh_at = Instant::now();
+            if self.stale {
+                self.stale = false;
+                set_ready(signals, true);
+                tracing::info!("consent topic readable again: judging events");
+            }
+        } else if !self.stale && self.fresh_at.elapsed() >= self.max_staleness {
+            self.stale = true;
+            set_ready(signals, false);
+            telemetry::error("consent", "stale");
+            tracing::error!(
+                max_staleness_ms = self.max_staleness.as_millis() as u64,
+                "cannot catch up with the consent topic: not judging events until it can"
+            );
+        }
+    }
+}
+
 /// Reads the consent topic to its end. False if asked to stop first.
 fn load_table(
     follower: &mut ConsentFollower,
-    table: &mut ConsentTable,
-    vocabulary: &Vocabulary,
-    republisher: &Republisher<'_>,
+    effects: &mut Effects<'_>,
     signals: &Signals,
 ) -> bool {
     let started = Instant::now();
     let mut last_report = Instant::now();
     tracing::info!("loading the consent table");
-    while !follower.caught_up() {
+    while !follower.loaded() {
         if signals.stopping.load(Ordering::Relaxed) {
             return false;
         }
         follower.poll(
-            table,
-            vocabulary,
             Duration::from_millis(100),
             CONSENT_RECORDS_PER_TURN,
-            &mut |user, state| republisher.send(user, state),
+            effects,
         );
-        republisher.delivery.poll();
+        effects.delivery.poll();
         if last_report.elapsed() >= Duration::from_secs(5) {
-            tracing::info!(states = table.len(), "still loading the consent table");
+            tracing::info!(
+                states = follower.table().len(),
+                "still loading the consent table"
+            );
             last_report = Instant::now();
         }
     }
-    // Stale records found while loading are re-published by the last poll once caught up.
+    // Stale records found while loading were re-published by the last poll once loaded.
     let seconds = started.elapsed().as_secs_f64();
     metrics::gauge!(telemetry::CONSENT_BOOTSTRAP_SECONDS).set(seconds);
-    tracing::info!(states = table.len(), seconds, "consent table loaded");
+    tracing::info!(
+        states = follower.table().len(),
+        seconds,
+        "consent table loaded"
+    );
     true
 }
 
-fn shut_down_before_start(delivery: &Delivery, config: &Config) -> Result<(), PipelineError> {
-    let timeout = Duration::from_secs(config.delivery.drain_timeout_secs);
-    delivery.drain(None, timeout);
+fn shut_down_before_start(
+    delivery: &Delivery,
+    drain_timeout: Duration,
+) -> Result<(), PipelineError> {
+    delivery.drain(None, drain_timeout);
     match delivery.failure() {
         Some(failure) => Err(failure.into()),
         None => Ok(()),
     }
 }
 
-/// Writes a newer consent state back to the consent topic.
-struct Republisher<'a> {
+/// What consent records ask of delivery: finish earlier writes before a revocation, and
+/// write newer states back after a stale record.
+struct Effects<'a> {
     delivery: &'a Delivery,
     vocabulary: &'a Vocabulary,
-    topic: &'a str,
+    consent_topic: &'a str,
+    drain_timeout: Duration,
 }
 
-impl Republisher<'_> {
-    fn send(&self, user: &str, state: ConsentState) {
+impl ConsentEffects for Effects<'_> {
+    fn before_revocation(&mut self) {
+        if !self.delivery.drain(None, self.drain_timeout) {
+            tracing::warn!("writes judged before a revocation are still unacknowledged");
+        }
+    }
+
+    fn republish(&mut self, user: &str, state: ConsentState) {
         let value = encode_value(&state, self.vocabulary);
         let tag = Tag {
             target: Target::Republish,
@@ -247,7 +388,7 @@ impl Republisher<'_> {
             },
             seq: 0,
         };
-        let record = BaseRecord::with_opaque_to(self.topic, tag.encode())
+        let record = BaseRecord::with_opaque_to(self.consent_topic, tag.encode())
             .key(user.as_bytes())
             .payload(value.as_slice())
             .headers(OwnedHeaders::new().insert(Header {
@@ -256,85 +397,5 @@ impl Republisher<'_> {
             }));
         // A failure is recorded by `send` and stops the service.
         let _ = self.delivery.send(record);
-    }
-}
-
-/// Judges events and sends them where they may go.
-struct Judge<'a> {
-    delivery: &'a Delivery,
-    vocabulary: &'a Vocabulary,
-    rules: &'a [Rule],
-    destination_topics: Vec<&'a str>,
-    dead_letter_topic: &'a str,
-    when_missing: WhenMissing,
-    max_event_bytes: usize,
-}
-
-impl Judge<'_> {
-    fn event(&self, table: &ConsentTable, message: &BorrowedMessage<'_>) {
-        let metrics = self.delivery.metrics();
-        metrics.received.increment(1);
-        let Some(input) = self
-            .delivery
-            .input_partition(message.topic(), message.partition())
-        else {
-            // Not trackable (a partition number past 65535): never commit past it.
-            telemetry::error("consume", "untrackable_partition");
-            tracing::error!(
-                topic = message.topic(),
-                partition = message.partition(),
-                "cannot track this partition"
-            );
-            return;
-        };
-        let seq = self.delivery.begin(input, message.offset());
-        let tag = |target| Tag { target, input, seq }.encode();
-        let record = |topic, tag| BaseRecord::<[u8], [u8], usize> {
-            topic,
-            partition: None,
-            payload: message.payload(),
-            key: message.key(),
-            timestamp: message.timestamp().to_millis(),
-            headers: None,
-            delivery_opaque: tag,
-        };
-        match event::parse(message.payload(), self.max_event_bytes, self.vocabulary) {
-            Err(reason) => {
-                let headers = dead_letter::headers(
-                    message.headers(),
-                    reason,
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                );
-                let mut dead_letter =
-                    record(self.dead_letter_topic, tag(Target::DeadLetter(reason)));
-                dead_letter.headers = Some(headers);
-                let _ = self.delivery.send(dead_letter);
-            }
-            Ok(view) => {
-                let stored = person_state(
-                    view.user_id.as_deref().and_then(|id| table.get(id)),
-                    view.anonymous_id.as_deref().and_then(|id| table.get(id)),
-                );
-                let grants = Grants::combine(stored, view.stamp);
-                for (i, rule) in self.rules.iter().enumerate() {
-                    match decide(&view, grants, rule, self.when_missing) {
-                        Ok(()) => {
-                            let mut write = record(
-                                self.destination_topics[i],
-                                tag(Target::Destination(i as u8)),
-                            );
-                            write.headers = delivery::copy_headers(message.headers());
-                            if self.delivery.send(write).is_err() {
-                                break;
-                            }
-                        }
-                        Err(reason) => metrics.dropped(i, reason),
-                    }
-                }
-            }
-        }
-        self.delivery.end(input);
     }
 }

@@ -70,6 +70,7 @@ impl ConsumerContext for EventConsumerContext {
             }
             Rebalance::Assign(list) => {
                 tracing::info!(partitions = list.count(), "partitions assigned");
+                self.delivery.assign(&self.delivery.input_partitions(list));
             }
             Rebalance::Error(error) => {
                 telemetry::error("consume", "rebalance");

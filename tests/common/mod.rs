@@ -712,11 +712,32 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
     0.0
 }
 
-/// A Segment-style track event for a user.
+/// A Segment-style track event for a user, without a `timestamp` (so its time is the
+/// record's Kafka timestamp: when it was written).
 pub fn track(user_id: &str, message_id: &str) -> String {
     format!(
-        r#"{{"type":"track","event":"Clicked","userId":"{user_id}","messageId":"{message_id}","timestamp":"2026-11-22T10:00:00Z","properties":{{"n":1}}}}"#
+        r#"{{"type":"track","event":"Clicked","userId":"{user_id}","messageId":"{message_id}","properties":{{"n":1}}}}"#
     )
+}
+
+/// A track event that happened at `timestamp` (RFC 3339).
+pub fn track_at(user_id: &str, message_id: &str, timestamp: &str) -> String {
+    format!(
+        r#"{{"type":"track","event":"Clicked","userId":"{user_id}","messageId":"{message_id}","timestamp":"{timestamp}","properties":{{"n":1}}}}"#
+    )
+}
+
+/// RFC 3339 for now plus `offset_ms` (negative: in the past).
+pub fn rfc3339_from_now(offset_ms: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let time =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now + offset_ms) * 1_000_000)
+            .unwrap();
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 /// A consent value granting exactly the given categories (others listed as false).
