@@ -165,7 +165,7 @@ impl Delivery {
                     if !self.stopping.load(Ordering::Relaxed) =>
                 {
                     record = returned;
-                    self.producer.poll(Duration::from_millis(10));
+                    self.producer.poll(Duration::from_millis(1));
                     self.settle();
                 }
                 Err((error, _)) => {

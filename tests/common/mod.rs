@@ -117,6 +117,15 @@ pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) 
     }
 }
 
+pub fn delete_topic(name: &str) {
+    let results = runtime()
+        .block_on(admin().delete_topics(&[name], &AdminOptions::new()))
+        .expect("delete topic");
+    for result in results {
+        result.expect("topic deleted");
+    }
+}
+
 fn plain_consumer() -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
@@ -127,13 +136,17 @@ fn plain_consumer() -> BaseConsumer {
         .expect("consumer")
 }
 
-pub fn producer() -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("acks", "all")
-        .set("linger.ms", "0")
-        .create()
-        .expect("producer")
+/// One producer for the whole test binary: creating one per write costs a connection.
+pub fn producer() -> &'static BaseProducer {
+    static PRODUCER: OnceLock<BaseProducer> = OnceLock::new();
+    PRODUCER.get_or_init(|| {
+        ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .create()
+            .expect("producer")
+    })
 }
 
 /// One record as a test writes or reads it.
@@ -199,7 +212,12 @@ pub fn produce(topic: &str, records: &[Record]) {
         }
         producer.send(out).map_err(|(e, _)| e).expect("enqueue");
     }
-    producer.flush(WAIT).expect("records acknowledged");
+    // rdkafka's flush polls in 100 ms steps; this returns as soon as all are acknowledged.
+    let deadline = Instant::now() + WAIT;
+    while producer.in_flight_count() > 0 {
+        assert!(Instant::now() < deadline, "records not acknowledged");
+        producer.poll(Duration::from_millis(1));
+    }
 }
 
 pub fn produce_one(topic: &str, key: &str, value: &str) {

@@ -1,0 +1,236 @@
+//! The guarantees in time: fresh consent for every event, revocations that win, no
+//! pre-consent leak, and failing closed when the consent topic cannot be read.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn amplitude() -> Vec<Destination> {
+    vec![Destination::new("amplitude", &["analytics"])]
+}
+
+fn grant_now() -> String {
+    consent(&["analytics"], &[], &rfc3339_from_now(0))
+}
+
+fn revoke_now() -> String {
+    consent(&[], &["analytics"], &rfc3339_from_now(0))
+}
+
+/// Each user: granted at start; then, with no pause for the enforcer, a revocation, an event
+/// (must be dropped: the revocation was acknowledged before it was written), a grant, an event
+/// (must be delivered). Users are interleaved so consent and events race in both topics.
+#[test]
+fn freshness_event_written_after_an_acknowledged_update_is_judged_with_it() {
+    let s = Scenario::new("freshness", amplitude());
+    let users: Vec<String> = (0..150).map(|u| format!("user-{u}")).collect();
+    for user in &users {
+        s.send_consent(
+            user,
+            &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+        );
+    }
+    let _enforcer = s.start_ready();
+    for round in 0..2 {
+        for user in &users {
+            if round == 0 {
+                s.send_consent(user, &revoke_now());
+                s.send_events(&[(user, &track(user, &format!("{user}-after-revoke")))]);
+            } else {
+                s.send_consent(user, &grant_now());
+                s.send_events(&[(user, &track(user, &format!("{user}-after-grant")))]);
+            }
+        }
+    }
+    s.wait_processed();
+    let delivered: HashSet<String> = message_ids(&s.delivered("amplitude")).into_iter().collect();
+    let leaked: Vec<&String> = delivered
+        .iter()
+        .filter(|id| id.ends_with("after-revoke"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "judged with consent older than acknowledged: {leaked:?}"
+    );
+    let lost: Vec<String> = users
+        .iter()
+        .map(|u| format!("{u}-after-grant"))
+        .filter(|id| !delivered.contains(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "granted before written, yet dropped: {lost:?}"
+    );
+}
+
+#[test]
+fn revocation_wins_nothing_of_the_user_lands_after_it_is_applied() {
+    let s = Scenario::new("revocation-wins", amplitude());
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+    );
+    let enforcer = s.start_ready();
+    // A steady stream of the user's events, in flight while the revocation arrives.
+    let stream = {
+        let input = s.input.clone();
+        std::thread::spawn(move || {
+            for i in 0..400 {
+                produce(&input, &[Record::new("u1", &track("u1", &format!("e{i}")))]);
+            }
+        })
+    };
+    enforcer.wait_metric(
+        r#"consent_enforcer_events_delivered_total{destination="amplitude"}"#,
+        20.0,
+    );
+    let applied_before = enforcer.metric("consent_enforcer_consent_records_applied_total");
+    s.send_consent("u1", &revoke_now());
+    enforcer.wait_metric(
+        "consent_enforcer_consent_records_applied_total",
+        applied_before + 1.0,
+    );
+    // Everything delivered so far was acknowledged before the revocation was applied.
+    let at_revocation = end_offsets(s.topic("amplitude")).values().sum::<i64>();
+    stream.join().unwrap();
+    s.wait_processed();
+    let after = end_offsets(s.topic("amplitude")).values().sum::<i64>();
+    assert_eq!(
+        after, at_revocation,
+        "events of the user landed after the revocation"
+    );
+    assert!(
+        enforcer.metric(
+            r#"consent_enforcer_events_dropped_total{destination="amplitude",reason="denied"}"#
+        ) > 0.0
+    );
+}
+
+#[test]
+fn pre_consent_event_is_not_delivered_by_a_later_grant() {
+    let s = Scenario::new("pre-consent", amplitude());
+    let _enforcer = s.start_ready();
+    // The event happened a minute ago; the user said yes 30 s ago; the event arrives now.
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-30_000)),
+    );
+    s.send_events(&[
+        (
+            "u1",
+            &track_at("u1", "before-choice", &rfc3339_from_now(-60_000)),
+        ),
+        (
+            "u1",
+            &track_at("u1", "after-choice", &rfc3339_from_now(-10_000)),
+        ),
+    ]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["after-choice"]);
+}
+
+#[test]
+fn late_event_is_judged_by_the_consent_in_force_at_its_time() {
+    let s = Scenario::new("history", amplitude());
+    // Granted 3 minutes ago, revoked 2 minutes ago, granted again 1 minute ago.
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-180_000)),
+    );
+    s.send_consent(
+        "u1",
+        &consent(&[], &["analytics"], &rfc3339_from_now(-120_000)),
+    );
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+    );
+    let _enforcer = s.start_ready();
+    s.send_events(&[
+        (
+            "u1",
+            &track_at("u1", "while-granted", &rfc3339_from_now(-150_000)),
+        ),
+        (
+            "u1",
+            &track_at("u1", "while-revoked", &rfc3339_from_now(-90_000)),
+        ),
+        (
+            "u1",
+            &track_at("u1", "granted-again", &rfc3339_from_now(-30_000)),
+        ),
+    ]);
+    s.wait_processed();
+    assert_eq!(
+        message_ids(&s.delivered("amplitude")),
+        ["while-granted", "granted-again"]
+    );
+}
+
+#[test]
+fn consent_withdrawn_since_the_event_wins_over_consent_at_its_time() {
+    let s = Scenario::new("withdrawn-since", amplitude());
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-120_000)),
+    );
+    s.send_consent(
+        "u1",
+        &consent(&[], &["analytics"], &rfc3339_from_now(-60_000)),
+    );
+    let _enforcer = s.start_ready();
+    s.send_events(&[("u1", &track_at("u1", "old", &rfc3339_from_now(-90_000)))]);
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+}
+
+#[test]
+fn client_clock_ahead_cannot_date_an_event_after_a_later_grant() {
+    let s = Scenario::new("clock-ahead", amplitude());
+    // Written before the user's choice, but its timestamp claims an hour from now.
+    s.send_events(&[(
+        "u1",
+        &track_at("u1", "future", &rfc3339_from_now(3_600_000)),
+    )]);
+    std::thread::sleep(Duration::from_millis(50));
+    s.send_consent("u1", &grant_now());
+    // Judged after the grant is applied: its time is capped at its record time, before the grant.
+    let _enforcer = s.start_ready();
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+}
+
+#[test]
+fn unreadable_consent_topic_stops_judging_and_reports_not_ready_then_recovers() {
+    let mut s = Scenario::new("stale", vec![Destination::new("warehouse", &[])]);
+    s.consent_extra = "max_wait_ms = 200\nmax_staleness_ms = 1500".to_owned();
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "before"))]);
+    s.wait_processed();
+    delete_topic(&s.consent);
+    let deadline = Instant::now() + WAIT;
+    while enforcer.get("/readyz").map(|r| r.0) != Some(503) {
+        assert!(
+            Instant::now() < deadline,
+            "never reported not ready:\n{}",
+            enforcer.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.send_events(&[("u1", &track("u1", "while-stale"))]);
+    std::thread::sleep(Duration::from_secs(3));
+    // Even a strictly-necessary destination gets nothing while the table cannot be trusted.
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["before"]);
+    assert_eq!(enforcer.get("/healthz").map(|r| r.0), Some(200));
+
+    create_topic(&s.consent, 1, true);
+    enforcer.wait_ready();
+    s.wait_processed();
+    assert_eq!(
+        message_ids(&s.delivered("warehouse")),
+        ["before", "while-stale"]
+    );
+}
