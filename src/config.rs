@@ -221,6 +221,20 @@ fn default_metrics_listen() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// Exactly-once only: the producer's `transactional.id`. It must be unique per instance
+    /// and stable across its restarts (a restarted instance fences its predecessor's open
+    /// transaction). Default: `<group_id>-<hostname>`, right for one instance per host or
+    /// per Kubernetes pod.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+    /// Exactly-once only: a transaction is committed once it is this old...
+    #[serde(default = "default_transaction_interval_ms")]
+    pub transaction_interval_ms: u64,
+    /// ...or holds this many events, whichever comes first.
+    #[serde(default = "default_transaction_max_events")]
+    pub transaction_max_events: usize,
     /// How often acknowledged progress is committed to the consumer group.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
@@ -233,10 +247,37 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         Self {
+            guarantee: Guarantee::default(),
+            transactional_id: None,
+            transaction_interval_ms: default_transaction_interval_ms(),
+            transaction_max_events: default_transaction_max_events(),
             commit_interval_ms: default_commit_interval_ms(),
             drain_timeout_secs: default_drain_timeout_secs(),
         }
     }
+}
+
+/// How an event's writes and its input offset are tied together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Offsets committed after the writes are acknowledged; a crash may deliver twice.
+    #[default]
+    AtLeastOnce,
+    /// Writes and offsets commit in one Kafka transaction; `read_committed` consumers see
+    /// each delivered event once.
+    ExactlyOnce,
+}
+
+/// Downstream `read_committed` consumers see records once their transaction commits: this
+/// bounds the added latency.
+const fn default_transaction_interval_ms() -> u64 {
+    100
+}
+
+/// Bounds the work redone after an aborted transaction.
+const fn default_transaction_max_events() -> usize {
+    10_000
 }
 
 /// One second bounds the redelivery after a crash without a commit per batch.
@@ -383,6 +424,28 @@ impl Config {
                     "{} is shorter than consent.max_wait_ms = {}",
                     self.consent.max_staleness_ms, self.consent.max_wait_ms
                 ),
+            ));
+        }
+        if self
+            .delivery
+            .transactional_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(invalid("delivery.transactional_id", "must not be empty"));
+        }
+        if self.delivery.transactional_id.is_some()
+            && self.delivery.guarantee != Guarantee::ExactlyOnce
+        {
+            return Err(invalid(
+                "delivery.transactional_id",
+                "is only used with delivery.guarantee = \"exactly_once\"",
+            ));
+        }
+        if self.delivery.transaction_interval_ms == 0 || self.delivery.transaction_max_events == 0 {
+            return Err(invalid(
+                "delivery.transaction_interval_ms",
+                "transaction_interval_ms and transaction_max_events must be at least 1",
             ));
         }
         if self.delivery.commit_interval_ms == 0 {
@@ -558,6 +621,7 @@ categories = ["analytics"]
         assert_eq!(config.consent.when_missing, WhenMissing::Deny);
         assert_eq!(config.metrics.listen, "127.0.0.1:9464");
         assert_eq!(config.delivery.drain_timeout_secs, 30);
+        assert_eq!(config.delivery.guarantee, Guarantee::AtLeastOnce);
         let dest = &config.destinations[0];
         assert_eq!(dest.match_mode, MatchMode::All);
         assert_eq!(dest.integration_names(), vec!["amplitude".to_owned()]);

@@ -11,17 +11,19 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
-use crate::config::Config;
+use crate::config::{Config, Guarantee};
 
 /// librdkafka settings that the delivery guarantee rests on; `kafka.properties` may not
 /// change them (checked when the config is loaded).
-pub const PROTECTED_PROPERTIES: [&str; 6] = [
+pub const PROTECTED_PROPERTIES: [&str; 8] = [
     "enable.auto.commit",
     "enable.auto.offset.store",
     "enable.idempotence",
     "acks",
     "request.required.acks",
     "enable.partition.eof",
+    "transactional.id",
+    "isolation.level",
 ];
 
 /// How often librdkafka reports statistics, from which the lag gauges are computed.
@@ -113,7 +115,31 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("message.max.bytes", max_message.to_string());
+    if config.delivery.guarantee == Guarantee::ExactlyOnce {
+        client.set("transactional.id", transactional_id(config));
+    }
     with_user_properties(client, config, Role::Producer)
+}
+
+/// `delivery.transactional_id`, or `<group_id>-<hostname>`.
+pub fn transactional_id(config: &Config) -> String {
+    config
+        .delivery
+        .transactional_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", config.kafka.group_id, hostname()))
+}
+
+fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    if result != 0 {
+        return "localhost".to_owned();
+    }
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
 }
 
 /// Forwards librdkafka's own logs to `tracing` and turns its statistics into lag gauges.

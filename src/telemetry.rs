@@ -32,10 +32,12 @@ pub const READY: &str = "consent_enforcer_ready";
 pub const ERRORS: &str = "consent_enforcer_errors_total";
 pub const CONSENT_WAIT_SECONDS: &str = "consent_enforcer_consent_wait_seconds";
 pub const CONSENT_WAIT_TIMEOUTS: &str = "consent_enforcer_consent_wait_timeouts_total";
+pub const TRANSACTIONS: &str = "consent_enforcer_transactions_total";
+pub const TRANSACTION_COMMIT_SECONDS: &str = "consent_enforcer_transaction_commit_seconds";
 
 /// Histogram buckets (seconds) for waits that are usually sub-millisecond.
-pub const WAIT_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+pub const WAIT_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Registers the description of every metric (shown as `# HELP` lines).
@@ -123,6 +125,16 @@ pub fn describe() {
         "Time a batch of events waited for the consent table to catch up with the consent topic."
     );
     describe_counter!(
+        TRANSACTIONS,
+        Unit::Count,
+        "Exactly-once transactions, by result (committed, aborted)."
+    );
+    describe_histogram!(
+        TRANSACTION_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time to commit one transaction (flush, offsets, commit)."
+    );
+    describe_counter!(
         CONSENT_WAIT_TIMEOUTS,
         Unit::Count,
         "Waits for the consent table that reached consent.max_wait_ms; the events wait on."
@@ -176,11 +188,15 @@ impl EventMetrics {
     }
 
     pub fn dead_lettered(&self, reason: Malformed) {
+        self.dead_lettered_by(reason, 1);
+    }
+
+    pub fn dead_lettered_by(&self, reason: Malformed, count: u64) {
         let index = Malformed::ALL
             .iter()
             .position(|r| *r == reason)
             .unwrap_or(0);
-        self.dead_lettered[index].increment(1);
+        self.dead_lettered[index].increment(count);
     }
 }
 

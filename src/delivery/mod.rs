@@ -9,6 +9,7 @@
 pub mod dead_letter;
 pub mod progress;
 pub mod tag;
+pub mod transaction;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,7 @@ use rdkafka::message::{BorrowedHeaders, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::config::Guarantee;
 use crate::kafka::KafkaContext;
 use crate::telemetry::{self, EventMetrics};
 use progress::Progress;
@@ -92,6 +94,13 @@ pub struct Delivery {
     republished: metrics::Counter,
     republish_in_flight: Mutex<usize>,
     stopping: Arc<AtomicBool>,
+    guarantee: Guarantee,
+    transaction: Mutex<transaction::Transaction>,
+    transaction_interval: Duration,
+    transaction_max_events: usize,
+    transaction_seconds: metrics::Histogram,
+    /// Set when an aborted transaction rewound the consumer.
+    rewound: AtomicBool,
 }
 
 /// Topic names the delivery layer writes to or reports on.
@@ -102,18 +111,35 @@ pub struct Topics {
     pub consent: String,
 }
 
+/// How delivery is tied to input offsets, from `[delivery]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub guarantee: Guarantee,
+    pub transaction_interval: Duration,
+    pub transaction_max_events: usize,
+    /// Bounds `init_transactions` at start.
+    pub startup_timeout: Duration,
+}
+
 impl Delivery {
     pub fn new(
         producer_config: &rdkafka::ClientConfig,
         topics: Topics,
+        settings: Settings,
         metrics: EventMetrics,
         republished: metrics::Counter,
         stopping: Arc<AtomicBool>,
     ) -> KafkaResult<Delivery> {
-        let producer = producer_config.create_with_context(AckContext {
-            kafka: KafkaContext::new(None),
-            acks: Mutex::new(Vec::with_capacity(1024)),
-        })?;
+        let producer: BaseProducer<AckContext> =
+            producer_config.create_with_context(AckContext {
+                kafka: KafkaContext::new(None),
+                acks: Mutex::new(Vec::with_capacity(1024)),
+            })?;
+        if settings.guarantee == Guarantee::ExactlyOnce {
+            // Fences an earlier incarnation with the same transactional.id and aborts its
+            // open transaction.
+            producer.init_transactions(settings.startup_timeout)?;
+        }
         Ok(Delivery {
             producer,
             progress: Mutex::new(Progress::default()),
@@ -127,6 +153,12 @@ impl Delivery {
             republished,
             republish_in_flight: Mutex::new(0),
             stopping,
+            guarantee: settings.guarantee,
+            transaction: Mutex::new(transaction::Transaction::default()),
+            transaction_interval: settings.transaction_interval,
+            transaction_max_events: settings.transaction_max_events,
+            transaction_seconds: metrics::histogram!(telemetry::TRANSACTION_COMMIT_SECONDS),
+            rewound: AtomicBool::new(false),
         })
     }
 
@@ -134,8 +166,24 @@ impl Delivery {
         &self.metrics
     }
 
+    pub fn guarantee(&self) -> Guarantee {
+        self.guarantee
+    }
+
     /// Starts tracking an input event; its writes are tagged with the returned sequence.
+    /// In exactly-once mode the event joins the open transaction (opening one if needed); if
+    /// none can be opened the error is recorded and the service stops.
     pub fn begin(&self, input: InputPartition, offset: i64) -> u32 {
+        if self.guarantee == Guarantee::ExactlyOnce {
+            if let Err(error) = self.ensure_transaction() {
+                self.transaction_failed(error.clone());
+                lock(&self.failure).get_or_insert(WriteFailed {
+                    topic: "(transaction)".to_owned(),
+                    error,
+                });
+            }
+            self.transaction_event(input, offset);
+        }
         lock(&self.progress).begin(input, offset)
     }
 
@@ -151,6 +199,9 @@ impl Delivery {
     /// event then never completes, so its offset is never committed.
     pub fn send(&self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
         let tag = Tag::decode(record.delivery_opaque);
+        if self.guarantee == Guarantee::ExactlyOnce {
+            self.ensure_transaction()?;
+        }
         let mut record = record;
         loop {
             match self.producer.send(record) {
@@ -198,6 +249,21 @@ impl Delivery {
                 (None, Target::Republish) => {
                     *lock(&self.republish_in_flight) -= 1;
                     self.republished.increment(1);
+                }
+                (None, target) if self.guarantee == Guarantee::ExactlyOnce => {
+                    progress.acknowledge(tag.input, tag.seq);
+                    self.transaction_ack(target);
+                }
+                (Some(error), target) if self.guarantee == Guarantee::ExactlyOnce => {
+                    // The transaction will abort and its events be judged again.
+                    if target == Target::Republish {
+                        *lock(&self.republish_in_flight) -= 1;
+                    } else {
+                        progress.acknowledge(tag.input, tag.seq);
+                    }
+                    telemetry::error("delivery", "write_failed_in_transaction");
+                    tracing::warn!(%error, "a write failed; its transaction will be aborted");
+                    self.transaction_failed(error);
                 }
                 (None, target) => {
                     progress.acknowledge(tag.input, tag.seq);
@@ -319,13 +385,18 @@ impl Delivery {
         lock(&self.assigned).contains(&input)
     }
 
-    /// Stops tracking revoked partitions.
-    pub fn remove(&self, inputs: &[InputPartition]) {
-        lock(&self.progress).remove(inputs);
+    /// Marks partitions as no longer owned (their progress is still tracked).
+    pub fn unassign(&self, inputs: &[InputPartition]) {
         let mut assigned = lock(&self.assigned);
         for input in inputs {
             assigned.remove(input);
         }
+    }
+
+    /// Stops owning and tracking revoked partitions.
+    pub fn remove(&self, inputs: &[InputPartition]) {
+        self.unassign(inputs);
+        lock(&self.progress).remove(inputs);
     }
 
     /// The tracked form of an input partition, if it is one of ours.

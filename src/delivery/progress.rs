@@ -166,6 +166,26 @@ impl Progress {
         }
     }
 
+    /// Forgets the events of the given partitions (their transaction was aborted and they will
+    /// be read again), keeping what was committed.
+    pub fn reset(&mut self, inputs: &[InputPartition]) {
+        for input in inputs {
+            if let Some(partition) = self.partitions.get_mut(input) {
+                self.in_flight -= partition.in_flight();
+                let committed = partition.committed;
+                let front_seq = partition
+                    .front_seq
+                    .wrapping_add(partition.entries.len() as u32);
+                *partition = PartitionProgress {
+                    front_seq,
+                    committed,
+                    committable: committed,
+                    ..PartitionProgress::default()
+                };
+            }
+        }
+    }
+
     /// Stops tracking partitions that were revoked.
     pub fn remove(&mut self, inputs: &[InputPartition]) {
         for input in inputs {

@@ -18,13 +18,14 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use crate::config::Config;
+use crate::config::{Config, Guarantee};
 use crate::consent::follower::{ConsentEffects, EndOffsets};
 use crate::consent::record::encode_value;
 use crate::consent::{ConsentFollower, ConsentState};
 use crate::decision::Rule;
 use crate::delivery::tag::{InputPartition, Tag, Target};
-use crate::delivery::{Delivery, Topics, WriteFailed};
+use crate::delivery::transaction::Outcome;
+use crate::delivery::{Delivery, Settings, Topics, WriteFailed};
 use crate::kafka::{self, StartupError};
 use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
@@ -88,6 +89,12 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             dead_letter: config.dead_letter.topic.clone(),
             consent: config.consent.topic.clone(),
         },
+        Settings {
+            guarantee: config.delivery.guarantee,
+            transaction_interval: Duration::from_millis(config.delivery.transaction_interval_ms),
+            transaction_max_events: config.delivery.transaction_max_events,
+            startup_timeout: Duration::from_secs(config.kafka.startup_timeout_secs),
+        },
         EventMetrics::register(destinations),
         metrics::counter!(telemetry::CONSENT_RECORDS_REPUBLISHED),
         signals.stopping.clone(),
@@ -101,19 +108,24 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         ConsentMetrics::register(),
     )?;
     let drain_timeout = Duration::from_secs(config.delivery.drain_timeout_secs);
-    let mut effects = Effects {
+    let mut loading = Effects {
         delivery: &delivery,
         vocabulary: &vocabulary,
         consent_topic: &config.consent.topic,
         drain_timeout,
+        consumer: None,
     };
 
-    if !load_table(&mut follower, &mut effects, signals) {
+    if !load_table(&mut follower, &mut loading, signals) {
         return shut_down_before_start(&delivery, drain_timeout);
     }
 
     let consumer: BaseConsumer<EventConsumerContext> = kafka::event_consumer_config(config)
         .create_with_context(EventConsumerContext::new(delivery.clone(), drain_timeout))?;
+    let mut effects = Effects {
+        consumer: Some(&consumer),
+        ..loading
+    };
     let topics: Vec<&str> = config.input.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     set_ready(signals, true);
@@ -147,6 +159,10 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         if !batch.is_empty() || freshness.probe_due() {
             let fresh = freshness.catch_up(&mut follower, &mut effects);
             freshness.report(fresh, signals);
+            if delivery.take_rewound() {
+                // An aborted transaction rewound the consumer: these are read again.
+                batch.clear();
+            }
             if fresh && !batch.is_empty() {
                 let now = now_ms();
                 for message in batch.drain(..) {
@@ -155,12 +171,24 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             }
         }
         delivery.poll();
-        if !freshness.stale && last_commit.elapsed() >= commit_interval {
-            if let Err(error) = delivery.commit(&consumer, CommitMode::Async, None) {
-                telemetry::error("commit", "async");
-                tracing::warn!(%error, "offset commit failed; retrying with the next commit");
+        match delivery.guarantee() {
+            Guarantee::ExactlyOnce => {
+                if delivery.transaction_due() {
+                    delivery.commit_transaction(&consumer, drain_timeout);
+                }
+                if delivery.take_rewound() {
+                    batch.clear();
+                }
             }
-            last_commit = Instant::now();
+            Guarantee::AtLeastOnce => {
+                if !freshness.stale && last_commit.elapsed() >= commit_interval {
+                    if let Err(error) = delivery.commit(&consumer, CommitMode::Async, None) {
+                        telemetry::error("commit", "async");
+                        tracing::warn!(%error, "offset commit failed; retrying with the next commit");
+                    }
+                    last_commit = Instant::now();
+                }
+            }
         }
     }
     // Events read but not judged are not committed: they are read again after a restart.
@@ -168,11 +196,19 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
 
     set_ready(signals, false);
     tracing::info!("stopping: draining in-flight writes");
-    let drained = delivery.drain(None, drain_timeout);
-    if let Err(error) = delivery.commit(&consumer, CommitMode::Sync, None) {
-        telemetry::error("commit", "shutdown");
-        tracing::warn!(%error, "final offset commit failed; uncommitted events will be redelivered");
-    }
+    let drained = match delivery.guarantee() {
+        Guarantee::ExactlyOnce => {
+            delivery.commit_transaction(&consumer, drain_timeout) != Outcome::Aborted
+        }
+        Guarantee::AtLeastOnce => {
+            let drained = delivery.drain(None, drain_timeout);
+            if let Err(error) = delivery.commit(&consumer, CommitMode::Sync, None) {
+                telemetry::error("commit", "shutdown");
+                tracing::warn!(%error, "final offset commit failed; uncommitted events will be redelivered");
+            }
+            drained
+        }
+    };
     // Leaving the group revokes every partition: the rebalance callback finds nothing left
     // to drain and commits nothing new.
     consumer.unsubscribe();
@@ -369,12 +405,23 @@ struct Effects<'a> {
     vocabulary: &'a Vocabulary,
     consent_topic: &'a str,
     drain_timeout: Duration,
+    /// The event consumer, once events are judged (exactly-once commits need its group).
+    consumer: Option<&'a BaseConsumer<EventConsumerContext>>,
 }
 
 impl ConsentEffects for Effects<'_> {
     fn before_revocation(&mut self) {
-        if !self.delivery.drain(None, self.drain_timeout) {
-            tracing::warn!("writes judged before a revocation are still unacknowledged");
+        match (self.delivery.guarantee(), self.consumer) {
+            (Guarantee::ExactlyOnce, Some(consumer)) => {
+                // Writes become visible on commit: commit them before the revocation applies.
+                self.delivery
+                    .commit_transaction(consumer, self.drain_timeout);
+            }
+            _ => {
+                if !self.delivery.drain(None, self.drain_timeout) {
+                    tracing::warn!("writes judged before a revocation are still unacknowledged");
+                }
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 
+use crate::config::Guarantee;
 use crate::delivery::Delivery;
 use crate::kafka::{KafkaContext, LagGauge};
 use crate::telemetry::{self, INPUT_LAG};
@@ -53,6 +54,16 @@ impl ConsumerContext for EventConsumerContext {
                     partitions = revoked.len(),
                     "partitions revoked; draining them"
                 );
+                if self.delivery.guarantee() == Guarantee::ExactlyOnce {
+                    // The open transaction holds events of every owned partition: commit it
+                    // whole, offsets of the revoked ones included. If that fails (a lost
+                    // assignment is fenced), the abort rewinds only the partitions kept.
+                    self.delivery.unassign(&revoked);
+                    self.delivery
+                        .commit_transaction(consumer, self.drain_timeout);
+                    self.delivery.remove(&revoked);
+                    return;
+                }
                 let drained = self.delivery.drain(Some(&revoked), self.drain_timeout);
                 if consumer.assignment_lost() {
                     tracing::warn!("assignment lost: the group moved on, not committing");

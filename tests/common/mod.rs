@@ -423,6 +423,8 @@ pub struct Scenario {
     pub input_extra: String,
     /// Extra entries for `[kafka.properties]`.
     pub kafka_properties: String,
+    /// Extra keys for the `[delivery]` table; `{instance}` becomes the instance's name.
+    pub delivery_extra: String,
 }
 
 impl Scenario {
@@ -455,6 +457,7 @@ impl Scenario {
             consent_extra: String::new(),
             input_extra: String::new(),
             kafka_properties: String::new(),
+            delivery_extra: String::new(),
         };
         std::fs::create_dir_all(&scenario.dir).unwrap();
         create_topic(&scenario.input, input_partitions, false);
@@ -484,7 +487,7 @@ impl Scenario {
              [consent]\ntopic = \"{}\"\n{}\n\
              [dead_letter]\ntopic = \"{}\"\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
-             [delivery]\ncommit_interval_ms = 200\ndrain_timeout_secs = 20\n",
+             [delivery]\ncommit_interval_ms = 200\ndrain_timeout_secs = 20\n{}\n",
             bootstrap(),
             self.group,
             self.kafka_properties,
@@ -493,6 +496,7 @@ impl Scenario {
             self.consent,
             self.consent_extra,
             self.dead_letter,
+            self.delivery_extra,
         );
         for dest in &self.destinations {
             let categories: Vec<String> =
@@ -516,9 +520,14 @@ impl Scenario {
 
     /// Writes the config and starts an enforcer on it.
     pub fn start(&self) -> Enforcer {
+        self.start_instance("a")
+    }
+
+    /// Starts an enforcer named `instance` (its `{instance}` in `delivery_extra`).
+    pub fn start_instance(&self, instance: &str) -> Enforcer {
         let port = free_port();
-        let path = self.dir.join(format!("enforcer-{port}.toml"));
-        std::fs::write(&path, self.config(port)).unwrap();
+        let path = self.dir.join(format!("enforcer-{instance}-{port}.toml"));
+        std::fs::write(&path, self.config(port).replace("{instance}", instance)).unwrap();
         Enforcer::start(&path, port)
     }
 

@@ -1,0 +1,260 @@
+//! Exactly-once delivery: every write of a batch of events, and the input offsets past those
+//! events, commit in one Kafka transaction (KIP-447: offsets are sent with the consumer
+//! group's metadata, so a zombie from an older generation is fenced).
+//!
+//! A transaction is opened lazily by the first event or write after the last commit, and
+//! committed when it is due (age or size), before a revocation is applied, before partitions
+//! are released, and at shutdown. An abortable error aborts it and rewinds the consumer to the
+//! first event of the transaction on each partition still owned, so those events are judged
+//! again; their aborted writes are invisible to `read_committed` readers.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::tag::{InputPartition, Target};
+use super::{lock, Delivery, WriteFailed};
+use crate::telemetry;
+
+/// Consecutive aborts after which the enforcer gives up (a write that can never succeed
+/// would otherwise be retried forever).
+const MAX_CONSECUTIVE_ABORTS: u32 = 5;
+
+#[derive(Debug, Default)]
+pub(super) struct Transaction {
+    open: bool,
+    started: Option<Instant>,
+    events: usize,
+    /// The first event of the transaction on each input partition: where to rewind to.
+    first_offsets: HashMap<InputPartition, i64>,
+    /// A write of this transaction failed: it can only be aborted.
+    failed: Option<KafkaError>,
+    consecutive_aborts: u32,
+    /// Acknowledged writes, counted into the metrics only when the transaction commits.
+    delivered: Vec<u64>,
+    dead_lettered: Vec<(Target, u64)>,
+}
+
+/// What committing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No transaction was open.
+    Idle,
+    Committed,
+    /// Aborted; the consumer was rewound, so events read but not judged must be dropped
+    /// (they will be read again).
+    Aborted,
+}
+
+impl Delivery {
+    /// Opens a transaction if none is open. Called for every event and every write.
+    pub(super) fn ensure_transaction(&self) -> Result<(), KafkaError> {
+        let mut txn = lock(&self.transaction);
+        if txn.open {
+            return Ok(());
+        }
+        self.producer.begin_transaction()?;
+        txn.open = true;
+        txn.started = Some(Instant::now());
+        txn.events = 0;
+        Ok(())
+    }
+
+    /// Notes an event of the open transaction.
+    pub(super) fn transaction_event(&self, input: InputPartition, offset: i64) {
+        let mut txn = lock(&self.transaction);
+        txn.events += 1;
+        txn.first_offsets.entry(input).or_insert(offset);
+    }
+
+    /// Notes an acknowledged write, for the metrics at commit.
+    pub(super) fn transaction_ack(&self, target: Target) {
+        let mut txn = lock(&self.transaction);
+        match target {
+            Target::Destination(i) => {
+                let i = usize::from(i);
+                if txn.delivered.len() <= i {
+                    txn.delivered.resize(i + 1, 0);
+                }
+                txn.delivered[i] += 1;
+            }
+            Target::DeadLetter(_) => match txn.dead_lettered.iter_mut().find(|(t, _)| *t == target)
+            {
+                Some((_, n)) => *n += 1,
+                None => txn.dead_lettered.push((target, 1)),
+            },
+            Target::Republish => {}
+        }
+    }
+
+    /// Notes a failed write: the transaction can only be aborted.
+    pub(super) fn transaction_failed(&self, error: KafkaError) {
+        lock(&self.transaction).failed.get_or_insert(error);
+    }
+
+    /// True if the open transaction is old or large enough to commit.
+    pub fn transaction_due(&self) -> bool {
+        let txn = lock(&self.transaction);
+        txn.open
+            && (txn.events >= self.transaction_max_events
+                || txn
+                    .started
+                    .is_some_and(|s| s.elapsed() >= self.transaction_interval))
+    }
+
+    /// Commits the open transaction with the offsets past every event judged in it. On an
+    /// abortable error, aborts and rewinds; on a fatal one, records the failure (the service
+    /// stops).
+    pub fn commit_transaction<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        timeout: Duration,
+    ) -> Outcome {
+        if !lock(&self.transaction).open {
+            return Outcome::Idle;
+        }
+        let started = Instant::now();
+        let result = self.try_commit(consumer, timeout);
+        match result {
+            Ok(()) => {
+                let mut txn = lock(&self.transaction);
+                for (i, n) in txn.delivered.drain(..).enumerate() {
+                    self.metrics.delivered[i].increment(n);
+                }
+                for (target, n) in txn.dead_lettered.drain(..) {
+                    if let Target::DeadLetter(reason) = target {
+                        self.metrics.dead_lettered_by(reason, n);
+                    }
+                }
+                *txn = Transaction::default();
+                drop(txn);
+                self.transaction_seconds
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!(telemetry::TRANSACTIONS, "result" => "committed").increment(1);
+                Outcome::Committed
+            }
+            Err(error) => self.abort(consumer, timeout, error),
+        }
+    }
+
+    fn try_commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        // Every write must be acknowledged before the offsets are computed.
+        self.drain(None, timeout);
+        if let Some(error) = lock(&self.transaction).failed.clone() {
+            return Err(error);
+        }
+        let offsets = lock(&self.progress).to_commit(None);
+        if !offsets.is_empty() {
+            let mut list = TopicPartitionList::with_capacity(offsets.len());
+            for (input, offset) in &offsets {
+                list.add_partition_offset(
+                    &self.input_topics[usize::from(input.topic)],
+                    i32::from(input.partition),
+                    Offset::Offset(*offset),
+                )?;
+            }
+            let group = consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::InvalidGroupId,
+            ))?;
+            self.producer
+                .send_offsets_to_transaction(&list, &group, timeout)?;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .producer
+                .commit_transaction(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(error))
+                    if error.is_retriable() && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let mut progress = lock(&self.progress);
+        for (input, offset) in offsets {
+            progress.mark_committed(input, offset);
+        }
+        Ok(())
+    }
+
+    fn abort<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        timeout: Duration,
+        error: KafkaError,
+    ) -> Outcome {
+        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
+        let mut txn = lock(&self.transaction);
+        txn.consecutive_aborts += 1;
+        let aborts = txn.consecutive_aborts;
+        let rewind: Vec<(InputPartition, i64)> = txn.first_offsets.drain().collect();
+        *txn = Transaction {
+            consecutive_aborts: aborts,
+            ..Transaction::default()
+        };
+        drop(txn);
+        metrics::counter!(telemetry::TRANSACTIONS, "result" => "aborted").increment(1);
+        if fatal || aborts > MAX_CONSECUTIVE_ABORTS {
+            telemetry::error("delivery", "transaction_fatal");
+            tracing::error!(%error, aborts, "transaction failed for good; stopping");
+            lock(&self.failure).get_or_insert(WriteFailed {
+                topic: "(transaction)".to_owned(),
+                error,
+            });
+            return Outcome::Aborted;
+        }
+        tracing::warn!(%error, "transaction aborted; judging its events again");
+        if let Err(abort_error) = self.producer.abort_transaction(timeout) {
+            telemetry::error("delivery", "transaction_abort");
+            tracing::error!(%abort_error, "cannot abort the transaction; stopping");
+            lock(&self.failure).get_or_insert(WriteFailed {
+                topic: "(transaction)".to_owned(),
+                error: abort_error,
+            });
+            return Outcome::Aborted;
+        }
+        // Writes of the aborted transaction are gone; forget them and read their events again.
+        self.settle();
+        let inputs: Vec<InputPartition> = rewind.iter().map(|(input, _)| *input).collect();
+        lock(&self.progress).reset(&inputs);
+        for (input, offset) in rewind {
+            if !self.is_assigned(input) {
+                continue;
+            }
+            let topic = &self.input_topics[usize::from(input.topic)];
+            if let Err(seek_error) = consumer.seek(
+                topic,
+                i32::from(input.partition),
+                Offset::Offset(offset),
+                timeout,
+            ) {
+                telemetry::error("delivery", "rewind");
+                tracing::error!(%seek_error, "cannot rewind after an abort; stopping");
+                lock(&self.failure).get_or_insert(WriteFailed {
+                    topic: topic.clone(),
+                    error: seek_error,
+                });
+            }
+        }
+        self.rewound.store(true, Ordering::SeqCst);
+        Outcome::Aborted
+    }
+
+    /// True once after an abort rewound the consumer: events read but not judged are stale.
+    pub fn take_rewound(&self) -> bool {
+        self.rewound.swap(false, Ordering::SeqCst)
+    }
+}
