@@ -30,6 +30,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub hold: HoldConfig,
     #[serde(rename = "destination", default)]
     pub destinations: Vec<DestinationConfig>,
 }
@@ -257,6 +259,48 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// The pre-consent hold: events of a user with no consent source at all wait (in a Kafka hold
+/// topic) for the user's first choice instead of being dropped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Where held events wait; required when enabled. Not compacted; retention at least
+    /// `max_age`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// How long an event waits for the user's first choice before it is dropped
+    /// (`hold_expired`).
+    #[serde(default = "default_hold_max_age")]
+    pub max_age: Duration,
+    /// Memory for held events waiting in this instance; past it, reading the hold topic
+    /// pauses until some are released or expire (they wait in Kafka meanwhile).
+    #[serde(default = "default_hold_max_bytes")]
+    pub max_bytes: usize,
+}
+
+impl Default for HoldConfig {
+    fn default() -> Self {
+        HoldConfig {
+            enabled: false,
+            topic: None,
+            max_age: default_hold_max_age(),
+            max_bytes: default_hold_max_bytes(),
+        }
+    }
+}
+
+/// Most consent banners are answered within seconds or not at all.
+fn default_hold_max_age() -> Duration {
+    Duration::from_millis(10 * 60_000)
+}
+
+/// 64 MiB: tens of thousands of typical events.
+const fn default_hold_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
+
 /// How an event's writes and its input offset are tied together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -448,6 +492,26 @@ impl Config {
                 "transaction_interval_ms and transaction_max_events must be at least 1",
             ));
         }
+        if self.hold.enabled {
+            if self.hold.topic.is_none() {
+                return Err(invalid(
+                    "hold.topic",
+                    "is required when hold.enabled = true",
+                ));
+            }
+            if self.consent.when_missing != WhenMissing::Deny {
+                return Err(invalid(
+                    "hold.enabled",
+                    "holds events that consent.when_missing = \"deny\" would drop; with \"allow\" nothing is held",
+                ));
+            }
+            if self.hold.max_age.as_millis() < 1_000 {
+                return Err(invalid("hold.max_age", "must be at least 1s"));
+            }
+            if self.hold.max_bytes < 1_024 {
+                return Err(invalid("hold.max_bytes", "must be at least 1024"));
+            }
+        }
         if self.delivery.commit_interval_ms == 0 {
             return Err(invalid("delivery.commit_interval_ms", "must be at least 1"));
         }
@@ -484,6 +548,9 @@ impl Config {
         }
         claims.push((&self.consent.topic, "consent.topic".to_owned()));
         claims.push((&self.dead_letter.topic, "dead_letter.topic".to_owned()));
+        if let (true, Some(topic)) = (self.hold.enabled, &self.hold.topic) {
+            claims.push((topic, "hold.topic".to_owned()));
+        }
         for (i, dest) in self.destinations.iter().enumerate() {
             claims.push((&dest.topic, format!("destination[{i}].topic")));
         }

@@ -38,13 +38,16 @@ pub enum DropReason {
     NoConsent,
     /// The consent sources do not grant the destination's categories.
     Denied,
+    /// Held for the user's first choice, which did not come within `hold.max_age`.
+    HoldExpired,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::Integrations,
         DropReason::NoConsent,
         DropReason::Denied,
+        DropReason::HoldExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl DropReason {
             DropReason::Integrations => "integrations",
             DropReason::NoConsent => "no_consent",
             DropReason::Denied => "denied",
+            DropReason::HoldExpired => "hold_expired",
         }
     }
 }

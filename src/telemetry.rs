@@ -32,6 +32,11 @@ pub const READY: &str = "consent_enforcer_ready";
 pub const ERRORS: &str = "consent_enforcer_errors_total";
 pub const CONSENT_WAIT_SECONDS: &str = "consent_enforcer_consent_wait_seconds";
 pub const CONSENT_WAIT_TIMEOUTS: &str = "consent_enforcer_consent_wait_timeouts_total";
+pub const HELD: &str = "consent_enforcer_events_held_total";
+pub const HELD_RELEASED: &str = "consent_enforcer_held_events_released_total";
+pub const HELD_EXPIRED: &str = "consent_enforcer_held_events_expired_total";
+pub const HELD_NOW: &str = "consent_enforcer_held_events";
+pub const HELD_BYTES: &str = "consent_enforcer_held_bytes";
 pub const TRANSACTIONS: &str = "consent_enforcer_transactions_total";
 pub const TRANSACTION_COMMIT_SECONDS: &str = "consent_enforcer_transaction_commit_seconds";
 
@@ -125,6 +130,31 @@ pub fn describe() {
         "Time a batch of events waited for the consent table to catch up with the consent topic."
     );
     describe_counter!(
+        HELD,
+        Unit::Count,
+        "Events written to the hold topic to wait for the user's first choice."
+    );
+    describe_counter!(
+        HELD_RELEASED,
+        Unit::Count,
+        "Held events judged after the user's first choice arrived."
+    );
+    describe_counter!(
+        HELD_EXPIRED,
+        Unit::Count,
+        "Held events dropped because no choice came within hold.max_age."
+    );
+    describe_gauge!(
+        HELD_NOW,
+        Unit::Count,
+        "Held events waiting in this instance's memory."
+    );
+    describe_gauge!(
+        HELD_BYTES,
+        Unit::Bytes,
+        "Memory taken by held events waiting."
+    );
+    describe_counter!(
         TRANSACTIONS,
         Unit::Count,
         "Exactly-once transactions, by result (committed, aborted)."
@@ -152,10 +182,12 @@ pub struct EventMetrics {
     /// Per destination, in config order.
     pub delivered: Vec<Counter>,
     /// Per destination, then per [`DropReason::ALL`].
-    pub dropped: Vec<[Counter; 3]>,
+    pub dropped: Vec<[Counter; 4]>,
     /// Per [`Malformed::ALL`].
     pub dead_lettered: [Counter; 6],
     pub in_flight: Gauge,
+    /// Events written to the hold topic.
+    pub held: Counter,
 }
 
 impl EventMetrics {
@@ -176,6 +208,7 @@ impl EventMetrics {
             dead_lettered: Malformed::ALL
                 .map(|reason| counter!(EVENTS_DEAD_LETTERED, "reason" => reason.as_str())),
             in_flight: gauge!(WRITES_IN_FLIGHT),
+            held: counter!(HELD),
         }
     }
 

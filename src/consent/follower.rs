@@ -30,6 +30,10 @@ pub trait ConsentEffects {
     /// judged before it can still be delivered.
     fn before_revocation(&mut self);
 
+    /// Called after a state is stored for `user` (a valid record, or a malformed one that left
+    /// "nothing granted"): the user has a consent source now.
+    fn applied(&mut self, user: &str);
+
     /// Writes `state` back to the consent topic (after a stale record; see `record`).
     fn republish(&mut self, user: &str, state: ConsentState);
 }
@@ -270,6 +274,7 @@ impl Applier {
             Ok(ConsentUpdate::Set(state)) => match self.table.apply(user, state) {
                 ApplyOutcome::Applied => {
                     metrics.applied.increment(1);
+                    effects.applied(user);
                     true
                 }
                 ApplyOutcome::Stale { .. } => {
@@ -288,6 +293,7 @@ impl Applier {
                         updated_at_ms: record_time_ms,
                     },
                 );
+                effects.applied(user);
                 true
             }
         };

@@ -11,7 +11,7 @@ pub mod progress;
 pub mod tag;
 pub mod transaction;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -82,14 +82,17 @@ pub struct WriteFailed {
 pub struct Delivery {
     producer: BaseProducer<AckContext>,
     progress: Mutex<Progress>,
-    /// Input partitions this instance owns now.
-    assigned: Mutex<HashSet<InputPartition>>,
+    /// Input partitions this instance owns now, each with the number of its assignment (so
+    /// state kept for an earlier assignment of the same partition can be told apart).
+    assigned: Mutex<HashMap<InputPartition, u64>>,
+    assignments: std::sync::atomic::AtomicU64,
     failure: Mutex<Option<WriteFailed>>,
     /// Where each target writes, for error messages.
     destination_topics: Vec<String>,
     input_topics: Vec<String>,
     dead_letter_topic: String,
     consent_topic: String,
+    hold_topic: Option<String>,
     metrics: EventMetrics,
     republished: metrics::Counter,
     republish_in_flight: Mutex<usize>,
@@ -99,8 +102,8 @@ pub struct Delivery {
     transaction_interval: Duration,
     transaction_max_events: usize,
     transaction_seconds: metrics::Histogram,
-    /// Set when an aborted transaction rewound the consumer.
-    rewound: AtomicBool,
+    /// Where aborted transactions rewound the consumer to, until the pipeline has seen it.
+    rewound: Mutex<Vec<(InputPartition, i64)>>,
 }
 
 /// Topic names the delivery layer writes to or reports on.
@@ -109,6 +112,7 @@ pub struct Topics {
     pub destinations: Vec<String>,
     pub dead_letter: String,
     pub consent: String,
+    pub hold: Option<String>,
 }
 
 /// How delivery is tied to input offsets, from `[delivery]`.
@@ -143,12 +147,14 @@ impl Delivery {
         Ok(Delivery {
             producer,
             progress: Mutex::new(Progress::default()),
-            assigned: Mutex::new(HashSet::new()),
+            assigned: Mutex::new(HashMap::new()),
+            assignments: std::sync::atomic::AtomicU64::new(0),
             failure: Mutex::new(None),
             destination_topics: topics.destinations,
             input_topics: topics.input,
             dead_letter_topic: topics.dead_letter,
             consent_topic: topics.consent,
+            hold_topic: topics.hold,
             metrics,
             republished,
             republish_in_flight: Mutex::new(0),
@@ -158,7 +164,7 @@ impl Delivery {
             transaction_interval: settings.transaction_interval,
             transaction_max_events: settings.transaction_max_events,
             transaction_seconds: metrics::histogram!(telemetry::TRANSACTION_COMMIT_SECONDS),
-            rewound: AtomicBool::new(false),
+            rewound: Mutex::new(Vec::new()),
         })
     }
 
@@ -187,6 +193,28 @@ impl Delivery {
         lock(&self.progress).begin(input, offset)
     }
 
+    /// Puts a held event being resolved now into the open transaction (exactly-once).
+    pub fn rejoin(&self, input: InputPartition, offset: i64) {
+        if self.guarantee == Guarantee::ExactlyOnce {
+            if let Err(error) = self.ensure_transaction() {
+                self.transaction_failed(error);
+            }
+            self.transaction_event(input, offset);
+        }
+    }
+
+    /// Parks the event just begun on `input` (held: not done until resolved).
+    pub fn park(&self, input: InputPartition) {
+        lock(&self.progress).park_last(input);
+    }
+
+    /// Resolves a parked event once its writes (if any) are sent.
+    pub fn unpark(&self, input: InputPartition, seq: u32) {
+        let mut progress = lock(&self.progress);
+        progress.unpark(input, seq);
+        self.metrics.in_flight.set(progress.in_flight(None) as f64);
+    }
+
     /// Ends an input event begun with [`Delivery::begin`] once all its writes are sent.
     pub fn end(&self, input: InputPartition) {
         let mut progress = lock(&self.progress);
@@ -208,7 +236,7 @@ impl Delivery {
                 Ok(()) => {
                     match tag.target {
                         Target::Republish => *lock(&self.republish_in_flight) += 1,
-                        _ => lock(&self.progress).add_write(tag.input),
+                        _ => lock(&self.progress).add_write_to(tag.input, tag.seq),
                     }
                     return Ok(());
                 }
@@ -272,6 +300,7 @@ impl Delivery {
                             self.metrics.delivered[usize::from(i)].increment(1)
                         }
                         Target::DeadLetter(reason) => self.metrics.dead_lettered(reason),
+                        Target::Hold => self.metrics.held.increment(1),
                         Target::Republish => {}
                     }
                 }
@@ -293,6 +322,7 @@ impl Delivery {
             Target::Destination(i) => self.destination_topics[usize::from(i)].clone(),
             Target::DeadLetter(_) => self.dead_letter_topic.clone(),
             Target::Republish => self.consent_topic.clone(),
+            Target::Hold => self.hold_topic.clone().unwrap_or_default(),
         };
         telemetry::error("delivery", "write_failed");
         tracing::error!(%topic, %error, "write failed for good; stopping without committing past it");
@@ -377,12 +407,21 @@ impl Delivery {
 
     /// Records newly assigned partitions.
     pub fn assign(&self, inputs: &[InputPartition]) {
-        lock(&self.assigned).extend(inputs.iter().copied());
+        let mut assigned = lock(&self.assigned);
+        for input in inputs {
+            let number = self.assignments.fetch_add(1, Ordering::Relaxed);
+            assigned.insert(*input, number);
+        }
     }
 
     /// True if this instance owns the partition now.
     pub fn is_assigned(&self, input: InputPartition) -> bool {
-        lock(&self.assigned).contains(&input)
+        lock(&self.assigned).contains_key(&input)
+    }
+
+    /// The number of the partition's current assignment, if owned.
+    pub fn assignment(&self, input: InputPartition) -> Option<u64> {
+        lock(&self.assigned).get(&input).copied()
     }
 
     /// Marks partitions as no longer owned (their progress is still tracked).

@@ -12,6 +12,8 @@ struct Entry {
     pending: u32,
     /// A write of this event failed for good: it will never be done.
     failed: bool,
+    /// Held: waiting for the user's first choice; done once released or expired.
+    parked: bool,
 }
 
 #[derive(Debug, Default)]
@@ -29,7 +31,7 @@ struct PartitionProgress {
 impl PartitionProgress {
     fn settle(&mut self) {
         while let Some(front) = self.entries.front() {
-            if front.pending > 0 || front.failed {
+            if front.pending > 0 || front.failed || front.parked {
                 break;
             }
             self.committable = Some(front.offset + 1);
@@ -66,19 +68,40 @@ impl Progress {
             offset,
             pending: 0,
             failed: false,
+            parked: false,
         });
         seq
     }
 
-    /// Counts one more write for the event most recently begun on `input`.
-    pub fn add_write(&mut self, input: InputPartition) {
+    /// Parks the event most recently begun on `input`: it is not done until [`unpark`]ed,
+    /// and nothing after it on its partition can be committed before.
+    ///
+    /// [`unpark`]: Progress::unpark
+    pub fn park_last(&mut self, input: InputPartition) {
         if let Some(entry) = self
             .partitions
             .get_mut(&input)
             .and_then(|p| p.entries.back_mut())
         {
+            entry.parked = true;
+        }
+    }
+
+    /// Counts one more write for the event numbered `seq` (a parked one included).
+    pub fn add_write_to(&mut self, input: InputPartition, seq: u32) {
+        if let Some(entry) = self.partitions.get_mut(&input).and_then(|p| p.entry(seq)) {
             entry.pending += 1;
             self.in_flight += 1;
+        }
+    }
+
+    /// A parked event is resolved (its writes, if any, counted already).
+    pub fn unpark(&mut self, input: InputPartition, seq: u32) {
+        if let Some(partition) = self.partitions.get_mut(&input) {
+            if let Some(entry) = partition.entry(seq) {
+                entry.parked = false;
+            }
+            partition.settle();
         }
     }
 
@@ -166,23 +189,19 @@ impl Progress {
         }
     }
 
-    /// Forgets the events of the given partitions (their transaction was aborted and they will
-    /// be read again), keeping what was committed.
-    pub fn reset(&mut self, inputs: &[InputPartition]) {
-        for input in inputs {
-            if let Some(partition) = self.partitions.get_mut(input) {
-                self.in_flight -= partition.in_flight();
-                let committed = partition.committed;
-                let front_seq = partition
-                    .front_seq
-                    .wrapping_add(partition.entries.len() as u32);
-                *partition = PartitionProgress {
-                    front_seq,
-                    committed,
-                    committable: committed,
-                    ..PartitionProgress::default()
-                };
+    /// Forgets the events of `input` from `offset` on (their transaction was aborted and they
+    /// will be read again), keeping earlier ones and what was committed.
+    pub fn forget_from(&mut self, input: InputPartition, offset: i64) {
+        if let Some(partition) = self.partitions.get_mut(&input) {
+            while partition.entries.back().is_some_and(|e| e.offset >= offset) {
+                if let Some(entry) = partition.entries.pop_back() {
+                    self.in_flight -= entry.pending as usize;
+                }
             }
+            if partition.entries.is_empty() {
+                partition.committable = partition.committed;
+            }
+            partition.failed = partition.entries.iter().any(|e| e.failed);
         }
     }
 
@@ -212,7 +231,7 @@ mod tests {
     fn event(progress: &mut Progress, offset: i64, writes: u32) -> u32 {
         let seq = progress.begin(P, offset);
         for _ in 0..writes {
-            progress.add_write(P);
+            progress.add_write_to(P, seq);
         }
         progress.end(P);
         seq
@@ -267,6 +286,35 @@ mod tests {
         progress.fail_last(P);
         progress.end(P);
         assert_eq!(progress.to_commit(None), vec![]);
+    }
+
+    #[test]
+    fn parked_event_blocks_later_offsets_until_unparked() {
+        let mut progress = Progress::default();
+        let parked = progress.begin(P, 10);
+        progress.park_last(P);
+        progress.end(P);
+        event(&mut progress, 11, 0);
+        assert_eq!(progress.to_commit(None), vec![]);
+        progress.add_write_to(P, parked);
+        progress.unpark(P, parked);
+        assert_eq!(progress.to_commit(None), vec![]);
+        progress.acknowledge(P, parked);
+        assert_eq!(progress.to_commit(None), vec![(P, 12)]);
+    }
+
+    #[test]
+    fn forgetting_from_an_offset_keeps_earlier_events() {
+        let mut progress = Progress::default();
+        let first = event(&mut progress, 10, 1);
+        event(&mut progress, 11, 1);
+        event(&mut progress, 12, 1);
+        progress.forget_from(P, 11);
+        assert_eq!(progress.in_flight(None), 1);
+        progress.acknowledge(P, first);
+        assert_eq!(progress.to_commit(None), vec![(P, 11)]);
+        // The next event begun gets the next sequence number after the kept ones.
+        assert_eq!(progress.begin(P, 11), first.wrapping_add(1));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum Target {
     DeadLetter(Malformed),
     /// A newer consent state re-published to the consent topic (not tied to an input event).
     Republish,
+    /// The event to the hold topic, to wait for the user's first choice.
+    Hold,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,7 @@ pub struct Tag {
 }
 
 const DEAD_LETTER_BASE: u8 = 200;
+const HOLD: u8 = 254;
 const REPUBLISH: u8 = 255;
 
 impl Tag {
@@ -47,6 +50,7 @@ impl Tag {
                         .unwrap_or(0) as u8
             }
             Target::Republish => REPUBLISH,
+            Target::Hold => HOLD,
         };
         let bits = (u64::from(target) << 56)
             | (u64::from(self.input.topic) << 48)
@@ -60,6 +64,7 @@ impl Tag {
         let target = (bits >> 56) as u8;
         let target = match target {
             REPUBLISH => Target::Republish,
+            HOLD => Target::Hold,
             t if t >= DEAD_LETTER_BASE => Target::DeadLetter(
                 Malformed::ALL[usize::from(t - DEAD_LETTER_BASE).min(Malformed::ALL.len() - 1)],
             ),

@@ -9,7 +9,6 @@
 //! again; their aborted writes are invisible to `read_committed` readers.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -37,7 +36,8 @@ pub(super) struct Transaction {
     consecutive_aborts: u32,
     /// Acknowledged writes, counted into the metrics only when the transaction commits.
     delivered: Vec<u64>,
-    dead_lettered: Vec<(Target, u64)>,
+    /// Acknowledged dead-letter and hold writes, likewise.
+    other_acks: Vec<(Target, u64)>,
 }
 
 /// What committing did.
@@ -65,11 +65,13 @@ impl Delivery {
         Ok(())
     }
 
-    /// Notes an event of the open transaction.
+    /// Notes an event of the open transaction (or a held event resolved in it, which is
+    /// older than the transaction's other events: an abort must rewind to it).
     pub(super) fn transaction_event(&self, input: InputPartition, offset: i64) {
         let mut txn = lock(&self.transaction);
         txn.events += 1;
-        txn.first_offsets.entry(input).or_insert(offset);
+        let first = txn.first_offsets.entry(input).or_insert(offset);
+        *first = (*first).min(offset);
     }
 
     /// Notes an acknowledged write, for the metrics at commit.
@@ -83,11 +85,12 @@ impl Delivery {
                 }
                 txn.delivered[i] += 1;
             }
-            Target::DeadLetter(_) => match txn.dead_lettered.iter_mut().find(|(t, _)| *t == target)
-            {
-                Some((_, n)) => *n += 1,
-                None => txn.dead_lettered.push((target, 1)),
-            },
+            Target::DeadLetter(_) | Target::Hold => {
+                match txn.other_acks.iter_mut().find(|(t, _)| *t == target) {
+                    Some((_, n)) => *n += 1,
+                    None => txn.other_acks.push((target, 1)),
+                }
+            }
             Target::Republish => {}
         }
     }
@@ -126,9 +129,11 @@ impl Delivery {
                 for (i, n) in txn.delivered.drain(..).enumerate() {
                     self.metrics.delivered[i].increment(n);
                 }
-                for (target, n) in txn.dead_lettered.drain(..) {
-                    if let Target::DeadLetter(reason) = target {
-                        self.metrics.dead_lettered_by(reason, n);
+                for (target, n) in txn.other_acks.drain(..) {
+                    match target {
+                        Target::DeadLetter(reason) => self.metrics.dead_lettered_by(reason, n),
+                        Target::Hold => self.metrics.held.increment(n),
+                        Target::Destination(_) | Target::Republish => {}
                     }
                 }
                 *txn = Transaction::default();
@@ -196,65 +201,67 @@ impl Delivery {
         timeout: Duration,
         error: KafkaError,
     ) -> Outcome {
-        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
-        let mut txn = lock(&self.transaction);
-        txn.consecutive_aborts += 1;
-        let aborts = txn.consecutive_aborts;
-        let rewind: Vec<(InputPartition, i64)> = txn.first_offsets.drain().collect();
-        *txn = Transaction {
-            consecutive_aborts: aborts,
-            ..Transaction::default()
-        };
-        drop(txn);
         metrics::counter!(telemetry::TRANSACTIONS, "result" => "aborted").increment(1);
+        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
+        let aborts = {
+            let mut txn = lock(&self.transaction);
+            txn.consecutive_aborts += 1;
+            txn.consecutive_aborts
+        };
         if fatal || aborts > MAX_CONSECUTIVE_ABORTS {
-            telemetry::error("delivery", "transaction_fatal");
-            tracing::error!(%error, aborts, "transaction failed for good; stopping");
-            lock(&self.failure).get_or_insert(WriteFailed {
-                topic: "(transaction)".to_owned(),
-                error,
-            });
-            return Outcome::Aborted;
+            return self.give_up(error, aborts);
         }
         tracing::warn!(%error, "transaction aborted; judging its events again");
         if let Err(abort_error) = self.producer.abort_transaction(timeout) {
-            telemetry::error("delivery", "transaction_abort");
-            tracing::error!(%abort_error, "cannot abort the transaction; stopping");
-            lock(&self.failure).get_or_insert(WriteFailed {
-                topic: "(transaction)".to_owned(),
-                error: abort_error,
-            });
-            return Outcome::Aborted;
+            return self.give_up(abort_error, aborts);
         }
-        // Writes of the aborted transaction are gone; forget them and read their events again.
+        // The aborted writes' reports (purged or delivered-then-aborted) belong to this
+        // transaction: settle them before its state is cleared.
         self.settle();
-        let inputs: Vec<InputPartition> = rewind.iter().map(|(input, _)| *input).collect();
-        lock(&self.progress).reset(&inputs);
-        for (input, offset) in rewind {
-            if !self.is_assigned(input) {
+        let rewind: Vec<(InputPartition, i64)> = {
+            let mut txn = lock(&self.transaction);
+            let rewind = txn.first_offsets.drain().collect();
+            *txn = Transaction {
+                consecutive_aborts: aborts,
+                ..Transaction::default()
+            };
+            rewind
+        };
+        {
+            let mut progress = lock(&self.progress);
+            for (input, offset) in &rewind {
+                progress.forget_from(*input, *offset);
+            }
+        }
+        for (input, offset) in &rewind {
+            if !self.is_assigned(*input) {
                 continue;
             }
             let topic = &self.input_topics[usize::from(input.topic)];
-            if let Err(seek_error) = consumer.seek(
-                topic,
-                i32::from(input.partition),
-                Offset::Offset(offset),
-                timeout,
-            ) {
-                telemetry::error("delivery", "rewind");
-                tracing::error!(%seek_error, "cannot rewind after an abort; stopping");
-                lock(&self.failure).get_or_insert(WriteFailed {
-                    topic: topic.clone(),
-                    error: seek_error,
-                });
+            let partition = i32::from(input.partition);
+            if let Err(seek_error) =
+                consumer.seek(topic, partition, Offset::Offset(*offset), timeout)
+            {
+                return self.give_up(seek_error, aborts);
             }
         }
-        self.rewound.store(true, Ordering::SeqCst);
+        lock(&self.rewound).extend(rewind);
         Outcome::Aborted
     }
 
-    /// True once after an abort rewound the consumer: events read but not judged are stale.
-    pub fn take_rewound(&self) -> bool {
-        self.rewound.swap(false, Ordering::SeqCst)
+    fn give_up(&self, error: KafkaError, aborts: u32) -> Outcome {
+        telemetry::error("delivery", "transaction_fatal");
+        tracing::error!(%error, aborts, "transaction failed for good; stopping");
+        lock(&self.failure).get_or_insert(WriteFailed {
+            topic: "(transaction)".to_owned(),
+            error,
+        });
+        Outcome::Aborted
+    }
+
+    /// Where aborts since the last call rewound the consumer to: events read but not judged
+    /// are stale, and held events from those offsets on will be read again.
+    pub fn take_rewound(&self) -> Vec<(InputPartition, i64)> {
+        std::mem::take(&mut *lock(&self.rewound))
     }
 }

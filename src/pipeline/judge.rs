@@ -1,13 +1,17 @@
-//! Judges one event against every destination and sends it where it may go.
+//! Judges one event against every destination and sends it where it may go; with the hold
+//! enabled, also holds, releases and expires events waiting for a first choice.
+
+use std::borrow::Cow;
 
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::BaseRecord;
 
+use super::hold::{self, Hold, Waiting};
 use crate::config::WhenMissing;
 use crate::consent::table::StateAt;
 use crate::consent::{ConsentState, ConsentTable};
-use crate::decision::{decide, event_time_ms, person_state, Grants, Rule};
-use crate::delivery::tag::{Tag, Target};
+use crate::decision::{decide, event_time_ms, person_state, DropReason, Grants, Rule};
+use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::{self, dead_letter, Delivery};
 use crate::event::{self, EventView};
 use crate::telemetry;
@@ -17,6 +21,7 @@ pub struct Judge<'a> {
     pub delivery: &'a Delivery,
     pub vocabulary: &'a Vocabulary,
     pub rules: &'a [Rule],
+    pub destination_names: Vec<&'a str>,
     pub destination_topics: Vec<&'a str>,
     pub dead_letter_topic: &'a str,
     pub when_missing: WhenMissing,
@@ -24,11 +29,61 @@ pub struct Judge<'a> {
     /// `consent.history_window`: how far before its record time an event's own timestamp is
     /// believed.
     pub timestamp_tolerance_ms: i64,
+    /// The hold topic, when the hold is enabled.
+    pub hold_topic: Option<&'a str>,
+}
+
+/// Where one event's writes are tracked.
+#[derive(Clone, Copy)]
+struct Slot {
+    input: InputPartition,
+    seq: u32,
+}
+
+impl Slot {
+    fn tag(self, target: Target) -> usize {
+        Tag {
+            target,
+            input: self.input,
+            seq: self.seq,
+        }
+        .encode()
+    }
+}
+
+/// The bytes of an event as they go out.
+struct Outgoing<'m> {
+    key: Option<&'m [u8]>,
+    value: Option<&'m [u8]>,
+    timestamp: Option<i64>,
+}
+
+impl<'m> Outgoing<'m> {
+    fn record<'t>(&self, topic: &'t str, tag: usize) -> BaseRecord<'t, [u8], [u8], usize>
+    where
+        'm: 't,
+    {
+        BaseRecord {
+            topic,
+            partition: None,
+            payload: self.value,
+            key: self.key,
+            timestamp: self.timestamp,
+            headers: None,
+            delivery_opaque: tag,
+        }
+    }
 }
 
 impl Judge<'_> {
-    pub fn event(&self, table: &ConsentTable, message: &BorrowedMessage<'_>, now_ms: i64) {
-        let metrics = self.delivery.metrics();
+    /// Judges an event read from an input topic or the hold topic.
+    pub fn event(
+        &self,
+        table: &ConsentTable,
+        message: &BorrowedMessage<'_>,
+        now_ms: i64,
+        hold: Option<&mut Hold>,
+    ) {
         let Some(input) = self
             .delivery
             .input_partition(message.topic(), message.partition())
@@ -46,22 +101,25 @@ impl Judge<'_> {
             // Read before its partition was revoked: the next owner judges it.
             return;
         }
-        metrics.received.increment(1);
-        let seq = self.delivery.begin(input, message.offset());
-        let tag = |target| Tag { target, input, seq }.encode();
-        let record = |topic, tag| BaseRecord::<[u8], [u8], usize> {
-            topic,
-            partition: None,
-            payload: message.payload(),
+        let slot = Slot {
+            input,
+            seq: self.delivery.begin(input, message.offset()),
+        };
+        let held = self
+            .hold_topic
+            .is_some_and(|topic| topic == message.topic());
+        if !held {
+            self.delivery.metrics().received.increment(1);
+        }
+        let outgoing = Outgoing {
             key: message.key(),
+            value: message.payload(),
             timestamp: message.timestamp().to_millis(),
-            headers: None,
-            delivery_opaque: tag,
         };
         match event::parse(message.payload(), self.max_event_bytes, self.vocabulary) {
             Err(reason) => {
                 let mut dead_letter =
-                    record(self.dead_letter_topic, tag(Target::DeadLetter(reason)));
+                    outgoing.record(self.dead_letter_topic, slot.tag(Target::DeadLetter(reason)));
                 dead_letter.headers = Some(dead_letter::headers(
                     message.headers(),
                     reason,
@@ -71,32 +129,179 @@ impl Judge<'_> {
                 ));
                 let _ = self.delivery.send(dead_letter);
             }
+            Ok(view) if held => {
+                if let Some(hold) = hold {
+                    self.held(table, message, &view, slot, now_ms, hold);
+                }
+            }
             Ok(view) => {
                 let time = event_time_ms(
                     view.timestamp_ms,
-                    message.timestamp().to_millis(),
+                    outgoing.timestamp,
                     now_ms,
                     self.timestamp_tolerance_ms,
                 );
                 let verdicts = Verdicts::new(table, &view, time);
+                // Events of a user with no consent source at all wait for a first choice.
+                let holding = self.hold_topic.is_some() && verdicts.now == Grants::Missing;
+                let mut waiting_for: Vec<&str> = Vec::new();
                 for (i, rule) in self.rules.iter().enumerate() {
                     match verdicts.decide(&view, rule, self.when_missing) {
                         Ok(()) => {
-                            let mut write = record(
-                                self.destination_topics[i],
-                                tag(Target::Destination(i as u8)),
-                            );
-                            write.headers = delivery::copy_headers(message.headers());
-                            if self.delivery.send(write).is_err() {
+                            if !self.send(&outgoing, message, slot, i) {
                                 break;
                             }
                         }
-                        Err(reason) => metrics.dropped(i, reason),
+                        Err(DropReason::NoConsent) if holding => {
+                            waiting_for.push(self.destination_names[i]);
+                        }
+                        Err(reason) => self.delivery.metrics().dropped(i, reason),
                     }
+                }
+                if let (false, Some(topic)) = (waiting_for.is_empty(), self.hold_topic) {
+                    let mut record = outgoing.record(topic, slot.tag(Target::Hold));
+                    record.headers =
+                        Some(hold::held_headers(message, &waiting_for.join(","), now_ms));
+                    let _ = self.delivery.send(record);
                 }
             }
         }
         self.delivery.end(input);
+    }
+
+    /// Writes the event to destination `i`, with its own headers. False if that failed.
+    fn send(
+        &self,
+        outgoing: &Outgoing<'_>,
+        message: &BorrowedMessage<'_>,
+        slot: Slot,
+        i: usize,
+    ) -> bool {
+        let mut write = outgoing.record(
+            self.destination_topics[i],
+            slot.tag(Target::Destination(i as u8)),
+        );
+        write.headers = delivery::copy_headers(message.headers());
+        self.delivery.send(write).is_ok()
+    }
+
+    /// A record read back from the hold topic: judged now if its user has chosen, dropped if
+    /// too old, kept waiting otherwise.
+    fn held(
+        &self,
+        table: &ConsentTable,
+        message: &BorrowedMessage<'_>,
+        view: &EventView<'_>,
+        slot: Slot,
+        now_ms: i64,
+        hold: &mut Hold,
+    ) {
+        let (names, held_at, headers) = hold::read_held(message);
+        let destinations = self.destination_indices(names.as_deref());
+        let held_at_ms = held_at
+            .or(message.timestamp().to_millis())
+            .unwrap_or(now_ms);
+        let event = Waiting {
+            input: slot.input,
+            assignment: self.delivery.assignment(slot.input).unwrap_or(0),
+            seq: slot.seq,
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+            timestamp: message.timestamp().to_millis(),
+            destinations,
+            held_at_ms,
+            users: [&view.user_id, &view.anonymous_id]
+                .into_iter()
+                .flatten()
+                .map(|id| Box::from(id.as_ref()))
+                .collect(),
+        };
+        let chosen = view.stamp.is_some()
+            || [&view.user_id, &view.anonymous_id]
+                .into_iter()
+                .flatten()
+                .any(|id| table.get(id).is_some());
+        if hold.expired(held_at_ms, now_ms) {
+            hold.expired_on_read();
+            self.expire(&event);
+        } else if chosen {
+            hold.released_on_read();
+            self.judge_released(table, view, &event);
+        } else {
+            self.delivery.park(slot.input);
+            hold.wait(event);
+        }
+    }
+
+    /// Judges a waiting event whose user has chosen, or drops an expired one, and resolves it.
+    pub fn resolve(&self, table: &ConsentTable, event: Waiting, expired: bool) {
+        if self.delivery.assignment(event.input) != Some(event.assignment) {
+            // Its partition moved: the new owner reads it again from the hold topic.
+            return;
+        }
+        self.delivery.rejoin(event.input, event.offset);
+        if expired {
+            self.expire(&event);
+        } else {
+            match event::parse(Some(&event.value), usize::MAX, self.vocabulary) {
+                Ok(view) => self.judge_released(table, &view, &event),
+                // It parsed when it was held; nothing else can be done with it but waiting.
+                Err(_) => self.expire(&event),
+            }
+        }
+        self.delivery.unpark(event.input, event.seq);
+    }
+
+    fn expire(&self, event: &Waiting) {
+        for &i in &event.destinations {
+            self.delivery.metrics().dropped(i, DropReason::HoldExpired);
+        }
+    }
+
+    /// Judged by the user's choice now: the hold exists for events from before the first
+    /// choice, so the consent at the event's time is not asked.
+    fn judge_released(&self, table: &ConsentTable, view: &EventView<'_>, event: &Waiting) {
+        let lookup = |id: &Option<Cow<'_, str>>| id.as_deref().and_then(|id| table.get(id));
+        let grants = Grants::combine(
+            person_state(lookup(&view.user_id), lookup(&view.anonymous_id)),
+            view.stamp,
+        );
+        let slot = Slot {
+            input: event.input,
+            seq: event.seq,
+        };
+        for &i in &event.destinations {
+            match decide(view, grants, &self.rules[i], self.when_missing) {
+                Ok(()) => {
+                    let write = BaseRecord::<[u8], [u8], usize> {
+                        topic: self.destination_topics[i],
+                        partition: None,
+                        payload: Some(&event.value),
+                        key: event.key.as_deref(),
+                        timestamp: event.timestamp,
+                        headers: event.headers.clone(),
+                        delivery_opaque: slot.tag(Target::Destination(i as u8)),
+                    };
+                    if self.delivery.send(write).is_err() {
+                        break;
+                    }
+                }
+                Err(reason) => self.delivery.metrics().dropped(i, reason),
+            }
+        }
+    }
+
+    /// Destination indices from a held record's header; every destination if it is missing.
+    fn destination_indices(&self, names: Option<&str>) -> Vec<usize> {
+        match names {
+            Some(names) => names
+                .split(',')
+                .filter_map(|name| self.destination_names.iter().position(|d| *d == name))
+                .collect(),
+            None => (0..self.rules.len()).collect(),
+        }
     }
 }
 
@@ -111,18 +316,16 @@ struct Verdicts {
 
 impl Verdicts {
     fn new(table: &ConsentTable, view: &EventView<'_>, event_time_ms: i64) -> Verdicts {
-        let lookup =
-            |id: &Option<std::borrow::Cow<'_, str>>| id.as_deref().and_then(|id| table.get(id));
+        let lookup = |id: &Option<Cow<'_, str>>| id.as_deref().and_then(|id| table.get(id));
         let now_state = person_state(lookup(&view.user_id), lookup(&view.anonymous_id));
         let now = Grants::combine(now_state, view.stamp);
-        let current_then = now_state.is_none_or(|s| s.updated_at_ms <= event_time_ms)
-            && [&view.user_id, &view.anonymous_id]
-                .iter()
-                .all(|id| lookup(id).is_none_or(|s| s.updated_at_ms <= event_time_ms));
+        let current_then = [&view.user_id, &view.anonymous_id]
+            .iter()
+            .all(|id| lookup(id).is_none_or(|s| s.updated_at_ms <= event_time_ms));
         if current_then {
             return Verdicts { now, then: None };
         }
-        let at = |id: &Option<std::borrow::Cow<'_, str>>| -> Option<ConsentState> {
+        let at = |id: &Option<Cow<'_, str>>| -> Option<ConsentState> {
             match id.as_deref().map(|id| table.state_at(id, event_time_ms)) {
                 Some(StateAt::Known(state)) => Some(state),
                 Some(StateAt::None) | None => None,
@@ -140,7 +343,7 @@ impl Verdicts {
         view: &EventView<'_>,
         rule: &Rule,
         when_missing: WhenMissing,
-    ) -> Result<(), crate::decision::DropReason> {
+    ) -> Result<(), DropReason> {
         decide(view, self.now, rule, when_missing)?;
         match self.then {
             Some(then) => decide(view, then, rule, when_missing),

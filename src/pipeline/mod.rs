@@ -6,9 +6,11 @@
 //! event is always judged with every consent record applied so far. librdkafka's own threads do
 //! the network I/O and compression.
 
+mod hold;
 mod judge;
 mod rebalance;
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +31,7 @@ use crate::delivery::{Delivery, Settings, Topics, WriteFailed};
 use crate::kafka::{self, StartupError};
 use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
+use hold::Hold;
 use judge::Judge;
 use rebalance::EventConsumerContext;
 
@@ -76,11 +79,19 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     telemetry::describe();
     metrics::gauge!(telemetry::READY).set(0.0);
 
+    let hold_topic = config
+        .hold
+        .enabled
+        .then(|| config.hold.topic.clone())
+        .flatten();
+    // The hold topic is read like an input topic, by the same group.
+    let mut input_topics = config.input.topics.clone();
+    input_topics.extend(hold_topic.clone());
     let destinations = config.destinations.iter().map(|d| d.name.as_str());
     let delivery = Arc::new(Delivery::new(
         &kafka::producer_config(config),
         Topics {
-            input: config.input.topics.clone(),
+            input: input_topics.clone(),
             destinations: config
                 .destinations
                 .iter()
@@ -88,6 +99,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 .collect(),
             dead_letter: config.dead_letter.topic.clone(),
             consent: config.consent.topic.clone(),
+            hold: hold_topic.clone(),
         },
         Settings {
             guarantee: config.delivery.guarantee,
@@ -108,12 +120,20 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         ConsentMetrics::register(),
     )?;
     let drain_timeout = Duration::from_secs(config.delivery.drain_timeout_secs);
+    let hold = hold_topic.as_ref().map(|topic| {
+        RefCell::new(Hold::new(
+            topic.clone(),
+            config.hold.max_age.as_millis(),
+            config.hold.max_bytes,
+        ))
+    });
     let mut loading = Effects {
         delivery: &delivery,
         vocabulary: &vocabulary,
         consent_topic: &config.consent.topic,
         drain_timeout,
         consumer: None,
+        hold: hold.as_ref(),
     };
 
     if !load_table(&mut follower, &mut loading, signals) {
@@ -126,7 +146,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         consumer: Some(&consumer),
         ..loading
     };
-    let topics: Vec<&str> = config.input.topics.iter().map(String::as_str).collect();
+    let topics: Vec<&str> = input_topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     set_ready(signals, true);
     tracing::info!("ready: judging events");
@@ -135,6 +155,11 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         delivery: &delivery,
         vocabulary: &vocabulary,
         rules: &rules,
+        destination_names: config
+            .destinations
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect(),
         destination_topics: config
             .destinations
             .iter()
@@ -144,7 +169,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         when_missing: config.consent.when_missing,
         max_event_bytes: config.input.max_event_bytes,
         timestamp_tolerance_ms: config.consent.history_window.as_millis(),
+        hold_topic: hold_topic.as_deref(),
     };
+    let mut last_expiry_scan = Instant::now();
     let mut freshness = Freshness::new(config);
     let commit_interval = Duration::from_millis(config.delivery.commit_interval_ms);
     let mut last_commit = Instant::now();
@@ -159,14 +186,21 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         if !batch.is_empty() || freshness.probe_due() {
             let fresh = freshness.catch_up(&mut follower, &mut effects);
             freshness.report(fresh, signals);
-            if delivery.take_rewound() {
-                // An aborted transaction rewound the consumer: these are read again.
-                batch.clear();
-            }
+            after_rewind(&delivery, &mut batch, hold.as_ref());
             if fresh && !batch.is_empty() {
                 let now = now_ms();
                 for message in batch.drain(..) {
-                    judge.event(follower.table(), &message, now);
+                    let mut held = hold.as_ref().map(RefCell::borrow_mut);
+                    judge.event(follower.table(), &message, now, held.as_deref_mut());
+                }
+            }
+            if fresh {
+                if let Some(hold) = &hold {
+                    let scan = last_expiry_scan.elapsed() >= FRESHNESS_PROBE_INTERVAL;
+                    if scan {
+                        last_expiry_scan = Instant::now();
+                    }
+                    serve_hold(&judge, follower.table(), hold, &consumer, scan);
                 }
             }
         }
@@ -176,9 +210,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 if delivery.transaction_due() {
                     delivery.commit_transaction(&consumer, drain_timeout);
                 }
-                if delivery.take_rewound() {
-                    batch.clear();
-                }
+                after_rewind(&delivery, &mut batch, hold.as_ref());
             }
             Guarantee::AtLeastOnce => {
                 if !freshness.stale && last_commit.elapsed() >= commit_interval {
@@ -223,6 +255,71 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     }
     tracing::info!("stopped cleanly: every acknowledged event committed");
     Ok(())
+}
+
+/// After an aborted transaction rewound the consumer, events read but not judged and held
+/// events from the rewound offsets on are read again: drop them here.
+fn after_rewind(
+    delivery: &Delivery,
+    batch: &mut Vec<BorrowedMessage<'_>>,
+    hold: Option<&RefCell<Hold>>,
+) {
+    let rewound = delivery.take_rewound();
+    if rewound.is_empty() {
+        return;
+    }
+    batch.clear();
+    if let Some(hold) = hold {
+        let mut hold = hold.borrow_mut();
+        for (input, offset) in rewound {
+            hold.forget(input, offset);
+        }
+    }
+}
+
+/// Releases held events whose user has chosen; on `scan`, also drops expired ones, forgets
+/// those of partitions no longer owned, and pauses or resumes the hold topic for memory.
+fn serve_hold(
+    judge: &Judge<'_>,
+    table: &crate::consent::ConsentTable,
+    hold: &RefCell<Hold>,
+    consumer: &BaseConsumer<EventConsumerContext>,
+    scan: bool,
+) {
+    let chosen = hold.borrow_mut().take_chosen();
+    for event in chosen {
+        judge.resolve(table, event, false);
+    }
+    if !scan {
+        return;
+    }
+    let expired = hold.borrow_mut().take_expired(now_ms());
+    for event in expired {
+        judge.resolve(table, event, true);
+    }
+    let mut hold = hold.borrow_mut();
+    hold.retain_assigned(|input| judge.delivery.assignment(input));
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let mut held_partitions = rdkafka::TopicPartitionList::new();
+    for element in assignment.elements_for_topic(&hold.topic) {
+        held_partitions.add_partition(&hold.topic, element.partition());
+    }
+    if held_partitions.count() == 0 {
+        return;
+    }
+    let result = if hold.full() {
+        consumer.pause(&held_partitions)
+    } else if hold.has_room() {
+        consumer.resume(&held_partitions)
+    } else {
+        Ok(())
+    };
+    if let Err(error) = result {
+        telemetry::error("hold", "pause");
+        tracing::warn!(%error, "cannot pause or resume the hold topic");
+    }
 }
 
 fn set_ready(signals: &Signals, ready: bool) {
@@ -407,6 +504,7 @@ struct Effects<'a> {
     drain_timeout: Duration,
     /// The event consumer, once events are judged (exactly-once commits need its group).
     consumer: Option<&'a BaseConsumer<EventConsumerContext>>,
+    hold: Option<&'a RefCell<Hold>>,
 }
 
 impl ConsentEffects for Effects<'_> {
@@ -422,6 +520,12 @@ impl ConsentEffects for Effects<'_> {
                     tracing::warn!("writes judged before a revocation are still unacknowledged");
                 }
             }
+        }
+    }
+
+    fn applied(&mut self, user: &str) {
+        if let Some(hold) = self.hold {
+            hold.borrow_mut().consent_applied(user);
         }
     }
 

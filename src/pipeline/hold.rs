@@ -1,0 +1,379 @@
+//! The pre-consent hold (`[hold] enabled = true`).
+//!
+//! An event whose user has no consent source at all is written to the hold topic instead of
+//! being dropped for the destinations that need consent, and its input offset is committed
+//! like any other: the hold never blocks the input. The hold topic is read by the same
+//! consumer group. A held event whose user has chosen by then is judged at once by that
+//! choice; one older than `max_age` is dropped (`hold_expired`); any other waits here, in
+//! memory, until the user's first choice is applied or it expires. A waiting event's offset in
+//! the hold topic is not committed until it is resolved, so a restart reads it again: nothing
+//! held is lost or leaked across restarts.
+
+use std::collections::HashMap;
+
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+
+use crate::delivery::tag::InputPartition;
+use crate::telemetry;
+
+/// Header of a held record: the names of the destinations still to judge, comma-separated.
+pub const DESTINATIONS_HEADER: &str = "consent-enforcer-hold-destinations";
+/// Header of a held record: when it was held, Unix milliseconds.
+pub const HELD_AT_HEADER: &str = "consent-enforcer-held-at";
+
+/// Headers added by the enforcer that a released event must not carry to destinations.
+const OWN_HEADERS: [&str; 3] = [
+    DESTINATIONS_HEADER,
+    HELD_AT_HEADER,
+    crate::delivery::dead_letter::SOURCE_HEADER,
+];
+
+/// A held event waiting for its user's first choice.
+pub struct Waiting {
+    pub input: InputPartition,
+    /// The assignment of `input` it was read under; stale once the partition moves.
+    pub assignment: u64,
+    pub seq: u32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Option<OwnedHeaders>,
+    pub timestamp: Option<i64>,
+    /// Indices of the destinations still to judge.
+    pub destinations: Vec<usize>,
+    pub held_at_ms: i64,
+    /// Its `userId` and `anonymousId`: whichever chooses first releases it.
+    pub users: Vec<Box<str>>,
+}
+
+impl Waiting {
+    fn bytes(&self) -> usize {
+        self.value.len() + self.key.as_ref().map_or(0, Vec::len) + 128
+    }
+}
+
+pub struct Hold {
+    pub topic: String,
+    pub max_age_ms: i64,
+    max_bytes: usize,
+    waiting: Vec<Option<Waiting>>,
+    free: Vec<usize>,
+    by_user: HashMap<Box<str>, Vec<usize>>,
+    /// Users whose consent was applied while some of their events wait.
+    chosen: Vec<Box<str>>,
+    bytes: usize,
+    count: usize,
+    released: metrics::Counter,
+    expired: metrics::Counter,
+    held_now: metrics::Gauge,
+    held_bytes: metrics::Gauge,
+}
+
+impl Hold {
+    pub fn new(topic: String, max_age_ms: i64, max_bytes: usize) -> Hold {
+        Hold {
+            topic,
+            max_age_ms,
+            max_bytes,
+            waiting: Vec::new(),
+            free: Vec::new(),
+            by_user: HashMap::new(),
+            chosen: Vec::new(),
+            bytes: 0,
+            count: 0,
+            released: metrics::counter!(telemetry::HELD_RELEASED),
+            expired: metrics::counter!(telemetry::HELD_EXPIRED),
+            held_now: metrics::gauge!(telemetry::HELD_NOW),
+            held_bytes: metrics::gauge!(telemetry::HELD_BYTES),
+        }
+    }
+
+    /// True when waiting events take more memory than allowed: stop reading the hold topic.
+    pub fn full(&self) -> bool {
+        self.bytes > self.max_bytes
+    }
+
+    /// True when reading the hold topic may resume.
+    pub fn has_room(&self) -> bool {
+        self.bytes <= self.max_bytes / 2
+    }
+
+    pub fn expired(&self, held_at_ms: i64, now_ms: i64) -> bool {
+        now_ms.saturating_sub(held_at_ms) > self.max_age_ms
+    }
+
+    /// Keeps an event until one of its users chooses.
+    pub fn wait(&mut self, event: Waiting) {
+        self.bytes += event.bytes();
+        self.count += 1;
+        let users = event.users.clone();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.waiting[slot] = Some(event);
+                slot
+            }
+            None => {
+                self.waiting.push(Some(event));
+                self.waiting.len() - 1
+            }
+        };
+        for user in users {
+            self.by_user.entry(user).or_default().push(slot);
+        }
+        self.report();
+    }
+
+    /// Counts a held record judged as soon as it was read back (its user had chosen).
+    pub fn released_on_read(&self) {
+        self.released.increment(1);
+    }
+
+    /// Counts a held record dropped as soon as it was read back (too old).
+    pub fn expired_on_read(&self) {
+        self.expired.increment(1);
+    }
+
+    /// Called when a user's consent is applied.
+    pub fn consent_applied(&mut self, user: &str) {
+        if self.by_user.contains_key(user) {
+            self.chosen.push(user.into());
+        }
+    }
+
+    /// Takes the events whose user has chosen since the last call.
+    pub fn take_chosen(&mut self) -> Vec<Waiting> {
+        let mut events = Vec::new();
+        for user in std::mem::take(&mut self.chosen) {
+            let slots = self.by_user.get(&user).cloned().unwrap_or_default();
+            for slot in slots {
+                if let Some(event) = self.take(slot) {
+                    events.push(event);
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.released.increment(events.len() as u64);
+        }
+        events
+    }
+
+    /// Takes the events that waited longer than `max_age`.
+    pub fn take_expired(&mut self, now_ms: i64) -> Vec<Waiting> {
+        let slots: Vec<usize> = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.as_ref()
+                    .is_some_and(|w| self.expired(w.held_at_ms, now_ms))
+            })
+            .map(|(slot, _)| slot)
+            .collect();
+        let events: Vec<Waiting> = slots
+            .into_iter()
+            .filter_map(|slot| self.take(slot))
+            .collect();
+        if !events.is_empty() {
+            self.expired.increment(events.len() as u64);
+        }
+        events
+    }
+
+    /// Forgets events that will be read again or belong to another instance now: those of
+    /// `input` from `offset` on (after an aborted transaction rewound it), or all of `input`.
+    pub fn forget(&mut self, input: InputPartition, from_offset: i64) {
+        let slots: Vec<usize> = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.as_ref()
+                    .is_some_and(|w| w.input == input && w.offset >= from_offset)
+            })
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in slots {
+            self.take(slot);
+        }
+    }
+
+    /// Forgets events read under an assignment that is over.
+    pub fn retain_assigned(&mut self, current: impl Fn(InputPartition) -> Option<u64>) {
+        let slots: Vec<usize> = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.as_ref()
+                    .is_some_and(|w| current(w.input) != Some(w.assignment))
+            })
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in slots {
+            self.take(slot);
+        }
+    }
+
+    fn take(&mut self, slot: usize) -> Option<Waiting> {
+        let event = self.waiting.get_mut(slot)?.take()?;
+        // Unlink it from its users before the slot can be reused by another event.
+        for user in &event.users {
+            if let Some(slots) = self.by_user.get_mut(user) {
+                slots.retain(|s| *s != slot);
+                if slots.is_empty() {
+                    self.by_user.remove(user);
+                }
+            }
+        }
+        self.free.push(slot);
+        self.bytes -= event.bytes();
+        self.count -= 1;
+        self.report();
+        Some(event)
+    }
+
+    fn report(&self) {
+        self.held_now.set(self.count as f64);
+        self.held_bytes.set(self.bytes as f64);
+    }
+}
+
+/// The headers for the hold topic: the event's own, plus where it came from, which
+/// destinations wait, and since when.
+pub fn held_headers(
+    message: &BorrowedMessage<'_>,
+    destinations: &str,
+    now_ms: i64,
+) -> OwnedHeaders {
+    let headers = message
+        .headers()
+        .map(|h| h.detach())
+        .unwrap_or_else(|| OwnedHeaders::new_with_capacity(3));
+    let source = format!(
+        "{}/{}/{}",
+        message.topic(),
+        message.partition(),
+        message.offset()
+    );
+    let held_at = now_ms.to_string();
+    headers
+        .insert(Header {
+            key: crate::delivery::dead_letter::SOURCE_HEADER,
+            value: Some(source.as_str()),
+        })
+        .insert(Header {
+            key: DESTINATIONS_HEADER,
+            value: Some(destinations),
+        })
+        .insert(Header {
+            key: HELD_AT_HEADER,
+            value: Some(held_at.as_str()),
+        })
+}
+
+/// What a held record says: the destinations still to judge, when it was held, and its
+/// original headers (without the enforcer's own).
+pub fn read_held(
+    message: &BorrowedMessage<'_>,
+) -> (Option<String>, Option<i64>, Option<OwnedHeaders>) {
+    let mut destinations = None;
+    let mut held_at = None;
+    let mut original = OwnedHeaders::new();
+    let mut any = false;
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+            match header.key {
+                DESTINATIONS_HEADER => destinations = value.map(str::to_owned),
+                HELD_AT_HEADER => held_at = value.and_then(|v| v.parse().ok()),
+                key if OWN_HEADERS.contains(&key) => {}
+                key => {
+                    any = true;
+                    original = original.insert(Header {
+                        key,
+                        value: header.value,
+                    });
+                }
+            }
+        }
+    }
+    (destinations, held_at, any.then_some(original))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: InputPartition = InputPartition {
+        topic: 1,
+        partition: 0,
+    };
+
+    fn waiting(offset: i64, users: &[&str], held_at_ms: i64) -> Waiting {
+        Waiting {
+            input: P,
+            assignment: 7,
+            seq: offset as u32,
+            offset,
+            key: None,
+            value: b"{}".to_vec(),
+            headers: None,
+            timestamp: None,
+            destinations: vec![0],
+            held_at_ms,
+            users: users.iter().map(|u| (*u).into()).collect(),
+        }
+    }
+
+    fn offsets(events: &[Waiting]) -> Vec<i64> {
+        events.iter().map(|e| e.offset).collect()
+    }
+
+    #[test]
+    fn either_identifier_releases_the_event_once() {
+        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20);
+        hold.wait(waiting(1, &["u1", "a1"], 0));
+        hold.wait(waiting(2, &["u2"], 0));
+        hold.consent_applied("a1");
+        hold.consent_applied("u1");
+        assert_eq!(offsets(&hold.take_chosen()), [1]);
+        assert!(hold.take_chosen().is_empty());
+        hold.consent_applied("nobody");
+        assert!(hold.take_chosen().is_empty());
+    }
+
+    #[test]
+    fn a_reused_slot_is_not_released_by_its_former_user() {
+        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20);
+        hold.wait(waiting(1, &["u1"], 0));
+        assert_eq!(offsets(&hold.take_expired(5_000)), [1]);
+        hold.wait(waiting(2, &["u2"], 5_000));
+        hold.consent_applied("u1");
+        assert!(
+            hold.take_chosen().is_empty(),
+            "u1's choice must not release u2's event"
+        );
+    }
+
+    #[test]
+    fn expiry_takes_only_events_older_than_max_age() {
+        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20);
+        hold.wait(waiting(1, &["u1"], 0));
+        hold.wait(waiting(2, &["u2"], 900));
+        assert_eq!(offsets(&hold.take_expired(1_500)), [1]);
+    }
+
+    #[test]
+    fn memory_bound_is_reported() {
+        let mut hold = Hold::new("hold".into(), 1_000, 200);
+        hold.wait(waiting(1, &["u1"], 0));
+        assert!(!hold.full());
+        hold.wait(waiting(2, &["u2"], 0));
+        assert!(hold.full());
+        hold.forget(P, 2);
+        assert!(!hold.full());
+        assert!(!hold.has_room());
+        hold.retain_assigned(|_| Some(8));
+        assert!(hold.has_room());
+    }
+}
