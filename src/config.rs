@@ -86,6 +86,11 @@ const fn default_max_event_bytes() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct ConsentConfig {
     pub topic: String,
+    /// `global`: every instance holds the whole table. `copartitioned`: input and consent
+    /// topics are keyed by the same user identifier with equal partition counts, and each
+    /// instance holds only the consent partitions matching its input partitions.
+    #[serde(default)]
+    pub mode: ConsentMode,
     #[serde(default)]
     pub when_missing: WhenMissing,
     /// How long one wait for the consent table to catch up with the consent topic's end
@@ -180,6 +185,15 @@ impl<'de> Deserialize<'de> for Duration {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// Which part of the consent table an instance holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMode {
+    #[default]
+    Global,
+    Copartitioned,
 }
 
 /// What an event with no consent source at all gets.

@@ -230,6 +230,14 @@ pub enum StartupError {
         field: String,
         reason: String,
     },
+    #[error("consent.mode = \"copartitioned\" needs equal partition counts: {field} = {topic:?} has {partitions}, consent.topic = {consent_topic:?} has {consent_partitions}")]
+    NotCopartitioned {
+        topic: String,
+        field: String,
+        partitions: usize,
+        consent_topic: String,
+        consent_partitions: usize,
+    },
     #[error("cannot create Kafka client: {0}")]
     Client(#[source] KafkaError),
 }
@@ -297,6 +305,38 @@ pub fn check_topics(config: &Config) -> Result<HashMap<String, usize>, StartupEr
         }
     }
     Ok(partitions)
+}
+
+/// In co-partitioned mode, every input topic (and the hold topic) must have as many
+/// partitions as the consent topic, so that partition `p` of each holds the same users.
+pub fn check_copartitioned(
+    config: &Config,
+    partitions: &HashMap<String, usize>,
+) -> Result<(), StartupError> {
+    let consent = partitions.get(&config.consent.topic).copied().unwrap_or(0);
+    let mut inputs: Vec<(String, String)> = config
+        .input
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(i, topic)| (topic.clone(), format!("input.topics[{i}]")))
+        .collect();
+    if let (true, Some(topic)) = (config.hold.enabled, &config.hold.topic) {
+        inputs.push((topic.clone(), "hold.topic".to_owned()));
+    }
+    for (topic, field) in inputs {
+        let count = partitions.get(&topic).copied().unwrap_or(0);
+        if count != consent {
+            return Err(StartupError::NotCopartitioned {
+                topic,
+                field,
+                partitions: count,
+                consent_topic: config.consent.topic.clone(),
+                consent_partitions: consent,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Warns (does not fail) when the consent topic is not compacted: without compaction the

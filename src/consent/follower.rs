@@ -18,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::record::{parse_key, parse_value};
 use super::table::ApplyOutcome;
 use super::{ConsentState, ConsentTable, ConsentUpdate, Rejection};
-use crate::config::Config;
+use crate::config::{Config, ConsentMode};
 use crate::kafka::{consent_consumer_config, KafkaContext, LagGauge};
 use crate::telemetry::{self, ConsentMetrics};
 use crate::vocabulary::{CategorySet, Vocabulary};
@@ -45,7 +45,10 @@ pub struct EndOffsets(Vec<(i32, i64)>);
 pub struct ConsentFollower {
     consumer: BaseConsumer<KafkaContext>,
     topic: String,
-    partitions: i32,
+    timeout: Duration,
+    /// Consent partitions followed now: all of them, or in co-partitioned mode those
+    /// matching this instance's input partitions.
+    assigned: Vec<i32>,
     applier: Applier,
     /// Partitions not yet read to the end they had at start.
     behind: HashSet<i32>,
@@ -58,16 +61,23 @@ pub struct ConsentFollower {
 /// Applies records to the table (apart from the consumer, so a borrowed message can be
 /// applied while the consumer is borrowed).
 struct Applier {
-    table: ConsentTable,
+    /// One table for the whole topic, or in co-partitioned mode one per consent partition
+    /// (empty unless followed).
+    tables: Vec<ConsentTable>,
+    history_window_ms: i64,
+    history_max_changes: usize,
     vocabulary: Arc<Vocabulary>,
-    /// Users whose last record (by offset) was stale: the newer state is to be re-published
-    /// so that compaction, which keeps the last record, cannot bring the stale one back.
-    to_republish: HashSet<Box<str>>,
+    copartitioned: bool,
+    /// Users (with their consent partition) whose last record (by offset) was stale: the
+    /// newer state is to be re-published so that compaction, which keeps the last record,
+    /// cannot bring the stale one back.
+    to_republish: HashSet<(i32, Box<str>)>,
     metrics: ConsentMetrics,
 }
 
 impl ConsentFollower {
-    /// Assigns every partition of the consent topic from its beginning.
+    /// Starts following the consent topic: every partition from its beginning, or in
+    /// co-partitioned mode none yet (see [`ConsentFollower::follow`]).
     pub fn start(
         config: &Config,
         partitions: usize,
@@ -78,45 +88,99 @@ impl ConsentFollower {
             .create_with_context(KafkaContext::new(Some(LagGauge::Total(
                 metrics.lag.clone(),
             ))))?;
-        let topic = config.consent.topic.clone();
-        let timeout = Duration::from_secs(config.kafka.startup_timeout_secs);
-        let partitions = i32::try_from(partitions).unwrap_or(i32::MAX);
-        let mut assignment = TopicPartitionList::new();
-        let mut behind = HashSet::new();
-        let mut start_ends = HashMap::new();
-        let mut applied_to = HashMap::new();
-        for partition in 0..partitions {
-            assignment.add_partition_offset(&topic, partition, Offset::Beginning)?;
-            let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout)?;
-            if high > low {
-                behind.insert(partition);
-            } else {
-                applied_to.insert(partition, high);
-            }
-            start_ends.insert(partition, high);
-        }
-        consumer.assign(&assignment)?;
-        Ok(ConsentFollower {
+        let copartitioned = config.consent.mode == ConsentMode::Copartitioned;
+        let history_window_ms = config.consent.history_window.as_millis();
+        let history_max_changes = config.consent.history_max_changes;
+        let tables = (0..if copartitioned { partitions } else { 1 })
+            .map(|_| ConsentTable::new(history_window_ms, history_max_changes))
+            .collect();
+        let mut follower = ConsentFollower {
             consumer,
-            topic,
-            partitions,
+            topic: config.consent.topic.clone(),
+            timeout: Duration::from_secs(config.kafka.startup_timeout_secs),
+            assigned: Vec::new(),
             applier: Applier {
-                table: ConsentTable::new(
-                    config.consent.history_window.as_millis(),
-                    config.consent.history_max_changes,
-                ),
+                tables,
+                history_window_ms,
+                history_max_changes,
+                copartitioned,
                 vocabulary,
                 to_republish: HashSet::new(),
                 metrics,
             },
-            behind,
-            start_ends,
-            applied_to,
-        })
+            behind: HashSet::new(),
+            start_ends: HashMap::new(),
+            applied_to: HashMap::new(),
+        };
+        if !copartitioned {
+            let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
+            follower.follow(&all)?;
+        }
+        Ok(follower)
     }
 
-    pub fn table(&self) -> &ConsentTable {
-        &self.applier.table
+    /// Follows exactly `partitions` from now on: new ones are read from their beginning (and
+    /// count as behind until read to the end they have now), dropped ones are forgotten.
+    pub fn follow(&mut self, partitions: &[i32]) -> KafkaResult<()> {
+        let added: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !self.assigned.contains(p))
+            .collect();
+        let dropped: Vec<i32> = self
+            .assigned
+            .iter()
+            .copied()
+            .filter(|p| !partitions.contains(p))
+            .collect();
+        if added.is_empty() && dropped.is_empty() {
+            return Ok(());
+        }
+        if !dropped.is_empty() {
+            let mut list = TopicPartitionList::new();
+            for partition in &dropped {
+                list.add_partition(&self.topic, *partition);
+                self.behind.remove(partition);
+                self.start_ends.remove(partition);
+                self.applied_to.remove(partition);
+                self.applier.forget_partition(*partition);
+            }
+            self.consumer.incremental_unassign(&list)?;
+        }
+        if !added.is_empty() {
+            let mut list = TopicPartitionList::new();
+            for partition in &added {
+                list.add_partition_offset(&self.topic, *partition, Offset::Beginning)?;
+                let (low, high) =
+                    self.consumer
+                        .fetch_watermarks(&self.topic, *partition, self.timeout)?;
+                if high > low {
+                    self.behind.insert(*partition);
+                }
+                self.start_ends.insert(*partition, high);
+                // Nothing before the log start is left to read.
+                self.applied_to.insert(*partition, low);
+            }
+            self.consumer.incremental_assign(&list)?;
+        }
+        self.assigned = partitions.to_vec();
+        self.assigned.sort_unstable();
+        tracing::info!(
+            added = added.len(),
+            dropped = dropped.len(),
+            "consent partitions followed"
+        );
+        Ok(())
+    }
+
+    /// The table to judge an event of (input or consent) partition `partition` with.
+    pub fn table_for(&self, partition: i32) -> &ConsentTable {
+        self.applier.table_of(partition)
+    }
+
+    /// Users in the tables.
+    pub fn states(&self) -> usize {
+        self.applier.tables.iter().map(ConsentTable::len).sum()
     }
 
     /// True once every partition has been read up to the end it had at start.
@@ -127,12 +191,15 @@ impl ConsentFollower {
     /// Asks the cluster for the consent partitions' end offsets now (one request; for
     /// `read_committed`, the last stable offsets).
     pub fn sample_ends(&self, timeout: Duration) -> KafkaResult<EndOffsets> {
-        let mut query = TopicPartitionList::with_capacity(self.partitions as usize);
-        for partition in 0..self.partitions {
-            query.add_partition_offset(&self.topic, partition, Offset::End)?;
+        if self.assigned.is_empty() {
+            return Ok(EndOffsets::default());
+        }
+        let mut query = TopicPartitionList::with_capacity(self.assigned.len());
+        for partition in &self.assigned {
+            query.add_partition_offset(&self.topic, *partition, Offset::End)?;
         }
         let answer = self.consumer.offsets_for_times(query, timeout)?;
-        let mut ends = Vec::with_capacity(self.partitions as usize);
+        let mut ends = Vec::with_capacity(self.assigned.len());
         for element in answer.elements() {
             if let Some(error) = element.error().err() {
                 return Err(error);
@@ -222,11 +289,12 @@ impl ConsentFollower {
             }
             wait = Duration::ZERO;
         }
+        let states = self.states();
         let applier = &mut self.applier;
-        applier.metrics.states.set(applier.table.len() as f64);
+        applier.metrics.states.set(states as f64);
         if self.behind.is_empty() && !applier.to_republish.is_empty() {
-            for user in std::mem::take(&mut applier.to_republish) {
-                if let Some(state) = applier.table.get(&user) {
+            for (partition, user) in std::mem::take(&mut applier.to_republish) {
+                if let Some(state) = applier.table_of(partition).get(&user) {
                     effects.republish(&user, state);
                 }
             }
@@ -236,6 +304,34 @@ impl ConsentFollower {
 }
 
 impl Applier {
+    fn table_of(&self, partition: i32) -> &ConsentTable {
+        let index = if self.copartitioned {
+            usize::try_from(partition).unwrap_or(0)
+        } else {
+            0
+        };
+        &self.tables[index.min(self.tables.len() - 1)]
+    }
+
+    fn table_mut(&mut self, partition: i32) -> &mut ConsentTable {
+        let index = if self.copartitioned {
+            usize::try_from(partition).unwrap_or(0)
+        } else {
+            0
+        };
+        let last = self.tables.len() - 1;
+        &mut self.tables[index.min(last)]
+    }
+
+    /// Forgets a consent partition no longer followed (co-partitioned mode).
+    fn forget_partition(&mut self, partition: i32) {
+        if self.copartitioned {
+            *self.table_mut(partition) =
+                ConsentTable::new(self.history_window_ms, self.history_max_changes);
+            self.to_republish.retain(|(p, _)| *p != partition);
+        }
+    }
+
     /// Applies one consent record to the table.
     fn apply(&mut self, message: &BorrowedMessage<'_>, effects: &mut dyn ConsentEffects) {
         let metrics = &self.metrics;
@@ -248,15 +344,25 @@ impl Applier {
             }
         };
         let record_time_ms = message.timestamp().to_millis().unwrap_or(0);
-        let current = self.table.get(user).map(|state| state.granted);
+        let partition = message.partition();
         let update = parse_value(message.payload(), record_time_ms, &self.vocabulary);
+        let metrics = &self.metrics;
+        let table = {
+            let index = if self.copartitioned {
+                usize::try_from(partition).unwrap_or(0)
+            } else {
+                0
+            };
+            let last = self.tables.len() - 1;
+            &mut self.tables[index.min(last)]
+        };
+        let current = table.get(user).map(|state| state.granted);
         let takes_away = |granted: CategorySet| current.is_some_and(|c| !granted.is_superset(c));
         let revokes = match &update {
             Ok(ConsentUpdate::Remove) => takes_away(CategorySet::EMPTY),
             Ok(ConsentUpdate::Set(state)) => {
                 takes_away(state.granted)
-                    && self
-                        .table
+                    && table
                         .get(user)
                         .is_some_and(|s| s.updated_at_ms <= state.updated_at_ms)
             }
@@ -267,11 +373,11 @@ impl Applier {
         }
         let superseded = match update {
             Ok(ConsentUpdate::Remove) => {
-                self.table.remove(user);
+                table.remove(user);
                 metrics.removed.increment(1);
                 true
             }
-            Ok(ConsentUpdate::Set(state)) => match self.table.apply(user, state) {
+            Ok(ConsentUpdate::Set(state)) => match table.apply(user, state) {
                 ApplyOutcome::Applied => {
                     metrics.applied.increment(1);
                     effects.applied(user);
@@ -279,14 +385,14 @@ impl Applier {
                 }
                 ApplyOutcome::Stale { .. } => {
                     metrics.rejected(Rejection::Stale);
-                    self.to_republish.insert(user.into());
+                    self.to_republish.insert((partition, user.into()));
                     false
                 }
             },
             Err(reason) => {
                 // Fail closed: whatever this record meant, it may have been a revocation.
                 metrics.rejected(reason);
-                self.table.overwrite(
+                table.overwrite(
                     user,
                     ConsentState {
                         granted: CategorySet::EMPTY,
@@ -298,7 +404,7 @@ impl Applier {
             }
         };
         if superseded && !self.to_republish.is_empty() {
-            self.to_republish.remove(user);
+            self.to_republish.remove(&(partition, Box::from(user)));
         }
     }
 }

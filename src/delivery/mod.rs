@@ -86,6 +86,7 @@ pub struct Delivery {
     /// state kept for an earlier assignment of the same partition can be told apart).
     assigned: Mutex<HashMap<InputPartition, u64>>,
     assignments: std::sync::atomic::AtomicU64,
+    assignment_changes: std::sync::atomic::AtomicU64,
     failure: Mutex<Option<WriteFailed>>,
     /// Where each target writes, for error messages.
     destination_topics: Vec<String>,
@@ -149,6 +150,7 @@ impl Delivery {
             progress: Mutex::new(Progress::default()),
             assigned: Mutex::new(HashMap::new()),
             assignments: std::sync::atomic::AtomicU64::new(0),
+            assignment_changes: std::sync::atomic::AtomicU64::new(0),
             failure: Mutex::new(None),
             destination_topics: topics.destinations,
             input_topics: topics.input,
@@ -405,8 +407,25 @@ impl Delivery {
         }
     }
 
+    /// Changes whenever partitions are assigned or unassigned.
+    pub fn assignment_version(&self) -> u64 {
+        self.assignment_changes.load(Ordering::SeqCst)
+    }
+
+    /// The partition numbers this instance owns in any input topic.
+    pub fn assigned_partition_numbers(&self) -> Vec<i32> {
+        let mut numbers: Vec<i32> = lock(&self.assigned)
+            .keys()
+            .map(|input| i32::from(input.partition))
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        numbers
+    }
+
     /// Records newly assigned partitions.
     pub fn assign(&self, inputs: &[InputPartition]) {
+        self.assignment_changes.fetch_add(1, Ordering::SeqCst);
         let mut assigned = lock(&self.assigned);
         for input in inputs {
             let number = self.assignments.fetch_add(1, Ordering::Relaxed);
@@ -426,6 +445,7 @@ impl Delivery {
 
     /// Marks partitions as no longer owned (their progress is still tracked).
     pub fn unassign(&self, inputs: &[InputPartition]) {
+        self.assignment_changes.fetch_add(1, Ordering::SeqCst);
         let mut assigned = lock(&self.assigned);
         for input in inputs {
             assigned.remove(input);

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
-use crate::config::{Config, Guarantee};
+use crate::config::{Config, ConsentMode, Guarantee};
 use crate::consent::follower::{ConsentEffects, EndOffsets};
 use crate::consent::record::encode_value;
 use crate::consent::{ConsentFollower, ConsentState};
@@ -73,6 +73,9 @@ pub struct Signals {
 /// Runs the enforcer until `signals.stopping` is set or a write fails for good.
 pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     let partitions = kafka::check_topics(config)?;
+    if config.consent.mode == ConsentMode::Copartitioned {
+        kafka::check_copartitioned(config, &partitions)?;
+    }
     let mut vocabulary = Vocabulary::from_config(config);
     let rules = Rule::from_config(config, &mut vocabulary);
     let vocabulary = Arc::new(vocabulary);
@@ -172,6 +175,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         hold_topic: hold_topic.as_deref(),
     };
     let mut last_expiry_scan = Instant::now();
+    let copartitioned = config.consent.mode == ConsentMode::Copartitioned;
+    let mut followed_version = u64::MAX;
+    let mut follow_error = None;
     let mut freshness = Freshness::new(config);
     let commit_interval = Duration::from_millis(config.delivery.commit_interval_ms);
     let mut last_commit = Instant::now();
@@ -182,6 +188,18 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         if batch.is_empty() {
             read_events(&consumer, &mut batch);
         }
+        if copartitioned {
+            let version = delivery.assignment_version();
+            if version != followed_version {
+                if let Err(error) = follower.follow(&delivery.assigned_partition_numbers()) {
+                    telemetry::error("consent", "follow");
+                    tracing::error!(%error, "cannot follow the consent partitions of this instance's input partitions");
+                    follow_error = Some(error);
+                    break;
+                }
+                followed_version = version;
+            }
+        }
         follower.poll(Duration::ZERO, CONSENT_RECORDS_PER_TURN, &mut effects);
         if !batch.is_empty() || freshness.probe_due() {
             let fresh = freshness.catch_up(&mut follower, &mut effects);
@@ -191,7 +209,8 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 let now = now_ms();
                 for message in batch.drain(..) {
                     let mut held = hold.as_ref().map(RefCell::borrow_mut);
-                    judge.event(follower.table(), &message, now, held.as_deref_mut());
+                    let table = follower.table_for(message.partition());
+                    judge.event(table, &message, now, held.as_deref_mut());
                 }
             }
             if fresh {
@@ -200,7 +219,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                     if scan {
                         last_expiry_scan = Instant::now();
                     }
-                    serve_hold(&judge, follower.table(), hold, &consumer, scan);
+                    serve_hold(&judge, &follower, hold, &consumer, scan);
                 }
             }
         }
@@ -248,6 +267,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     if let Some(failure) = delivery.failure() {
         return Err(failure.into());
     }
+    if let Some(error) = follow_error {
+        return Err(error.into());
+    }
     if !drained {
         return Err(PipelineError::DrainTimeout {
             secs: config.delivery.drain_timeout_secs,
@@ -281,13 +303,14 @@ fn after_rewind(
 /// those of partitions no longer owned, and pauses or resumes the hold topic for memory.
 fn serve_hold(
     judge: &Judge<'_>,
-    table: &crate::consent::ConsentTable,
+    follower: &ConsentFollower,
     hold: &RefCell<Hold>,
     consumer: &BaseConsumer<EventConsumerContext>,
     scan: bool,
 ) {
     let chosen = hold.borrow_mut().take_chosen();
     for event in chosen {
+        let table = follower.table_for(i32::from(event.input.partition));
         judge.resolve(table, event, false);
     }
     if !scan {
@@ -295,6 +318,7 @@ fn serve_hold(
     }
     let expired = hold.borrow_mut().take_expired(now_ms());
     for event in expired {
+        let table = follower.table_for(i32::from(event.input.partition));
         judge.resolve(table, event, true);
     }
     let mut hold = hold.borrow_mut();
@@ -467,7 +491,7 @@ fn load_table(
         effects.delivery.poll();
         if last_report.elapsed() >= Duration::from_secs(5) {
             tracing::info!(
-                states = follower.table().len(),
+                states = follower.states(),
                 "still loading the consent table"
             );
             last_report = Instant::now();
@@ -476,11 +500,7 @@ fn load_table(
     // Stale records found while loading were re-published by the last poll once loaded.
     let seconds = started.elapsed().as_secs_f64();
     metrics::gauge!(telemetry::CONSENT_BOOTSTRAP_SECONDS).set(seconds);
-    tracing::info!(
-        states = follower.table().len(),
-        seconds,
-        "consent table loaded"
-    );
+    tracing::info!(states = follower.states(), seconds, "consent table loaded");
     true
 }
 

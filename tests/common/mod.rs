@@ -440,6 +440,16 @@ impl Scenario {
         destinations: Vec<Destination>,
         input_partitions: i32,
     ) -> Scenario {
+        Scenario::with_topics(name, destinations, input_partitions, 1)
+    }
+
+    /// Input and consent topics with the given partition counts.
+    pub fn with_topics(
+        name: &str,
+        destinations: Vec<Destination>,
+        input_partitions: i32,
+        consent_partitions: i32,
+    ) -> Scenario {
         let id = unique(name);
         let destinations: Vec<Destination> = destinations
             .into_iter()
@@ -464,7 +474,7 @@ impl Scenario {
         };
         std::fs::create_dir_all(&scenario.dir).unwrap();
         create_topic(&scenario.input, input_partitions, false);
-        create_topic(&scenario.consent, 1, true);
+        create_topic(&scenario.consent, consent_partitions, true);
         create_topic(&scenario.dead_letter, 1, false);
         for dest in &scenario.destinations {
             create_topic_with(&dest.topic, dest.partitions, &dest.topic_config);

@@ -1,0 +1,134 @@
+//! Co-partitioned mode: each instance holds only the consent partitions matching its input
+//! partitions, and judges exactly as the global mode would.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+
+const USERS: usize = 60;
+
+fn consented(user: usize) -> bool {
+    user % 3 != 0
+}
+
+fn scenario(name: &str, input_partitions: i32, consent_partitions: i32) -> Scenario {
+    let mut s = Scenario::with_topics(
+        name,
+        vec![Destination::new("amplitude", &["analytics"])],
+        input_partitions,
+        consent_partitions,
+    );
+    s.consent_extra = "mode = \"copartitioned\"".to_owned();
+    s
+}
+
+#[test]
+fn unequal_partition_counts_are_a_clear_start_up_error() {
+    let s = scenario("copart-unequal", 4, 2);
+    let mut enforcer = s.start();
+    assert_eq!(enforcer.wait_exit(WAIT).code(), Some(1));
+    let logs = enforcer.logs();
+    assert!(
+        logs.contains("copartitioned")
+            && logs.contains("input.topics[0]")
+            && logs.contains("has 4"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn two_instances_each_hold_their_share_and_route_as_the_global_mode_would() {
+    let s = scenario("copart-share", 4, 4);
+    // Consent and events are written by the same producer with the same keys, so both
+    // topics put a user in the same partition.
+    let consents: Vec<Record> = (0..USERS)
+        .map(|u| {
+            let (granted, denied): (&[&str], &[&str]) = if consented(u) {
+                (&["analytics"], &[])
+            } else {
+                (&[], &["analytics"])
+            };
+            Record::new(
+                &format!("user-{u}"),
+                &consent(granted, denied, &rfc3339_from_now(-60_000)),
+            )
+        })
+        .collect();
+    produce(&s.consent, &consents);
+    let a = s.start_instance("a");
+    let b = s.start_instance("b");
+    a.wait_ready();
+    b.wait_ready();
+    let total = 3_000;
+    let events: Vec<Record> = (0..total)
+        .map(|i| {
+            let user = format!("user-{}", i % USERS);
+            Record::new(&user, &track(&user, &format!("e{i}")))
+        })
+        .collect();
+    produce(&s.input, &events);
+    s.wait_processed();
+
+    let delivered: Vec<String> = message_ids(&s.delivered("amplitude"));
+    let unique: HashSet<&String> = delivered.iter().collect();
+    let expected: HashSet<String> = (0..total)
+        .filter(|i| consented(i % USERS))
+        .map(|i| format!("e{i}"))
+        .collect();
+    let leaked = unique.iter().filter(|id| !expected.contains(**id)).count();
+    let lost = expected.iter().filter(|id| !unique.contains(id)).count();
+    assert_eq!((lost, leaked), (0, 0));
+
+    let (states_a, states_b) = (
+        a.metric("consent_enforcer_consent_states"),
+        b.metric("consent_enforcer_consent_states"),
+    );
+    assert_eq!(
+        states_a + states_b,
+        USERS as f64,
+        "a {states_a}, b {states_b}"
+    );
+    assert!(
+        states_a > 0.0 && states_b > 0.0,
+        "a {states_a}, b {states_b}"
+    );
+
+    // b stops: a takes over its partitions and loads their consent before judging.
+    let mut b = b;
+    b.signal("TERM");
+    assert_eq!(b.wait_exit(WAIT).code(), Some(0));
+    let more: Vec<Record> = (total..2 * total)
+        .map(|i| {
+            let user = format!("user-{}", i % USERS);
+            Record::new(&user, &track(&user, &format!("e{i}")))
+        })
+        .collect();
+    produce(&s.input, &more);
+    s.wait_processed();
+    let delivered: HashSet<String> = message_ids(&s.delivered("amplitude")).into_iter().collect();
+    let leaked = delivered
+        .iter()
+        .filter(|id| !consented(id[1..].parse::<usize>().unwrap() % USERS))
+        .count();
+    let lost = (0..2 * total)
+        .filter(|i| consented(i % USERS) && !delivered.contains(&format!("e{i}")))
+        .count();
+    assert_eq!((lost, leaked), (0, 0));
+    assert_eq!(a.metric("consent_enforcer_consent_states"), USERS as f64);
+}
+
+#[test]
+fn a_consent_change_reaches_the_instance_that_owns_the_user() {
+    let s = scenario("copart-change", 2, 2);
+    let enforcer = s.start_ready();
+    s.send_consent("u1", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
+    s.send_events(&[("u1", &track("u1", "granted"))]);
+    s.wait_processed();
+    s.send_consent("u1", &consent(&[], &["analytics"], &rfc3339_from_now(0)));
+    s.send_events(&[("u1", &track("u1", "revoked"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["granted"]);
+    assert!(enforcer.metric("consent_enforcer_consent_states") >= 1.0);
+}
