@@ -126,9 +126,10 @@ fn default_history_window() -> Duration {
     Duration::from_millis(7 * 24 * 3_600_000)
 }
 
-/// A user rarely changes their mind more than a few times within the window.
+/// A user rarely changes their mind more than a few times within the window (re-sent
+/// identical choices do not count).
 const fn default_history_max_changes() -> usize {
-    4
+    8
 }
 
 /// A duration written with its unit: `500ms`, `30s`, `10m`, `2h`, `7d`.

@@ -21,7 +21,7 @@ pub struct ConsentTable {
 
 impl Default for ConsentTable {
     fn default() -> Self {
-        ConsentTable::new(7 * 24 * 3_600_000, 4)
+        ConsentTable::new(7 * 24 * 3_600_000, 8)
     }
 }
 
@@ -126,6 +126,14 @@ impl ConsentTable {
             return;
         }
         let earlier = self.history.entry(user.into()).or_default();
+        // A re-sent choice (same grants) adds nothing to know: the newest kept state already
+        // covers its time.
+        if earlier
+            .first()
+            .is_some_and(|newest| newest.granted == previous.granted)
+        {
+            return;
+        }
         earlier.insert(0, previous);
         earlier.truncate(self.history_max_changes);
         // An entry ends where the one before it in the list (newer) begins.
@@ -234,6 +242,19 @@ mod tests {
             StateAt::Known(state(2, now - 5_000))
         );
         assert_eq!(table.state_at("u", now - 6_000), StateAt::None);
+    }
+
+    #[test]
+    fn re_sent_identical_choices_do_not_use_up_the_history() {
+        let mut table = ConsentTable::new(i64::MAX / 2, 2);
+        table.apply("u", state(1, 10));
+        table.apply("u", state(2, 20));
+        for t in 3..10 {
+            table.apply("u", state(2, t * 10));
+        }
+        table.apply("u", state(3, 100));
+        assert_eq!(table.state_at("u", 15), StateAt::Known(state(1, 10)));
+        assert_eq!(table.state_at("u", 55), StateAt::Known(state(2, 20)));
     }
 
     #[test]

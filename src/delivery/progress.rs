@@ -198,9 +198,8 @@ impl Progress {
                     self.in_flight -= entry.pending as usize;
                 }
             }
-            if partition.entries.is_empty() {
-                partition.committable = partition.committed;
-            }
+            // Events from `offset` on were settled, maybe, but their writes are gone.
+            partition.committable = partition.committable.map(|c| c.min(offset));
             partition.failed = partition.entries.iter().any(|e| e.failed);
         }
     }
@@ -315,6 +314,18 @@ mod tests {
         assert_eq!(progress.to_commit(None), vec![(P, 11)]);
         // The next event begun gets the next sequence number after the kept ones.
         assert_eq!(progress.begin(P, 11), first.wrapping_add(1));
+    }
+
+    #[test]
+    fn forgetting_settled_events_takes_back_their_offsets() {
+        let mut progress = Progress::default();
+        let first = event(&mut progress, 10, 1);
+        let second = event(&mut progress, 11, 1);
+        progress.acknowledge(P, first);
+        progress.acknowledge(P, second);
+        assert_eq!(progress.to_commit(None), vec![(P, 12)]);
+        progress.forget_from(P, 11);
+        assert_eq!(progress.to_commit(None), vec![(P, 11)]);
     }
 
     #[test]
