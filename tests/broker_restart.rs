@@ -1,0 +1,93 @@
+//! Exactly-once across a broker restart. The broker is restarted, so this binary starts its
+//! own (on 127.0.0.1:19192) rather than disturb the tests sharing the usual one.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const PORT: &str = "19192";
+
+fn broker(command: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(command)
+        .env("KAFKA_PORT", PORT)
+        .status()
+        .expect("run scripts/kafka.sh");
+    assert!(status.success(), "scripts/kafka.sh {command} failed");
+}
+
+#[test]
+fn exactly_once_across_a_broker_restart_delivers_each_consented_event_once() {
+    broker("ensure");
+    // The helpers read the broker address once, from here on.
+    std::env::set_var(TEST_BOOTSTRAP_ENV, format!("127.0.0.1:{PORT}"));
+    assert_eq!(bootstrap(), format!("127.0.0.1:{PORT}"));
+
+    let mut s = Scenario::with_partitions(
+        "eos-broker-restart",
+        vec![Destination::new("amplitude", &["analytics"])],
+        3,
+    );
+    s.delivery_extra = format!(
+        "guarantee = \"exactly_once\"\ntransactional_id = \"{}-a\"",
+        s.group
+    );
+    s.consent_extra = "max_staleness_ms = 120000".to_owned();
+    let users = 20;
+    let consents: Vec<Record> = (0..users)
+        .map(|u| {
+            let (granted, denied): (&[&str], &[&str]) = if u % 2 == 0 {
+                (&["analytics"], &[])
+            } else {
+                (&[], &["analytics"])
+            };
+            Record::new(
+                &format!("user-{u}"),
+                &consent(granted, denied, &rfc3339_from_now(-60_000)),
+            )
+        })
+        .collect();
+    produce(&s.consent, &consents);
+    let events = |range: std::ops::Range<usize>| -> Vec<Record> {
+        range
+            .map(|i| {
+                let user = format!("user-{}", i % users);
+                Record::new(&user, &track(&user, &format!("e{i}")))
+            })
+            .collect()
+    };
+    let enforcer = s.start_ready();
+    produce(&s.input, &events(0..10_000));
+    enforcer.wait_metric("consent_enforcer_events_received_total", 1_000.0);
+    broker("restart");
+    produce(&s.input, &events(10_000..15_000));
+    s.wait_processed();
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for id in message_ids(&s.delivered("amplitude")) {
+        *seen.entry(id).or_default() += 1;
+    }
+    let expected = |i: usize| (i % users) % 2 == 0;
+    let lost = (0..15_000)
+        .filter(|i| expected(*i) && !seen.contains_key(&format!("e{i}")))
+        .count();
+    let leaked = seen
+        .keys()
+        .filter(|id| !expected(id[1..].parse::<usize>().unwrap()))
+        .count();
+    let duplicated = seen.values().filter(|n| **n > 1).count();
+    println!("broker restart: lost {lost}, leaked {leaked}, duplicated {duplicated}");
+    assert_eq!(
+        (lost, leaked, duplicated),
+        (0, 0, 0),
+        "log:\n{}",
+        enforcer.logs()
+    );
+    broker("stop");
+}
