@@ -366,7 +366,10 @@ impl Delivery {
         }
     }
 
-    /// Commits what is committable (of the given partitions, or all).
+    /// Commits what is committable (of the given partitions, or all). A synchronous commit
+    /// is recorded as done when it returns; an asynchronous one only when the broker's answer
+    /// arrives ([`Delivery::commit_answered`]), so one rejected during a rebalance is sent
+    /// again.
     pub fn commit<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
@@ -385,26 +388,40 @@ impl Delivery {
                 Offset::Offset(*offset),
             )?;
         }
+        let synchronous = matches!(mode, CommitMode::Sync);
         let result = consumer.commit(&list, mode);
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        metrics::counter!(telemetry::OFFSET_COMMITS, "result" => outcome).increment(1);
-        if result.is_ok() {
-            let mut progress = lock(&self.progress);
-            for (input, offset) in offsets {
-                progress.mark_committed(input, offset);
+        if synchronous {
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            metrics::counter!(telemetry::OFFSET_COMMITS, "result" => outcome).increment(1);
+            if result.is_ok() {
+                let mut progress = lock(&self.progress);
+                for (input, offset) in offsets {
+                    progress.mark_committed(input, offset);
+                }
             }
         }
         result
     }
 
-    /// After a failed asynchronous commit: commit those partitions again next time.
-    pub fn commit_failed(&self, offsets: &TopicPartitionList) {
+    /// The broker's answer to a commit: partitions committed are recorded; the others are
+    /// committed again next time.
+    pub fn commit_answered(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
         let mut progress = lock(&self.progress);
+        let mut failed = result.is_err();
         for element in offsets.elements() {
-            if let Some(input) = self.input_partition(element.topic(), element.partition()) {
-                progress.forget_commit(input);
+            let Some(input) = self.input_partition(element.topic(), element.partition()) else {
+                continue;
+            };
+            match (result, element.error(), element.offset()) {
+                (Ok(()), Ok(()), Offset::Offset(offset)) => progress.mark_committed(input, offset),
+                _ => {
+                    failed = true;
+                    progress.forget_commit(input);
+                }
             }
         }
+        let outcome = if failed { "error" } else { "ok" };
+        metrics::counter!(telemetry::OFFSET_COMMITS, "result" => outcome).increment(1);
     }
 
     /// Changes whenever partitions are assigned or unassigned.

@@ -91,10 +91,18 @@ impl ConsumerContext for EventConsumerContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(error) = result {
-            telemetry::error("commit", "async");
-            tracing::warn!(%error, "offset commit failed; retrying with the next commit");
-            self.delivery.commit_failed(offsets);
+        let rejected = result.is_err() || offsets.elements().iter().any(|e| e.error().is_err());
+        if rejected {
+            telemetry::error("commit", "rejected");
+            match &result {
+                Err(error) => {
+                    tracing::warn!(%error, "offset commit failed; committing again next time")
+                }
+                Ok(()) => tracing::warn!(
+                    "offset commit rejected for some partitions; committing again next time"
+                ),
+            }
         }
+        self.delivery.commit_answered(&result, offsets);
     }
 }

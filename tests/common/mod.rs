@@ -605,7 +605,10 @@ impl Enforcer {
             .args(["run", "--config"])
             .arg(config)
             .env("KAFKA_BOOTSTRAP_SERVERS", servers)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("ENFORCER_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
