@@ -1,0 +1,115 @@
+//! The baseline: a plain consume-and-copy with the enforcer's fan-out and delivery guarantee
+//! and no consent logic. It uses the enforcer's own delivery layer (the same producer
+//! settings, acknowledgement tracking and offset commits), so the difference between the two
+//! is the consent work: parsing, the table, the decision and freshness.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use consent_enforcer::config::Guarantee;
+use consent_enforcer::delivery::tag::{Tag, Target};
+use consent_enforcer::delivery::{copy_headers, Delivery, Settings, Topics};
+use consent_enforcer::telemetry::EventMetrics;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::BaseRecord;
+
+pub struct CopyArgs {
+    pub bootstrap: String,
+    pub group: String,
+    pub input: String,
+    pub destinations: Vec<String>,
+    /// Copies per event on average, spread evenly.
+    pub fanout: f64,
+}
+
+/// Runs until killed.
+pub fn run(args: CopyArgs) -> anyhow::Result<()> {
+    let mut producer = ClientConfig::new();
+    producer
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4");
+    let delivery = Delivery::new(
+        &producer,
+        Topics {
+            input: vec![args.input.clone()],
+            destinations: args.destinations.clone(),
+            dead_letter: String::new(),
+            consent: String::new(),
+            hold: None,
+        },
+        Settings {
+            guarantee: Guarantee::AtLeastOnce,
+            transaction_interval: Duration::from_millis(100),
+            transaction_max_events: 10_000,
+            startup_timeout: Duration::from_secs(30),
+        },
+        EventMetrics::register(args.destinations.iter().map(String::as_str)),
+        metrics::counter!("unused"),
+        Arc::new(AtomicBool::new(false)),
+    )?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.bootstrap)
+        .set("group.id", &args.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    consumer.subscribe(&[&args.input])?;
+    let mut copied: u64 = 0;
+    let mut read: u64 = 0;
+    let mut last_commit = Instant::now();
+    loop {
+        let mut wait = Duration::from_millis(20);
+        for _ in 0..1_000 {
+            let Some(message) = consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            let message = message?;
+            let Some(input) = delivery.input_partition(message.topic(), message.partition()) else {
+                continue;
+            };
+            let seq = delivery.begin(input, message.offset());
+            read += 1;
+            let target = (args.fanout * read as f64).floor() as u64;
+            while copied < target {
+                let i = (copied % args.destinations.len() as u64) as usize;
+                copied += 1;
+                let record = BaseRecord::<[u8], [u8], usize> {
+                    topic: &args.destinations[i],
+                    partition: None,
+                    payload: message.payload(),
+                    key: message.key(),
+                    timestamp: message.timestamp().to_millis(),
+                    headers: copy_headers(message.headers()),
+                    delivery_opaque: Tag {
+                        target: Target::Destination(i as u8),
+                        input,
+                        seq,
+                    }
+                    .encode(),
+                };
+                delivery.send(record)?;
+            }
+            delivery.end(input);
+        }
+        delivery.poll();
+        if last_commit.elapsed() >= Duration::from_secs(1) {
+            // Without a commit callback, each commit is recorded when it returns.
+            let _ = delivery.commit(&consumer, CommitMode::Sync, None);
+            last_commit = Instant::now();
+        }
+        if let Some(failure) = delivery.failure() {
+            return Err(failure.into());
+        }
+    }
+}

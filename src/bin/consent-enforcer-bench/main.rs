@@ -1,0 +1,262 @@
+//! `consent-enforcer-bench`: measures the enforcer against a plain Kafka copy with the same
+//! fan-out and delivery guarantee, in one run, on the same broker and data.
+//!
+//!   consent-enforcer-bench run [--quick] [--users N] [--events N] [--rounds N]
+//!
+//! It never fails for being slow: it measures and reports. See README.md, "Performance".
+
+mod baseline;
+mod cluster;
+mod data;
+mod memory;
+mod process;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use cluster::Cluster;
+use run::{Inputs, Runner, System};
+
+#[global_allocator]
+static ALLOCATOR: memory::Counting = memory::Counting;
+
+#[derive(Parser)]
+#[command(about = "Benchmark: the enforcer against a plain consume-and-copy baseline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate data, run enforcer and baseline interleaved, print and save the report.
+    Run {
+        /// A small run (20,000 users, 100,000 events, one round each) for smoke tests.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        users: Option<u64>,
+        #[arg(long)]
+        events: Option<u64>,
+        /// Runs of each system, interleaved.
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Seconds of offered load for the latency measurement.
+        #[arg(long)]
+        latency_seconds: Option<f64>,
+        /// The broker (default: the local broker of scripts/kafka.sh).
+        #[arg(
+            long,
+            env = "CONSENT_ENFORCER_BENCH_BOOTSTRAP",
+            default_value = "127.0.0.1:9092"
+        )]
+        bootstrap: String,
+        /// Where the JSON and Markdown reports go.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
+    /// The baseline process (started by `run`).
+    #[command(hide = true)]
+    Copy {
+        #[arg(long)]
+        bootstrap: String,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        input: String,
+        #[arg(long, value_delimiter = ',')]
+        destinations: Vec<String>,
+        #[arg(long)]
+        fanout: f64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Copy {
+            bootstrap,
+            group,
+            input,
+            destinations,
+            fanout,
+        } => baseline::run(baseline::CopyArgs {
+            bootstrap,
+            group,
+            input,
+            destinations,
+            fanout,
+        }),
+        Command::Run {
+            quick,
+            users,
+            events,
+            rounds,
+            latency_seconds,
+            bootstrap,
+            results,
+        } => {
+            let settings = report::Settings {
+                users: users.unwrap_or(if quick { 20_000 } else { 1_000_000 }),
+                events: events.unwrap_or(if quick { 100_000 } else { 2_000_000 }),
+                rounds: rounds.unwrap_or(if quick { 1 } else { 3 }),
+                latency_seconds: latency_seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
+                partitions: 6,
+            };
+            benchmark(&settings, &bootstrap, &results)
+        }
+    }
+}
+
+fn benchmark(
+    settings: &report::Settings,
+    bootstrap: &str,
+    results: &std::path::Path,
+) -> anyhow::Result<()> {
+    let binary_dir = std::env::current_exe()?
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let cluster = Cluster::connect(bootstrap)?;
+    let run_id = format!("bench-{}", std::process::id());
+    eprintln!(
+        "bench: {} users, {} events, {} rounds",
+        settings.users, settings.events, settings.rounds
+    );
+
+    let table = memory::measure_table(settings.users);
+    eprintln!(
+        "bench: consent table {:.1} bytes/user beyond the key ({:.0} states/s applied in process)",
+        table.bytes_per_user_beyond_key, table.states_per_second
+    );
+
+    let inputs = Inputs {
+        events_topic: format!("{run_id}.events"),
+        consent_topic: format!("{run_id}.consent"),
+        partitions: settings.partitions,
+    };
+    let loaded = load(&cluster, &inputs, settings);
+    let outcome = loaded.and_then(|states| {
+        let runner = Runner {
+            cluster: &cluster,
+            binary_dir: &binary_dir,
+            inputs: &inputs,
+            run_id: run_id.clone(),
+        };
+        measure(&runner, settings, states, table)
+    });
+    cluster.delete_topics(&[inputs.events_topic.clone(), inputs.consent_topic.clone()]);
+    let report = outcome?;
+    let text = report.markdown();
+    println!("{text}");
+    let saved = report.save(results)?;
+    eprintln!("bench: report written to {}", saved.display());
+    Ok(())
+}
+
+/// Writes the consent states and events; returns how many states the consent topic holds.
+fn load(cluster: &Cluster, inputs: &Inputs, settings: &report::Settings) -> anyhow::Result<u64> {
+    let compressed = [("compression.type", "lz4")];
+    cluster.create_topic(
+        &inputs.consent_topic,
+        settings.partitions,
+        &[("compression.type", "lz4"), ("cleanup.policy", "compact")],
+    )?;
+    cluster.create_topic(&inputs.events_topic, settings.partitions, &compressed)?;
+    let producer = cluster.producer()?;
+    let mut rng = data::Rng::new(7);
+    let mut states = 0;
+    let mut records = Vec::new();
+    for n in 0..settings.users {
+        match data::consent_of(&mut rng, "2026-11-20T10:00:00Z") {
+            data::ConsentRecord::State(value) => {
+                states += 1;
+                records.push((data::user_id(n), Some(value.into_bytes()), None));
+            }
+            data::ConsentRecord::Deleted(value) => {
+                records.push((data::user_id(n), Some(value.into_bytes()), None));
+                records.push((data::user_id(n), None, None));
+            }
+            data::ConsentRecord::None => {}
+        }
+    }
+    let started = std::time::Instant::now();
+    cluster::send_all(&producer, &inputs.consent_topic, records.into_iter())?;
+    eprintln!(
+        "bench: {states} consent states written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = std::time::Instant::now();
+    let events = (0..settings.events).map(|id| {
+        let (key, value) = data::event(&mut rng, settings.users, id);
+        (key, Some(value), None)
+    });
+    cluster::send_all(&producer, &inputs.events_topic, events)?;
+    eprintln!(
+        "bench: {} events written in {:.1} s",
+        settings.events,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(states)
+}
+
+fn measure(
+    runner: &Runner<'_>,
+    settings: &report::Settings,
+    states: u64,
+    table: memory::TableMemory,
+) -> anyhow::Result<report::Report> {
+    let mut enforcer = Vec::new();
+    let mut baseline = Vec::new();
+    let mut fanout = 0.0;
+    for round in 0..settings.rounds {
+        let run = runner.throughput(System::Enforcer, round, 0.0)?;
+        fanout = run.deliveries / run.events.max(1) as f64;
+        eprintln!(
+            "bench: enforcer round {round}: {:.0} events/s, bootstrap {:.2} s",
+            run.events_per_second(),
+            run.bootstrap_seconds
+        );
+        enforcer.push(run);
+        let run = runner.throughput(System::Baseline, round, fanout)?;
+        eprintln!(
+            "bench: baseline round {round}: {:.0} events/s",
+            run.events_per_second()
+        );
+        baseline.push(run);
+    }
+    let slowest = enforcer
+        .iter()
+        .chain(&baseline)
+        .map(run::Throughput::events_per_second)
+        .fold(f64::INFINITY, f64::min);
+    let rate = (slowest / 2.0).max(100.0);
+    eprintln!("bench: latency at {rate:.0} events/s offered");
+    let enforcer_latency = runner.latency(
+        System::Enforcer,
+        rate,
+        settings.latency_seconds,
+        settings.users,
+        fanout,
+    )?;
+    let baseline_latency = runner.latency(
+        System::Baseline,
+        rate,
+        settings.latency_seconds,
+        settings.users,
+        fanout,
+    )?;
+    Ok(report::Report {
+        settings: settings.clone(),
+        states,
+        fanout,
+        enforcer,
+        baseline,
+        latency_rate: rate,
+        enforcer_latency: report::Percentiles::of(&enforcer_latency),
+        baseline_latency: report::Percentiles::of(&baseline_latency),
+        table,
+    })
+}
