@@ -81,10 +81,18 @@ fn two_instances_each_hold_their_share_and_route_as_the_global_mode_would() {
     let lost = expected.iter().filter(|id| !unique.contains(id)).count();
     assert_eq!((lost, leaked), (0, 0));
 
-    let (states_a, states_b) = (
-        a.metric("consent_enforcer_consent_states"),
-        b.metric("consent_enforcer_consent_states"),
-    );
+    // The split settles once both instances have joined and loaded their partitions.
+    let deadline = std::time::Instant::now() + WAIT;
+    let (mut states_a, mut states_b);
+    loop {
+        states_a = a.metric("consent_enforcer_consent_states");
+        states_b = b.metric("consent_enforcer_consent_states");
+        let settled = states_a + states_b == USERS as f64 && states_a > 0.0 && states_b > 0.0;
+        if settled || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_eq!(
         states_a + states_b,
         USERS as f64,
