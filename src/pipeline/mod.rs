@@ -187,6 +187,12 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     while !signals.stopping.load(Ordering::Relaxed) && delivery.failure().is_none() {
         if batch.is_empty() {
             read_events(&consumer, &mut batch);
+            if !batch.is_empty() {
+                // A sample taken before these events were read (by a probe, or for a batch
+                // dropped by a rewind) may predate consent acknowledged before they were
+                // written: they need one of their own.
+                freshness.forget_sample();
+            }
         }
         if copartitioned {
             let version = delivery.assignment_version();
@@ -404,6 +410,10 @@ impl Freshness {
             wait_seconds: metrics::histogram!(telemetry::CONSENT_WAIT_SECONDS),
             wait_timeouts: metrics::counter!(telemetry::CONSENT_WAIT_TIMEOUTS),
         }
+    }
+
+    fn forget_sample(&mut self) {
+        self.target = None;
     }
 
     fn probe_due(&self) -> bool {
