@@ -212,6 +212,26 @@ fn stale_record_is_ignored_and_newer_state_republished() {
     );
 }
 
+/// In exactly-once mode the re-published state is written outside the enforcer's transaction:
+/// inside one, it would hold back the consent topic's last stable offset, and with it every
+/// instance's view of consent acknowledged after it, until the transaction commits.
+#[test]
+fn exactly_once_republish_is_visible_before_any_transaction_commits() {
+    let mut s = Scenario::new("stale-eos", amplitude());
+    s.delivery_extra = format!(
+        "guarantee = \"exactly_once\"\ntransactional_id = \"{}-tx\"\ntransaction_interval_ms = 600000",
+        s.group
+    );
+    s.send_consent("u1", &consent(&[], &["analytics"], "2026-11-22T12:00:00Z"));
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T08:00:00Z"));
+    let enforcer = s.start_ready();
+    enforcer.wait_metric("consent_enforcer_consent_records_republished_total", 1.0);
+    // A consumer reading committed records only sees it, and a record written after it.
+    s.send_consent("u2", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
+    let keys: Vec<String> = read_all(&s.consent).iter().map(|r| r.key_str()).collect();
+    assert_eq!(keys, ["u1", "u1", "u1", "u2"]);
+}
+
 #[test]
 fn republished_state_survives_a_restart() {
     let s = Scenario::new("stale-restart", amplitude());

@@ -81,6 +81,10 @@ pub struct WriteFailed {
 
 pub struct Delivery {
     producer: BaseProducer<AckContext>,
+    /// Exactly-once only: writes re-published consent states outside any transaction. In a
+    /// transaction they would hold back the consent topic's last stable offset, and with it
+    /// every instance's view of consent acknowledged after them, until the commit.
+    republisher: Option<BaseProducer<AckContext>>,
     progress: Mutex<Progress>,
     /// Input partitions this instance owns now, each with the number of its assignment (so
     /// state kept for an earlier assignment of the same partition can be told apart).
@@ -135,18 +139,25 @@ impl Delivery {
         republished: metrics::Counter,
         stopping: Arc<AtomicBool>,
     ) -> KafkaResult<Delivery> {
-        let producer: BaseProducer<AckContext> =
-            producer_config.create_with_context(AckContext {
+        let create = |config: &rdkafka::ClientConfig| {
+            config.create_with_context(AckContext {
                 kafka: KafkaContext::new(None),
                 acks: Mutex::new(Vec::with_capacity(1024)),
-            })?;
+            })
+        };
+        let producer: BaseProducer<AckContext> = create(producer_config)?;
+        let mut republisher = None;
         if settings.guarantee == Guarantee::ExactlyOnce {
             // Fences an earlier incarnation with the same transactional.id and aborts its
             // open transaction.
             producer.init_transactions(settings.startup_timeout)?;
+            let mut plain = producer_config.clone();
+            plain.remove("transactional.id");
+            republisher = Some(create(&plain)?);
         }
         Ok(Delivery {
             producer,
+            republisher,
             progress: Mutex::new(Progress::default()),
             assigned: Mutex::new(HashMap::new()),
             assignments: std::sync::atomic::AtomicU64::new(0),
@@ -229,12 +240,18 @@ impl Delivery {
     /// event then never completes, so its offset is never committed.
     pub fn send(&self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
         let tag = Tag::decode(record.delivery_opaque);
-        if self.guarantee == Guarantee::ExactlyOnce {
-            self.ensure_transaction()?;
-        }
+        let producer = match (&self.republisher, tag.target) {
+            (Some(republisher), Target::Republish) => republisher,
+            _ => {
+                if self.guarantee == Guarantee::ExactlyOnce {
+                    self.ensure_transaction()?;
+                }
+                &self.producer
+            }
+        };
         let mut record = record;
         loop {
-            match self.producer.send(record) {
+            match producer.send(record) {
                 Ok(()) => {
                     match tag.target {
                         Target::Republish => *lock(&self.republish_in_flight) += 1,
@@ -246,7 +263,7 @@ impl Delivery {
                     if !self.stopping.load(Ordering::Relaxed) =>
                 {
                     record = returned;
-                    self.producer.poll(Duration::from_millis(1));
+                    producer.poll(Duration::from_millis(1));
                     self.settle();
                 }
                 Err((error, _)) => {
@@ -263,12 +280,18 @@ impl Delivery {
     /// Serves librdkafka's queue without blocking and settles acknowledgements.
     pub fn poll(&self) {
         self.producer.poll(Duration::ZERO);
+        if let Some(republisher) = &self.republisher {
+            republisher.poll(Duration::ZERO);
+        }
         self.settle();
     }
 
     /// Applies the acknowledgements collected since the last call.
     pub fn settle(&self) {
-        let acks = std::mem::take(&mut *lock(&self.producer.context().acks));
+        let mut acks = std::mem::take(&mut *lock(&self.producer.context().acks));
+        if let Some(republisher) = &self.republisher {
+            acks.append(&mut lock(&republisher.context().acks));
+        }
         if acks.is_empty() {
             return;
         }
@@ -280,17 +303,17 @@ impl Delivery {
                     *lock(&self.republish_in_flight) -= 1;
                     self.republished.increment(1);
                 }
+                (Some(error), Target::Republish) => {
+                    *lock(&self.republish_in_flight) -= 1;
+                    self.record_failure(&tag, error);
+                }
                 (None, target) if self.guarantee == Guarantee::ExactlyOnce => {
                     progress.acknowledge(tag.input, tag.seq);
                     self.transaction_ack(target);
                 }
-                (Some(error), target) if self.guarantee == Guarantee::ExactlyOnce => {
+                (Some(error), _) if self.guarantee == Guarantee::ExactlyOnce => {
                     // The transaction will abort and its events be judged again.
-                    if target == Target::Republish {
-                        *lock(&self.republish_in_flight) -= 1;
-                    } else {
-                        progress.acknowledge(tag.input, tag.seq);
-                    }
+                    progress.acknowledge(tag.input, tag.seq);
                     telemetry::error("delivery", "write_failed_in_transaction");
                     tracing::warn!(%error, "a write failed; its transaction will be aborted");
                     self.transaction_failed(error);
@@ -305,10 +328,6 @@ impl Delivery {
                         Target::Hold => self.metrics.held.increment(1),
                         Target::Republish => {}
                     }
-                }
-                (Some(error), Target::Republish) => {
-                    *lock(&self.republish_in_flight) -= 1;
-                    self.record_failure(&tag, error);
                 }
                 (Some(error), _) => {
                     progress.fail(tag.input, tag.seq);
@@ -363,6 +382,9 @@ impl Delivery {
                 return false;
             }
             self.producer.poll(Duration::from_millis(50));
+            if let Some(republisher) = &self.republisher {
+                republisher.poll(Duration::ZERO);
+            }
         }
     }
 
@@ -495,6 +517,9 @@ impl Delivery {
     /// Flushes librdkafka's queue (bounded); used once everything else is done.
     pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
         let result = self.producer.flush(timeout);
+        if let Some(republisher) = &self.republisher {
+            republisher.flush(timeout)?;
+        }
         self.settle();
         result
     }
