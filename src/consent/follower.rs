@@ -44,6 +44,9 @@ pub struct EndOffsets(Vec<(i32, i64)>);
 
 pub struct ConsentFollower {
     consumer: BaseConsumer<KafkaContext>,
+    /// A second client only for sampling end offsets: on the follower's own connection the
+    /// request would queue behind its long-polling fetch (up to `fetch.wait.max.ms`).
+    sampler: BaseConsumer<KafkaContext>,
     topic: String,
     timeout: Duration,
     /// Consent partitions followed now: all of them, or in co-partitioned mode those
@@ -88,6 +91,8 @@ impl ConsentFollower {
             .create_with_context(KafkaContext::new(Some(LagGauge::Total(
                 metrics.lag.clone(),
             ))))?;
+        let sampler: BaseConsumer<KafkaContext> =
+            consent_consumer_config(config).create_with_context(KafkaContext::new(None))?;
         let copartitioned = config.consent.mode == ConsentMode::Copartitioned;
         let history_window_ms = config.consent.history_window.as_millis();
         let history_max_changes = config.consent.history_max_changes;
@@ -96,6 +101,7 @@ impl ConsentFollower {
             .collect();
         let mut follower = ConsentFollower {
             consumer,
+            sampler,
             topic: config.consent.topic.clone(),
             timeout: Duration::from_secs(config.kafka.startup_timeout_secs),
             assigned: Vec::new(),
@@ -198,7 +204,7 @@ impl ConsentFollower {
         for partition in &self.assigned {
             query.add_partition_offset(&self.topic, *partition, Offset::End)?;
         }
-        let answer = self.consumer.offsets_for_times(query, timeout)?;
+        let answer = self.sampler.offsets_for_times(query, timeout)?;
         let mut ends = Vec::with_capacity(self.assigned.len());
         for element in answer.elements() {
             if let Some(error) = element.error().err() {
