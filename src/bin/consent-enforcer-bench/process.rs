@@ -1,17 +1,29 @@
 //! A measured child process: CPU seconds and peak resident memory from /proc.
 
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Set to see the measured processes' output.
+const LOGS_ENV: &str = "CONSENT_ENFORCER_BENCH_LOGS";
 
 pub struct Measured {
     pub child: Child,
 }
 
 impl Measured {
+    /// Starts `command`; its output is discarded unless `CONSENT_ENFORCER_BENCH_LOGS` is set.
     pub fn spawn(command: &mut Command) -> anyhow::Result<Measured> {
+        let output = || {
+            if std::env::var_os(LOGS_ENV).is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(output())
+            .stderr(output())
             .spawn()?;
         Ok(Measured { child })
     }
@@ -47,7 +59,22 @@ impl Measured {
             .map_or(0, |kb| kb * 1024)
     }
 
+    /// Asks the process to stop (SIGTERM), as an operator would; kills it after 30 s.
     pub fn stop(mut self) {
+        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return;
+        };
+        // SAFETY: kill has no memory-safety preconditions; pid is our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
