@@ -34,6 +34,10 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
+        .set(
+            "queue.buffering.max.messages",
+            consent_enforcer::kafka::PRODUCER_QUEUE_MESSAGES,
+        )
         .set("compression.type", "lz4");
     let delivery = Delivery::new(
         &producer,
