@@ -68,7 +68,10 @@ impl Timeline {
         Timeline { writes }
     }
 
-    /// Writes every record, each acknowledged before the next.
+    /// Writes every record, each acknowledged before the next and in a later millisecond:
+    /// the ground truth is the write order, and the enforcer can only see an order that the
+    /// millisecond timestamps show (in a tie it fails closed, which the truth would count as
+    /// a loss).
     fn write(&self, s: &Scenario, from: usize, to: usize) {
         for write in &self.writes[from..to] {
             match write {
@@ -95,6 +98,7 @@ impl Timeline {
                     s.send_events(&[(&user, &track(&user, &format!("e{id}")))]);
                 }
             }
+            next_millisecond();
         }
     }
 
@@ -139,6 +143,21 @@ impl Timeline {
             .map(|(id, _)| id)
             .collect();
         (required, forbidden)
+    }
+}
+
+/// Waits for the wall clock's next millisecond, so the next write's timestamps are later than
+/// every timestamp of the writes before.
+fn next_millisecond() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    };
+    let start = now();
+    while now() <= start {
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 

@@ -59,17 +59,20 @@ impl ConsentTable {
         self.states.get(user).copied()
     }
 
-    /// The state in force for `user` at `time_ms`.
+    /// The state in force for `user` at `time_ms`: the last one set strictly before it. Times
+    /// have millisecond resolution, so a state set in the event's own millisecond is not known
+    /// to precede the event: the event is judged by the state before it, and (by the caller)
+    /// by the current one, so a tie fails closed.
     pub fn state_at(&self, user: &str, time_ms: i64) -> StateAt {
         let Some(current) = self.states.get(user) else {
             return StateAt::None;
         };
-        if current.updated_at_ms <= time_ms {
+        if current.updated_at_ms < time_ms {
             return StateAt::Known(*current);
         }
         self.history
             .get(user)
-            .and_then(|earlier| earlier.iter().find(|s| s.updated_at_ms <= time_ms))
+            .and_then(|earlier| earlier.iter().find(|s| s.updated_at_ms < time_ms))
             .map_or(StateAt::None, |s| StateAt::Known(*s))
     }
 
@@ -213,10 +216,20 @@ mod tests {
         table.apply("u", state(2, 20));
         table.apply("u", state(3, 30));
         assert_eq!(table.state_at("u", 5), StateAt::None);
-        assert_eq!(table.state_at("u", 10), StateAt::Known(state(1, 10)));
+        assert_eq!(table.state_at("u", 11), StateAt::Known(state(1, 10)));
         assert_eq!(table.state_at("u", 25), StateAt::Known(state(2, 20)));
         assert_eq!(table.state_at("u", 99), StateAt::Known(state(3, 30)));
         assert_eq!(table.state_at("nobody", 99), StateAt::None);
+    }
+
+    #[test]
+    fn state_set_in_the_events_millisecond_is_not_known_to_precede_it() {
+        let mut table = table();
+        assert_eq!(table.apply("u", state(0, 10)), ApplyOutcome::Applied);
+        table.apply("u", state(1, 20));
+        assert_eq!(table.state_at("u", 10), StateAt::None);
+        assert_eq!(table.state_at("u", 20), StateAt::Known(state(0, 10)));
+        assert_eq!(table.state_at("u", 21), StateAt::Known(state(1, 20)));
     }
 
     #[test]

@@ -321,7 +321,7 @@ impl Verdicts {
         let now = Grants::combine(now_state, view.stamp);
         let current_then = [&view.user_id, &view.anonymous_id]
             .iter()
-            .all(|id| lookup(id).is_none_or(|s| s.updated_at_ms <= event_time_ms));
+            .all(|id| lookup(id).is_none_or(|s| s.updated_at_ms < event_time_ms));
         if current_then {
             return Verdicts { now, then: None };
         }
