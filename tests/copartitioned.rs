@@ -132,9 +132,11 @@ fn a_consent_change_reaches_the_instance_that_owns_the_user() {
     let s = scenario("copart-change", 2, 2);
     let enforcer = s.start_ready();
     s.send_consent("u1", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
+    next_millisecond();
     s.send_events(&[("u1", &track("u1", "granted"))]);
     s.wait_processed();
     s.send_consent("u1", &consent(&[], &["analytics"], &rfc3339_from_now(0)));
+    next_millisecond();
     s.send_events(&[("u1", &track("u1", "revoked"))]);
     s.wait_processed();
     assert_eq!(message_ids(&s.delivered("amplitude")), ["granted"]);

@@ -48,11 +48,15 @@ fn check_freshness(s: Scenario) {
     let _enforcer = s.start_ready();
     for round in 0..2 {
         for user in &users {
+            // Each write in a later millisecond: event time can only order what the
+            // timestamps show (a tie fails closed).
             if round == 0 {
                 s.send_consent(user, &revoke_now());
+                next_millisecond();
                 s.send_events(&[(user, &track(user, &format!("{user}-after-revoke")))]);
             } else {
                 s.send_consent(user, &grant_now());
+                next_millisecond();
                 s.send_events(&[(user, &track(user, &format!("{user}-after-grant")))]);
             }
         }

@@ -146,21 +146,6 @@ impl Timeline {
     }
 }
 
-/// Waits for the wall clock's next millisecond, so the next write's timestamps are later than
-/// every timestamp of the writes before.
-fn next_millisecond() {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let now = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-    };
-    let start = now();
-    while now() <= start {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
 /// (lost, leaked, duplicated) over both destinations; printed.
 fn check(s: &Scenario, timeline: &Timeline) -> (usize, usize, usize) {
     let (mut lost, mut leaked, mut duplicated) = (0, 0, 0);

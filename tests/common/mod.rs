@@ -770,6 +770,20 @@ pub fn track_at(user_id: &str, message_id: &str, timestamp: &str) -> String {
     )
 }
 
+/// Waits for the wall clock's next millisecond, so the next write's timestamps are later than
+/// every timestamp of the writes before.
+pub fn next_millisecond() {
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    };
+    let start = now();
+    while now() <= start {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 /// RFC 3339 for now plus `offset_ms` (negative: in the past).
 pub fn rfc3339_from_now(offset_ms: i64) -> String {
     let now = SystemTime::now()
