@@ -3,6 +3,7 @@
 //! ([`follower`]).
 
 pub mod follower;
+pub mod key;
 pub mod record;
 pub mod table;
 

@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::key::UserKey;
 use super::ConsentState;
 
 #[derive(Debug)]
 pub struct ConsentTable {
-    states: HashMap<Box<str>, ConsentState>,
+    states: HashMap<UserKey, ConsentState>,
     /// Earlier states, newest first, of users whose consent changed while the enforcer ran.
     /// Each was in force from its `updated_at_ms` until the next one's.
-    history: HashMap<Box<str>, Vec<ConsentState>>,
+    history: HashMap<UserKey, Vec<ConsentState>>,
     /// Earlier states that stopped being in force longer ago than this are forgotten.
     history_window_ms: i64,
     /// At most this many earlier states are kept per user.
