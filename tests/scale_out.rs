@@ -116,6 +116,32 @@ fn at_least_once_rolling_restart_loses_and_leaks_nothing() {
     assert_eq!((lost, leaked), (0, 0));
 }
 
+/// Static membership (`group.instance.id`, here with a 6 s session timeout): an instance
+/// killed and restarted under the same identity rejoins without the group moving its
+/// partitions in between, and resumes from the committed offsets.
+#[test]
+fn at_least_once_static_member_killed_and_restarted_loses_and_leaks_nothing() {
+    let mut s = scenario("alo-static", false);
+    s.kafka_properties = format!("\"group.instance.id\" = \"{}-{{instance}}\"", s.group);
+    let a = s.start_instance("a");
+    let mut b = s.start_instance("b");
+    a.wait_ready();
+    b.wait_ready();
+    produce(&s.input, &events(0..4_000));
+    b.wait_metric("consent_enforcer_events_received_total", 1.0);
+    b.kill9();
+    produce(&s.input, &events(4_000..8_000));
+    let b = s.start_instance("b");
+    b.wait_ready();
+    s.wait_processed();
+    let (lost, leaked, _) = verdict(&s, 8_000);
+    assert_eq!((lost, leaked), (0, 0));
+    assert!(
+        b.metric("consent_enforcer_events_received_total") > 0.0,
+        "the restarted member judged none of its partitions' events"
+    );
+}
+
 #[test]
 fn exactly_once_across_kill_9_delivers_each_consented_event_once() {
     let s = scenario("eos-kill", true);
