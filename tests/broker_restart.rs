@@ -40,28 +40,8 @@ fn exactly_once_across_a_broker_restart_delivers_each_consented_event_once() {
     );
     s.consent_extra = "max_staleness_ms = 120000".to_owned();
     let users = 20;
-    let consents: Vec<Record> = (0..users)
-        .map(|u| {
-            let (granted, denied): (&[&str], &[&str]) = if u % 2 == 0 {
-                (&["analytics"], &[])
-            } else {
-                (&[], &["analytics"])
-            };
-            Record::new(
-                &format!("user-{u}"),
-                &consent(granted, denied, &rfc3339_from_now(-60_000)),
-            )
-        })
-        .collect();
-    produce(&s.consent, &consents);
-    let events = |range: std::ops::Range<usize>| -> Vec<Record> {
-        range
-            .map(|i| {
-                let user = format!("user-{}", i % users);
-                Record::new(&user, &track(&user, &format!("e{i}")))
-            })
-            .collect()
-    };
+    produce(&s.consent, &analytics_consents(users, |u| u % 2 == 0));
+    let events = |range: std::ops::Range<usize>| track_events(range, users);
     let enforcer = s.start_ready();
     produce(&s.input, &events(0..10_000));
     enforcer.wait_metric("consent_enforcer_events_received_total", 1_000.0);

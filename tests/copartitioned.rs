@@ -43,32 +43,13 @@ fn two_instances_each_hold_their_share_and_route_as_the_global_mode_would() {
     let s = scenario("copart-share", 4, 4);
     // Consent and events are written by the same producer with the same keys, so both
     // topics put a user in the same partition.
-    let consents: Vec<Record> = (0..USERS)
-        .map(|u| {
-            let (granted, denied): (&[&str], &[&str]) = if consented(u) {
-                (&["analytics"], &[])
-            } else {
-                (&[], &["analytics"])
-            };
-            Record::new(
-                &format!("user-{u}"),
-                &consent(granted, denied, &rfc3339_from_now(-60_000)),
-            )
-        })
-        .collect();
-    produce(&s.consent, &consents);
+    produce(&s.consent, &analytics_consents(USERS, consented));
     let a = s.start_instance("a");
     let b = s.start_instance("b");
     a.wait_ready();
     b.wait_ready();
     let total = 3_000;
-    let events: Vec<Record> = (0..total)
-        .map(|i| {
-            let user = format!("user-{}", i % USERS);
-            Record::new(&user, &track(&user, &format!("e{i}")))
-        })
-        .collect();
-    produce(&s.input, &events);
+    produce(&s.input, &track_events(0..total, USERS));
     s.wait_processed();
 
     let delivered: Vec<String> = message_ids(&s.delivered("amplitude"));
@@ -107,13 +88,7 @@ fn two_instances_each_hold_their_share_and_route_as_the_global_mode_would() {
     let mut b = b;
     b.signal("TERM");
     assert_eq!(b.wait_exit(WAIT).code(), Some(0));
-    let more: Vec<Record> = (total..2 * total)
-        .map(|i| {
-            let user = format!("user-{}", i % USERS);
-            Record::new(&user, &track(&user, &format!("e{i}")))
-        })
-        .collect();
-    produce(&s.input, &more);
+    produce(&s.input, &track_events(total..2 * total, USERS));
     s.wait_processed();
     let delivered: HashSet<String> = message_ids(&s.delivered("amplitude")).into_iter().collect();
     let leaked = delivered

@@ -23,30 +23,28 @@ fn scenario(name: &str, exactly_once: bool) -> Scenario {
             s.group
         );
     }
-    let consents: Vec<Record> = (0..USERS)
-        .map(|u| {
-            let (granted, denied): (&[&str], &[&str]) = if consented(u) {
-                (&["analytics"], &[])
-            } else {
-                (&[], &["analytics"])
-            };
-            Record::new(
-                &format!("user-{u}"),
-                &consent(granted, denied, &rfc3339_from_now(-60_000)),
-            )
-        })
-        .collect();
-    produce(&s.consent, &consents);
+    produce(&s.consent, &analytics_consents(USERS, consented));
     s
 }
 
 fn events(range: std::ops::Range<usize>) -> Vec<Record> {
-    range
-        .map(|i| {
-            let user = format!("user-{}", i % USERS);
-            Record::new(&user, &track(&user, &format!("e{i}")))
-        })
-        .collect()
+    track_events(range, USERS)
+}
+
+/// Writes events from `written` on, a thousand at a time, until `instance` has received some
+/// (a newcomer gets partitions only once the group rebalances; until then the others may
+/// take everything). Returns how many events the input holds now.
+fn feed_until_received(s: &Scenario, instance: &Enforcer, mut written: usize) -> usize {
+    while instance.metric("consent_enforcer_events_received_total") < 1.0 {
+        assert!(
+            written < 60_000,
+            "the second instance never received an event"
+        );
+        produce(&s.input, &events(written..written + 1_000));
+        written += 1_000;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    written
 }
 
 /// Counts against the ground truth: (lost, leaked, duplicated).
@@ -76,18 +74,7 @@ fn at_least_once_two_instances_one_added_one_killed_loses_and_leaks_nothing() {
     produce(&s.input, &events(0..5_000));
     let mut second = s.start_instance("b");
     second.wait_ready();
-    // Feed events until the newcomer has some of them (it gets partitions only once the
-    // group rebalances; until then the first instance may take everything).
-    let mut written = 5_000;
-    while second.metric("consent_enforcer_events_received_total") < 1.0 {
-        assert!(
-            written < 60_000,
-            "the second instance never received an event"
-        );
-        produce(&s.input, &events(written..written + 1_000));
-        written += 1_000;
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let mut written = feed_until_received(&s, &second, 5_000);
     second.kill9();
     produce(&s.input, &events(written..written + 5_000));
     written += 5_000;
@@ -172,16 +159,7 @@ fn exactly_once_two_instances_one_added_one_killed_has_no_duplicates() {
     produce(&s.input, &events(0..6_000));
     let mut b = s.start_instance("b");
     b.wait_ready();
-    let mut written = 6_000;
-    while b.metric("consent_enforcer_events_received_total") < 1.0 {
-        assert!(
-            written < 60_000,
-            "the second instance never received an event"
-        );
-        produce(&s.input, &events(written..written + 1_000));
-        written += 1_000;
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let mut written = feed_until_received(&s, &b, 6_000);
     b.kill9();
     // Its partitions come back to `a` once the session times out; its open transaction is
     // aborted by the broker after transaction.timeout.ms or by a restart with its id.

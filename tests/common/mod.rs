@@ -784,6 +784,34 @@ pub fn next_millisecond() {
     }
 }
 
+/// A consent record for each of `user-0` .. `user-{users - 1}`, set a minute ago: analytics
+/// granted where `granted(user)`, denied otherwise.
+pub fn analytics_consents(users: usize, granted: impl Fn(usize) -> bool) -> Vec<Record> {
+    (0..users)
+        .map(|u| {
+            let (given, denied): (&[&str], &[&str]) = if granted(u) {
+                (&["analytics"], &[])
+            } else {
+                (&[], &["analytics"])
+            };
+            Record::new(
+                &format!("user-{u}"),
+                &consent(given, denied, &rfc3339_from_now(-60_000)),
+            )
+        })
+        .collect()
+}
+
+/// Track events `e{i}` for each `i` in `range`, of user `user-{i % users}`, keyed by user.
+pub fn track_events(range: std::ops::Range<usize>, users: usize) -> Vec<Record> {
+    range
+        .map(|i| {
+            let user = format!("user-{}", i % users);
+            Record::new(&user, &track(&user, &format!("e{i}")))
+        })
+        .collect()
+}
+
 /// RFC 3339 for now plus `offset_ms` (negative: in the past).
 pub fn rfc3339_from_now(offset_ms: i64) -> String {
     let now = SystemTime::now()
