@@ -27,9 +27,16 @@ fn prefix_len(len: usize) -> usize {
 }
 
 fn layout(len: usize) -> Layout {
-    // Alignment 1 and a size no larger than a `str` that exists plus 10 bytes: valid unless
-    // the identifier is within 10 bytes of isize::MAX, which no Kafka record can hold.
-    Layout::from_size_align(prefix_len(len) + len, 1).unwrap_or_else(|_| Layout::new::<u8>())
+    // Alignment 1 and the size of a `str` that exists plus at most 10 prefix bytes: invalid
+    // only for an identifier within 10 bytes of isize::MAX, which no Kafka record can hold.
+    // Never fall back to a smaller layout: `new` writes the whole identifier into it.
+    match prefix_len(len)
+        .checked_add(len)
+        .and_then(|size| Layout::from_size_align(size, 1).ok())
+    {
+        Some(layout) => layout,
+        None => std::process::abort(),
+    }
 }
 
 impl UserKey {
