@@ -163,29 +163,6 @@ impl Progress {
         }
     }
 
-    /// One line per partition for debugging: front offset and pending writes.
-    pub fn describe(&self) -> String {
-        self.partitions
-            .iter()
-            .map(|(input, p)| {
-                let front = p
-                    .entries
-                    .front()
-                    .map(|e| (e.offset, e.pending, e.failed, e.parked));
-                format!(
-                    "{}/{}: entries {} front {:?} committable {:?} committed {:?}",
-                    input.topic,
-                    input.partition,
-                    p.entries.len(),
-                    front,
-                    p.committable,
-                    p.committed
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
     /// Offsets to commit: partitions whose committable offset moved since the last commit.
     pub fn to_commit(&self, only: Option<&[InputPartition]>) -> Vec<(InputPartition, i64)> {
         self.partitions
