@@ -3,6 +3,8 @@
 //! it, so an event can be judged by the consent in force at its own time.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::key::UserKey;
@@ -10,10 +12,10 @@ use super::ConsentState;
 
 #[derive(Debug)]
 pub struct ConsentTable {
-    states: HashMap<UserKey, ConsentState>,
+    states: HashMap<UserKey, ConsentState, RandomState>,
     /// Earlier states, newest first, of users whose consent changed while the enforcer ran.
     /// Each was in force from its `updated_at_ms` until the next one's.
-    history: HashMap<UserKey, Vec<ConsentState>>,
+    history: HashMap<UserKey, Vec<ConsentState>, RandomState>,
     /// Earlier states that stopped being in force longer ago than this are forgotten.
     history_window_ms: i64,
     /// At most this many earlier states are kept per user.
@@ -49,8 +51,8 @@ pub enum StateAt {
 impl ConsentTable {
     pub fn new(history_window_ms: i64, history_max_changes: usize) -> ConsentTable {
         ConsentTable {
-            states: HashMap::new(),
-            history: HashMap::new(),
+            states: HashMap::default(),
+            history: HashMap::default(),
             history_window_ms,
             history_max_changes,
         }
