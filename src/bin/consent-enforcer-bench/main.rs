@@ -234,20 +234,32 @@ fn measure(
         .fold(f64::INFINITY, f64::min);
     let rate = (slowest / 2.0).max(100.0);
     eprintln!("bench: latency at {rate:.0} events/s offered");
-    let enforcer_latency = runner.latency(
-        System::Enforcer,
-        rate,
-        settings.latency_seconds,
-        settings.users,
-        fanout,
-    )?;
-    let baseline_latency = runner.latency(
-        System::Baseline,
-        rate,
-        settings.latency_seconds,
-        settings.users,
-        fanout,
-    )?;
+    // Interleaved like the throughput runs, so a noisy moment shows as a spread over rounds.
+    let mut enforcer_latency = Vec::new();
+    let mut baseline_latency = Vec::new();
+    for round in 0..settings.rounds {
+        for (system, rounds) in [
+            (System::Enforcer, &mut enforcer_latency),
+            (System::Baseline, &mut baseline_latency),
+        ] {
+            let latencies = runner.latency(
+                system,
+                round,
+                rate,
+                settings.latency_seconds,
+                settings.users,
+                fanout,
+            )?;
+            let percentiles = report::Percentiles::of(&latencies);
+            eprintln!(
+                "bench: {} latency round {round}: p50 {:.0} ms, p99 {:.0} ms",
+                system.name(),
+                percentiles.p50,
+                percentiles.p99
+            );
+            rounds.push(percentiles);
+        }
+    }
     Ok(report::Report {
         settings: settings.clone(),
         states,
@@ -255,8 +267,8 @@ fn measure(
         enforcer,
         baseline,
         latency_rate: rate,
-        enforcer_latency: report::Percentiles::of(&enforcer_latency),
-        baseline_latency: report::Percentiles::of(&baseline_latency),
+        enforcer_latency,
+        baseline_latency,
         table,
     })
 }

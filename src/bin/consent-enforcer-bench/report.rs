@@ -41,6 +41,17 @@ impl Percentiles {
             samples: sorted.len(),
         }
     }
+
+    /// Each percentile's median over rounds; samples summed.
+    fn median_of(rounds: &[Percentiles]) -> Percentiles {
+        let of = |f: fn(&Percentiles) -> f64| median(rounds.iter().map(f).collect());
+        Percentiles {
+            p50: of(|p| p.p50),
+            p99: of(|p| p.p99),
+            p999: of(|p| p.p999),
+            samples: rounds.iter().map(|p| p.samples).sum(),
+        }
+    }
 }
 
 pub struct Report {
@@ -50,8 +61,9 @@ pub struct Report {
     pub enforcer: Vec<Throughput>,
     pub baseline: Vec<Throughput>,
     pub latency_rate: f64,
-    pub enforcer_latency: Percentiles,
-    pub baseline_latency: Percentiles,
+    /// One measurement per round, interleaved with the baseline's.
+    pub enforcer_latency: Vec<Percentiles>,
+    pub baseline_latency: Vec<Percentiles>,
     pub table: TableMemory,
 }
 
@@ -82,25 +94,19 @@ impl Report {
         let (eout, bout) = both(Throughput::deliveries_per_second);
         let (ecpu, bcpu) = both(Throughput::cpu_seconds_per_million);
         let (erss, brss) = both(|t| t.peak_rss_bytes as f64 / 1_048_576.0);
+        let elat = Percentiles::median_of(&self.enforcer_latency);
+        let blat = Percentiles::median_of(&self.baseline_latency);
         vec![
             ("events/s in (median)".to_owned(), ein, bin),
             ("deliveries/s out (median)".to_owned(), eout, bout),
             ("CPU seconds per million events".to_owned(), ecpu, bcpu),
             ("peak RSS, MiB".to_owned(), erss, brss),
+            ("latency p50, ms (median)".to_owned(), elat.p50, blat.p50),
+            ("latency p99, ms (median)".to_owned(), elat.p99, blat.p99),
             (
-                "latency p50, ms".to_owned(),
-                self.enforcer_latency.p50,
-                self.baseline_latency.p50,
-            ),
-            (
-                "latency p99, ms".to_owned(),
-                self.enforcer_latency.p99,
-                self.baseline_latency.p99,
-            ),
-            (
-                "latency p99.9, ms".to_owned(),
-                self.enforcer_latency.p999,
-                self.baseline_latency.p999,
+                "latency p99.9, ms (median)".to_owned(),
+                elat.p999,
+                blat.p999,
             ),
         ]
     }
@@ -126,16 +132,20 @@ impl Report {
             ));
         }
         let bootstrap = Self::column(&self.enforcer, |t| t.bootstrap_seconds);
+        let p99s =
+            |rounds: &[Percentiles]| spread(&rounds.iter().map(|p| p.p99).collect::<Vec<_>>());
         text.push_str(&format!(
-            "\nSpread over rounds, events/s: enforcer {}, baseline {}.\n\
+            "\nSpread over rounds, events/s: enforcer {}, baseline {}; latency p99, ms: enforcer {}, baseline {}.\n\
              Latency measured at {:.0} events/s offered ({} and {} samples).\n\
              Consent table: {:.1} bytes per user beyond the key ({:.1} key bytes), {:.0} states/s applied in process; \
              bootstrap from Kafka {:.2} s for {} states ({:.0} states/s).\n",
             spread(&self.enforcer.iter().map(Throughput::events_per_second).collect::<Vec<_>>()),
             spread(&self.baseline.iter().map(Throughput::events_per_second).collect::<Vec<_>>()),
+            p99s(&self.enforcer_latency),
+            p99s(&self.baseline_latency),
             self.latency_rate,
-            self.enforcer_latency.samples,
-            self.baseline_latency.samples,
+            Percentiles::median_of(&self.enforcer_latency).samples,
+            Percentiles::median_of(&self.baseline_latency).samples,
             self.table.bytes_per_user_beyond_key,
             self.table.key_bytes_per_user,
             self.table.states_per_second,
@@ -163,7 +173,13 @@ impl Report {
                 })
                 .collect()
         };
-        let latency = |p: &Percentiles| json!({"p50_ms": p.p50, "p99_ms": p.p99, "p999_ms": p.p999, "samples": p.samples});
+        let percentiles = |p: &Percentiles| json!({"p50_ms": p.p50, "p99_ms": p.p99, "p999_ms": p.p999, "samples": p.samples});
+        // The medians over rounds, with each round's own percentiles.
+        let latency = |rounds: &[Percentiles]| {
+            let mut summary = percentiles(&Percentiles::median_of(rounds));
+            summary["rounds"] = rounds.iter().map(percentiles).collect();
+            summary
+        };
         json!({
             "date": date(),
             "cores": cores(),

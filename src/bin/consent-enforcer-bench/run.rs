@@ -202,12 +202,13 @@ impl Runner<'_> {
     pub fn latency(
         &self,
         system: System,
+        round: usize,
         rate: f64,
         seconds: f64,
         users: u64,
         fanout: f64,
     ) -> anyhow::Result<Vec<f64>> {
-        let prefix = format!("{}.{}-latency", self.run_id, system.name());
+        let prefix = format!("{}.{}-latency-{round}", self.run_id, system.name());
         let group = format!("{prefix}.group");
         let input = format!("{prefix}.events");
         self.cluster.create_topic(
