@@ -28,6 +28,10 @@ use crate::telemetry::{self, EventMetrics};
 use progress::Progress;
 use tag::{InputPartition, Tag, Target};
 
+/// How long `send` waits on a full producer queue before saying so (it keeps waiting: the
+/// writes fail for good only at librdkafka's `message.timeout.ms`).
+const QUEUE_FULL_WARNING: Duration = Duration::from_secs(10);
+
 /// Collects acknowledgements from librdkafka's delivery callbacks, to be settled in order
 /// by [`Delivery::settle`].
 pub struct AckContext {
@@ -250,6 +254,9 @@ impl Delivery {
             }
         };
         let mut record = record;
+        // When a full local queue was first met, and whether that wait was reported.
+        let mut full_since: Option<Instant> = None;
+        let mut reported = false;
         loop {
             match producer.send(record) {
                 Ok(()) => {
@@ -263,6 +270,14 @@ impl Delivery {
                     if !self.stopping.load(Ordering::Relaxed) =>
                 {
                     record = returned;
+                    let since = *full_since.get_or_insert_with(Instant::now);
+                    if !reported && since.elapsed() >= QUEUE_FULL_WARNING {
+                        reported = true;
+                        tracing::warn!(
+                            waited_secs = since.elapsed().as_secs(),
+                            "the producer queue is still full: waiting for the brokers to acknowledge writes"
+                        );
+                    }
                     producer.poll(Duration::from_millis(1));
                     self.settle();
                 }
