@@ -99,7 +99,7 @@ impl Hold {
     }
 
     pub fn expired(&self, held_at_ms: i64, now_ms: i64) -> bool {
-        now_ms.saturating_sub(held_at_ms) > self.max_age_ms
+        older_than(self.max_age_ms, held_at_ms, now_ms)
     }
 
     /// Keeps an event until one of its users chooses.
@@ -159,20 +159,8 @@ impl Hold {
 
     /// Takes the events that waited longer than `max_age`.
     pub fn take_expired(&mut self, now_ms: i64) -> Vec<Waiting> {
-        let slots: Vec<usize> = self
-            .waiting
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| {
-                w.as_ref()
-                    .is_some_and(|w| self.expired(w.held_at_ms, now_ms))
-            })
-            .map(|(slot, _)| slot)
-            .collect();
-        let events: Vec<Waiting> = slots
-            .into_iter()
-            .filter_map(|slot| self.take(slot))
-            .collect();
+        let max_age_ms = self.max_age_ms;
+        let events = self.take_where(|w| older_than(max_age_ms, w.held_at_ms, now_ms));
         if !events.is_empty() {
             self.expired.increment(events.len() as u64);
         }
@@ -182,36 +170,27 @@ impl Hold {
     /// Forgets events that will be read again or belong to another instance now: those of
     /// `input` from `offset` on (after an aborted transaction rewound it), or all of `input`.
     pub fn forget(&mut self, input: InputPartition, from_offset: i64) {
-        let slots: Vec<usize> = self
-            .waiting
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| {
-                w.as_ref()
-                    .is_some_and(|w| w.input == input && w.offset >= from_offset)
-            })
-            .map(|(slot, _)| slot)
-            .collect();
-        for slot in slots {
-            self.take(slot);
-        }
+        self.take_where(|w| w.input == input && w.offset >= from_offset);
     }
 
     /// Forgets events read under an assignment that is over.
     pub fn retain_assigned(&mut self, current: impl Fn(InputPartition) -> Option<u64>) {
+        self.take_where(|w| current(w.input) != Some(w.assignment));
+    }
+
+    /// Takes every waiting event that `matches`.
+    fn take_where(&mut self, matches: impl Fn(&Waiting) -> bool) -> Vec<Waiting> {
         let slots: Vec<usize> = self
             .waiting
             .iter()
             .enumerate()
-            .filter(|(_, w)| {
-                w.as_ref()
-                    .is_some_and(|w| current(w.input) != Some(w.assignment))
-            })
+            .filter(|(_, w)| w.as_ref().is_some_and(&matches))
             .map(|(slot, _)| slot)
             .collect();
-        for slot in slots {
-            self.take(slot);
-        }
+        slots
+            .into_iter()
+            .filter_map(|slot| self.take(slot))
+            .collect()
     }
 
     fn take(&mut self, slot: usize) -> Option<Waiting> {
@@ -298,6 +277,11 @@ pub fn read_held(
         }
     }
     (destinations, held_at, any.then_some(original))
+}
+
+/// Whether an event held at `held_at_ms` has waited longer than `max_age_ms` by `now_ms`.
+fn older_than(max_age_ms: i64, held_at_ms: i64, now_ms: i64) -> bool {
+    now_ms.saturating_sub(held_at_ms) > max_age_ms
 }
 
 #[cfg(test)]
