@@ -7,7 +7,9 @@
 //! judged with consent older than what was acknowledged before the event was written).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -42,11 +44,139 @@ pub trait ConsentEffects {
 #[derive(Debug, Clone, Default)]
 pub struct EndOffsets(Vec<(i32, i64)>);
 
+/// An end-offset sample asked for (see [`ConsentFollower::request_sample`]): the request is
+/// sent after the ask, on the sampling thread.
+pub struct PendingSample {
+    state: SampleState,
+}
+
+enum SampleState {
+    Waiting(mpsc::Receiver<KafkaResult<EndOffsets>>),
+    Taken(EndOffsets),
+}
+
+impl PendingSample {
+    fn taken(ends: EndOffsets) -> PendingSample {
+        PendingSample {
+            state: SampleState::Taken(ends),
+        }
+    }
+
+    /// The sampled end offsets once the answer is in, waiting at most `timeout` for it;
+    /// `Ok(None)` if it is not in yet. After an error the sample is spent: ask for a new one.
+    pub fn wait(&mut self, timeout: Duration) -> KafkaResult<Option<&EndOffsets>> {
+        if let SampleState::Waiting(answer) = &self.state {
+            let ends = match answer.recv_timeout(timeout) {
+                Ok(result) => result?,
+                Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(KafkaError::Canceled);
+                }
+            };
+            self.state = SampleState::Taken(ends);
+        }
+        match &self.state {
+            SampleState::Taken(ends) => Ok(Some(ends)),
+            SampleState::Waiting(_) => Ok(None),
+        }
+    }
+}
+
+/// One sample to take: which partitions, how long to wait for the cluster, where to answer.
+struct SampleRequest {
+    partitions: Vec<i32>,
+    timeout: Duration,
+    answer: mpsc::SyncSender<KafkaResult<EndOffsets>>,
+}
+
+/// Takes end-offset samples on a thread of its own, with a client of its own: on the
+/// follower's connection a request would queue behind its long-polling fetch (up to
+/// `fetch.wait.max.ms`), and on the pipeline thread the round trip for one batch could not
+/// overlap with judging the batch before it.
+struct Sampler {
+    requests: Option<mpsc::Sender<SampleRequest>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(client: BaseConsumer<KafkaContext>, topic: String) -> std::io::Result<Sampler> {
+        let (requests, incoming) = mpsc::channel::<SampleRequest>();
+        let thread = std::thread::Builder::new()
+            .name("consent-sampler".to_owned())
+            .spawn(move || {
+                for request in incoming {
+                    let ends = sample_ends(&client, &topic, &request.partitions, request.timeout);
+                    // The asker may have moved on (a rewind dropped its batch).
+                    let _ = request.answer.send(ends);
+                }
+            })?;
+        Ok(Sampler {
+            requests: Some(requests),
+            thread: Some(thread),
+        })
+    }
+
+    fn request(&self, partitions: Vec<i32>, timeout: Duration) -> PendingSample {
+        let (answer, receiver) = mpsc::sync_channel(1);
+        let request = SampleRequest {
+            partitions,
+            timeout,
+            answer,
+        };
+        // If the thread is gone the receiver reports it as disconnected.
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(request);
+        }
+        PendingSample {
+            state: SampleState::Waiting(receiver),
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the sample it is taking, if any.
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Asks the cluster for `partitions`' end offsets now (one request; for `read_committed`,
+/// the last stable offsets).
+fn sample_ends(
+    client: &BaseConsumer<KafkaContext>,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> KafkaResult<EndOffsets> {
+    let mut query = TopicPartitionList::with_capacity(partitions.len());
+    for partition in partitions {
+        query.add_partition_offset(topic, *partition, Offset::End)?;
+    }
+    let answer = client.offsets_for_times(query, timeout)?;
+    let mut ends = Vec::with_capacity(partitions.len());
+    for element in answer.elements() {
+        if let Some(error) = element.error().err() {
+            return Err(error);
+        }
+        match element.offset() {
+            Offset::Offset(end) => ends.push((element.partition(), end)),
+            other => {
+                tracing::debug!(?other, "no end offset for a consent partition");
+                return Err(KafkaError::OffsetFetch(
+                    rdkafka::types::RDKafkaErrorCode::OffsetNotAvailable,
+                ));
+            }
+        }
+    }
+    Ok(EndOffsets(ends))
+}
+
 pub struct ConsentFollower {
     consumer: BaseConsumer<KafkaContext>,
-    /// A second client only for sampling end offsets: on the follower's own connection the
-    /// request would queue behind its long-polling fetch (up to `fetch.wait.max.ms`).
-    sampler: BaseConsumer<KafkaContext>,
+    sampler: Sampler,
     topic: String,
     timeout: Duration,
     /// Consent partitions followed now: all of them, or in co-partitioned mode those
@@ -91,8 +221,14 @@ impl ConsentFollower {
             .create_with_context(KafkaContext::new(Some(LagGauge::Total(
                 metrics.lag.clone(),
             ))))?;
-        let sampler: BaseConsumer<KafkaContext> =
-            consent_consumer_config(config).create_with_context(KafkaContext::new(None))?;
+        let sampler = Sampler::start(
+            consent_consumer_config(config).create_with_context(KafkaContext::new(None))?,
+            config.consent.topic.clone(),
+        )
+        .map_err(|error| {
+            tracing::error!(%error, "cannot start the consent sampling thread");
+            KafkaError::ClientCreation(format!("consent sampling thread: {error}"))
+        })?;
         let copartitioned = config.consent.mode == ConsentMode::Copartitioned;
         let history_window_ms = config.consent.history_window.as_millis();
         let history_max_changes = config.consent.history_max_changes;
@@ -194,42 +330,19 @@ impl ConsentFollower {
         self.behind.is_empty()
     }
 
-    /// Asks the cluster for the consent partitions' end offsets now (one request; for
-    /// `read_committed`, the last stable offsets).
-    pub fn sample_ends(&self, timeout: Duration) -> KafkaResult<EndOffsets> {
+    /// Asks for the followed consent partitions' end offsets as they are from now on: the
+    /// request goes out on the sampling thread after this call, while the caller goes on.
+    pub fn request_sample(&self, timeout: Duration) -> PendingSample {
         if self.assigned.is_empty() {
-            return Ok(EndOffsets::default());
+            return PendingSample::taken(EndOffsets::default());
         }
-        let mut query = TopicPartitionList::with_capacity(self.assigned.len());
-        for partition in &self.assigned {
-            query.add_partition_offset(&self.topic, *partition, Offset::End)?;
-        }
-        let answer = self.sampler.offsets_for_times(query, timeout)?;
-        let mut ends = Vec::with_capacity(self.assigned.len());
-        for element in answer.elements() {
-            if let Some(error) = element.error().err() {
-                return Err(error);
-            }
-            match element.offset() {
-                Offset::Offset(end) => ends.push((element.partition(), end)),
-                other => {
-                    tracing::debug!(?other, "no end offset for a consent partition");
-                    return Err(KafkaError::OffsetFetch(
-                        rdkafka::types::RDKafkaErrorCode::OffsetNotAvailable,
-                    ));
-                }
-            }
-        }
-        Ok(EndOffsets(ends))
+        self.sampler.request(self.assigned.clone(), timeout)
     }
 
-    /// True if every record before `ends` is applied.
+    /// True if every record before `ends` is applied, in the partitions still followed (no
+    /// event of a partition no longer followed is judged here any more).
     pub fn reached(&mut self, ends: &EndOffsets) -> bool {
-        if ends
-            .0
-            .iter()
-            .all(|(p, end)| self.applied_to.get(p).is_some_and(|a| a >= end))
-        {
+        if self.applied_through(ends) {
             return true;
         }
         // Transaction markers and aborted records advance the position without a message.
@@ -244,9 +357,13 @@ impl ConsentFollower {
                 }
             }
         }
-        ends.0
-            .iter()
-            .all(|(p, end)| self.applied_to.get(p).is_some_and(|a| a >= end))
+        self.applied_through(ends)
+    }
+
+    fn applied_through(&self, ends: &EndOffsets) -> bool {
+        ends.0.iter().all(|(p, end)| {
+            !self.assigned.contains(p) || self.applied_to.get(p).is_some_and(|a| a >= end)
+        })
     }
 
     /// Applies the records that arrive within `timeout`, at most `budget` of them, then, once

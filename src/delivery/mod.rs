@@ -482,9 +482,22 @@ impl Delivery {
         self.assignment_changes.fetch_add(1, Ordering::SeqCst);
         let mut assigned = lock(&self.assigned);
         for input in inputs {
-            let number = self.assignments.fetch_add(1, Ordering::Relaxed);
+            let number = self.assignments.fetch_add(1, Ordering::SeqCst);
             assigned.insert(*input, number);
         }
+    }
+
+    /// How many assignments have been numbered so far: the next one gets this number.
+    pub fn assignments_made(&self) -> u64 {
+        self.assignments.load(Ordering::SeqCst)
+    }
+
+    /// True if this instance owns the partition now, under an assignment numbered below
+    /// `before` (one made before some moment marked with [`Delivery::assignments_made`]).
+    pub fn owned_under_assignment_before(&self, input: InputPartition, before: u64) -> bool {
+        lock(&self.assigned)
+            .get(&input)
+            .is_some_and(|number| *number < before)
     }
 
     /// True if this instance owns the partition now.
@@ -537,5 +550,57 @@ impl Delivery {
         }
         self.settle();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery() -> Delivery {
+        let mut producer = rdkafka::ClientConfig::new();
+        // Creating a producer connects lazily: nothing here talks to a broker.
+        producer.set("bootstrap.servers", "127.0.0.1:1");
+        Delivery::new(
+            &producer,
+            Topics {
+                input: vec!["events".to_owned()],
+                destinations: vec!["out".to_owned()],
+                dead_letter: "dead".to_owned(),
+                consent: "consent".to_owned(),
+                hold: None,
+            },
+            Settings {
+                guarantee: Guarantee::AtLeastOnce,
+                transaction_interval: Duration::from_millis(100),
+                transaction_max_events: 100,
+                startup_timeout: Duration::from_secs(1),
+            },
+            EventMetrics::register(["out"]),
+            metrics::counter!("test_republished"),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .expect("a producer is created without a broker")
+    }
+
+    #[test]
+    fn an_event_read_under_an_earlier_assignment_of_its_partition_is_not_owned() {
+        let delivery = delivery();
+        let input = InputPartition {
+            topic: 0,
+            partition: 3,
+        };
+        delivery.assign(&[input]);
+        let read_at = delivery.assignments_made();
+        assert!(delivery.owned_under_assignment_before(input, read_at));
+
+        delivery.unassign(&[input]);
+        assert!(!delivery.owned_under_assignment_before(input, read_at));
+
+        // Assigned again after the read: the consumer reads it again from the committed
+        // offset, so what was read before must not be judged as well.
+        delivery.assign(&[input]);
+        assert!(!delivery.owned_under_assignment_before(input, read_at));
+        assert!(delivery.owned_under_assignment_before(input, delivery.assignments_made()));
     }
 }

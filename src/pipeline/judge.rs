@@ -76,11 +76,13 @@ impl<'m> Outgoing<'m> {
 }
 
 impl Judge<'_> {
-    /// Judges an event read from an input topic or the hold topic.
+    /// Judges an event read from an input topic or the hold topic, when assignments numbered
+    /// below `assignments_before` were the ones made before it was read.
     pub fn event(
         &self,
         table: &ConsentTable,
         message: &BorrowedMessage<'_>,
+        assignments_before: u64,
         now_ms: i64,
         hold: Option<&mut Hold>,
     ) {
@@ -97,8 +99,12 @@ impl Judge<'_> {
             );
             return;
         };
-        if !self.delivery.is_assigned(input) {
-            // Read before its partition was revoked: the next owner judges it.
+        if !self
+            .delivery
+            .owned_under_assignment_before(input, assignments_before)
+        {
+            // Read before its partition was revoked (and perhaps assigned again, when the
+            // consumer reads it again from the committed offset): the owner judges it then.
             return;
         }
         let slot = Slot {

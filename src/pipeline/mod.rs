@@ -21,7 +21,7 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
 use crate::config::{Config, ConsentMode, Guarantee};
-use crate::consent::follower::{ConsentEffects, EndOffsets};
+use crate::consent::follower::{ConsentEffects, PendingSample};
 use crate::consent::record::encode_value;
 use crate::consent::{ConsentFollower, ConsentState};
 use crate::decision::Rule;
@@ -181,18 +181,24 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     let mut freshness = Freshness::new(config);
     let commit_interval = Duration::from_millis(config.delivery.commit_interval_ms);
     let mut last_commit = Instant::now();
-    // Events read but not yet judged: they wait until the table has caught up with the
-    // consent topic as it was after they were read.
-    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(EVENTS_PER_TURN);
+    // Events read but not yet judged wait until the table has caught up with the consent
+    // topic as it was after they were read. While one batch waits for (or is judged with) its
+    // end-offset sample, the next is read and its sample requested, so that at full load the
+    // sample's round trip overlaps with judging instead of adding to it.
+    let mut current: Option<Batch<'_>> = None;
+    let mut ahead: Option<Batch<'_>> = None;
     while !signals.stopping.load(Ordering::Relaxed) && delivery.failure().is_none() {
-        if batch.is_empty() {
-            read_events(&consumer, &mut batch);
-            if !batch.is_empty() {
-                // A sample taken before these events were read (by a probe, or for a batch
-                // dropped by a rewind) may predate consent acknowledged before they were
-                // written: they need one of their own.
-                freshness.forget_sample();
-            }
+        if current.is_none() {
+            current = ahead.take();
+        }
+        if ahead.is_none() {
+            // Only an idle loop waits for events.
+            let wait = if current.is_some() {
+                Duration::ZERO
+            } else {
+                IDLE_WAIT
+            };
+            ahead = Batch::read(&consumer, &delivery, wait);
         }
         if copartitioned {
             let version = delivery.assignment_version();
@@ -206,20 +212,39 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 followed_version = version;
             }
         }
-        follower.poll(Duration::ZERO, CONSENT_RECORDS_PER_TURN, &mut effects);
-        if !batch.is_empty() || freshness.probe_due() {
-            let fresh = freshness.catch_up(&mut follower, &mut effects);
-            freshness.report(fresh, signals);
-            after_rewind(&delivery, &mut batch, hold.as_ref());
-            if fresh && !batch.is_empty() {
-                let now = now_ms();
-                for message in batch.drain(..) {
-                    let mut held = hold.as_ref().map(RefCell::borrow_mut);
-                    let table = follower.table_for(message.partition());
-                    judge.event(table, &message, now, held.as_deref_mut());
-                }
+        if let Some(batch) = &mut ahead {
+            // After `follow`, so that the sample covers the consent partitions of the
+            // batch's input partitions.
+            if batch.sample.is_none() {
+                batch.sample = Some(follower.request_sample(freshness.max_wait));
             }
+        }
+        if current.is_none() {
+            current = ahead.take();
+        }
+        follower.poll(Duration::ZERO, CONSENT_RECORDS_PER_TURN, &mut effects);
+        if current.is_some() || freshness.probe_due() {
+            let fresh = match &mut current {
+                Some(batch) => freshness.catch_up(&mut batch.sample, &mut follower, &mut effects),
+                None => freshness.probe(&mut follower, &mut effects),
+            };
+            freshness.report(fresh, signals);
+            after_rewind(&delivery, [&mut current, &mut ahead], hold.as_ref());
             if fresh {
+                if let Some(batch) = current.take() {
+                    let now = now_ms();
+                    for message in &batch.events {
+                        let mut held = hold.as_ref().map(RefCell::borrow_mut);
+                        let table = follower.table_for(message.partition());
+                        judge.event(
+                            table,
+                            message,
+                            batch.assignments_before,
+                            now,
+                            held.as_deref_mut(),
+                        );
+                    }
+                }
                 if let Some(hold) = &hold {
                     let scan = last_expiry_scan.elapsed() >= FRESHNESS_PROBE_INTERVAL;
                     if scan {
@@ -235,7 +260,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 if delivery.transaction_due() {
                     delivery.commit_transaction(&consumer, drain_timeout);
                 }
-                after_rewind(&delivery, &mut batch, hold.as_ref());
+                after_rewind(&delivery, [&mut current, &mut ahead], hold.as_ref());
             }
             Guarantee::AtLeastOnce => {
                 if !freshness.stale && last_commit.elapsed() >= commit_interval {
@@ -249,7 +274,8 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         }
     }
     // Events read but not judged are not committed: they are read again after a restart.
-    drop(batch);
+    drop(current);
+    drop(ahead);
 
     set_ready(signals, false);
     tracing::info!("stopping: draining in-flight writes");
@@ -289,14 +315,16 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
 /// events from the rewound offsets on are read again: drop them here.
 fn after_rewind(
     delivery: &Delivery,
-    batch: &mut Vec<BorrowedMessage<'_>>,
+    batches: [&mut Option<Batch<'_>>; 2],
     hold: Option<&RefCell<Hold>>,
 ) {
     let rewound = delivery.take_rewound();
     if rewound.is_empty() {
         return;
     }
-    batch.clear();
+    for batch in batches {
+        *batch = None;
+    }
     if let Some(hold) = hold {
         let mut hold = hold.borrow_mut();
         for (input, offset) in rewound {
@@ -363,23 +391,49 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Reads up to a turn's worth of events, waiting briefly only for the first.
-fn read_events<'c>(
-    consumer: &'c BaseConsumer<EventConsumerContext>,
-    batch: &mut Vec<BorrowedMessage<'c>>,
-) {
-    let mut wait = IDLE_WAIT;
-    while batch.len() < EVENTS_PER_TURN {
-        match consumer.poll(wait) {
-            None => break,
-            Some(Ok(message)) => batch.push(message),
-            Some(Err(error)) => {
-                telemetry::error("consume", "poll");
-                tracing::warn!(%error, "reading the input topics failed; retrying");
-                break;
+/// Events read together, judged together once the table has caught up with the consent
+/// topic's end offsets sampled after they were read.
+struct Batch<'c> {
+    events: Vec<BorrowedMessage<'c>>,
+    /// Requested once the consent partitions to follow are known for these events.
+    sample: Option<PendingSample>,
+    /// Assignments numbered from here on were made after these events were read: an event
+    /// of such a partition was read under an earlier assignment and is read again.
+    assignments_before: u64,
+}
+
+impl<'c> Batch<'c> {
+    /// Reads up to a turn's worth of events, waiting up to `wait` only for the first.
+    fn read(
+        consumer: &'c BaseConsumer<EventConsumerContext>,
+        delivery: &Delivery,
+        wait: Duration,
+    ) -> Option<Batch<'c>> {
+        let mut events = Vec::new();
+        let mut wait = wait;
+        while events.len() < EVENTS_PER_TURN {
+            match consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => {
+                    if events.is_empty() {
+                        events.reserve(EVENTS_PER_TURN);
+                    }
+                    events.push(message);
+                }
+                Some(Err(error)) => {
+                    telemetry::error("consume", "poll");
+                    tracing::warn!(%error, "reading the input topics failed; retrying");
+                    break;
+                }
             }
+            wait = Duration::ZERO;
         }
-        wait = Duration::ZERO;
+        // Rebalance callbacks run inside `poll`: read after any assignment made there.
+        (!events.is_empty()).then(|| Batch {
+            events,
+            sample: None,
+            assignments_before: delivery.assignments_made(),
+        })
     }
 }
 
@@ -387,8 +441,8 @@ fn read_events<'c>(
 struct Freshness {
     max_wait: Duration,
     max_staleness: Duration,
-    /// End offsets sampled for the pending batch (or probe), kept until reached.
-    target: Option<EndOffsets>,
+    /// The sample of an idle probe, kept until reached.
+    probe: Option<PendingSample>,
     /// When the table was last known to be caught up.
     fresh_at: Instant,
     last_probe: Instant,
@@ -403,7 +457,7 @@ impl Freshness {
         Freshness {
             max_wait: Duration::from_millis(config.consent.max_wait_ms),
             max_staleness: Duration::from_millis(config.consent.max_staleness_ms),
-            target: None,
+            probe: None,
             fresh_at: Instant::now(),
             last_probe: Instant::now(),
             stale: false,
@@ -412,36 +466,45 @@ impl Freshness {
         }
     }
 
-    fn forget_sample(&mut self) {
-        self.target = None;
-    }
-
     fn probe_due(&self) -> bool {
         self.last_probe.elapsed() >= FRESHNESS_PROBE_INTERVAL
     }
 
-    /// Samples the consent topic's end offsets (once per batch) and applies consent records
-    /// until the table reaches them, for at most `consent.max_wait_ms`. True if it did.
-    fn catch_up(&mut self, follower: &mut ConsentFollower, effects: &mut Effects<'_>) -> bool {
+    /// With no events to judge: checks that the table can still catch up.
+    fn probe(&mut self, follower: &mut ConsentFollower, effects: &mut Effects<'_>) -> bool {
+        let mut sample = self.probe.take();
+        let fresh = self.catch_up(&mut sample, follower, effects);
+        // A sample not reached yet is kept for the next probe.
+        self.probe = if fresh { None } else { sample };
+        fresh
+    }
+
+    /// Applies consent records until the table reaches the end offsets in `sample` (asked
+    /// for now if there is none), for at most `consent.max_wait_ms`. True if it did. A
+    /// failed sample is dropped, so the next try asks for a new one.
+    fn catch_up(
+        &mut self,
+        sample: &mut Option<PendingSample>,
+        follower: &mut ConsentFollower,
+        effects: &mut Effects<'_>,
+    ) -> bool {
         self.last_probe = Instant::now();
         let started = Instant::now();
-        if self.target.is_none() {
-            match follower.sample_ends(self.max_wait) {
-                Ok(ends) => self.target = Some(ends),
+        let pending = sample.get_or_insert_with(|| follower.request_sample(self.max_wait));
+        loop {
+            let left = self.max_wait.saturating_sub(started.elapsed());
+            let reached = match pending.wait(left) {
+                Ok(Some(ends)) => follower.reached(ends),
+                Ok(None) => false,
                 Err(error) => {
                     telemetry::error("consent", "sample_end_offsets");
                     tracing::debug!(%error, "cannot sample the consent topic's end offsets");
+                    *sample = None;
                     return false;
                 }
-            }
-        }
-        let Some(target) = &self.target else {
-            return false;
-        };
-        loop {
-            if follower.reached(target) {
+            };
+            if reached {
                 self.wait_seconds.record(started.elapsed().as_secs_f64());
-                self.target = None;
                 return true;
             }
             let elapsed = started.elapsed();
