@@ -104,10 +104,24 @@ impl Sampler {
         let thread = std::thread::Builder::new()
             .name("consent-sampler".to_owned())
             .spawn(move || {
-                for request in incoming {
-                    let ends = sample_ends(&client, &topic, &request.partitions, request.timeout);
-                    // The asker may have moved on (a rewind dropped its batch).
-                    let _ = request.answer.send(ends);
+                while let Ok(first) = incoming.recv() {
+                    // One sample answers every ask made before it is sent: under load the asks
+                    // can come faster than round trips, and answering them one by one would
+                    // queue each behind all the others.
+                    let mut asks = vec![first];
+                    asks.extend(incoming.try_iter());
+                    let mut partitions: Vec<i32> = asks
+                        .iter()
+                        .flat_map(|ask| ask.partitions.iter().copied())
+                        .collect();
+                    partitions.sort_unstable();
+                    partitions.dedup();
+                    let timeout = asks.iter().map(|ask| ask.timeout).min().unwrap_or_default();
+                    let ends = sample_ends(&client, &topic, &partitions, timeout);
+                    for ask in asks {
+                        // The asker may have moved on (a rewind dropped its batch).
+                        let _ = ask.answer.send(ends.clone());
+                    }
                 }
             })?;
         Ok(Sampler {

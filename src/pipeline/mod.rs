@@ -191,14 +191,12 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         if current.is_none() {
             current = ahead.take();
         }
-        if ahead.is_none() {
+        if current.is_none() {
             // Only an idle loop waits for events.
-            let wait = if current.is_some() {
-                Duration::ZERO
-            } else {
-                IDLE_WAIT
-            };
-            ahead = Batch::read(&consumer, &delivery, wait);
+            current = Batch::read(&consumer, &delivery, IDLE_WAIT);
+        }
+        if current.is_some() && ahead.is_none() {
+            ahead = Batch::read(&consumer, &delivery, Duration::ZERO);
         }
         if copartitioned {
             let version = delivery.assignment_version();
@@ -212,15 +210,13 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 followed_version = version;
             }
         }
-        if let Some(batch) = &mut ahead {
-            // After `follow`, so that the sample covers the consent partitions of the
-            // batch's input partitions.
+        // After `follow`, so that a sample covers the consent partitions of its batch's input
+        // partitions. At full load `current` already has its sample (asked for when it was read
+        // ahead, a turn ago) and only `ahead` asks now.
+        for batch in [&mut current, &mut ahead].into_iter().flatten() {
             if batch.sample.is_none() {
                 batch.sample = Some(follower.request_sample(freshness.max_wait));
             }
-        }
-        if current.is_none() {
-            current = ahead.take();
         }
         follower.poll(Duration::ZERO, CONSENT_RECORDS_PER_TURN, &mut effects);
         if current.is_some() || freshness.probe_due() {
