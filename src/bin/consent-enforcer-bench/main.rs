@@ -2,6 +2,7 @@
 //! fan-out and delivery guarantee, in one run, on the same broker and data.
 //!
 //!   consent-enforcer-bench run [--quick] [--users N] [--events N] [--rounds N]
+//!                              [--latency-seconds S] [--latency-rate EVENTS_PER_SECOND]
 //!
 //! It never fails for being slow: it measures and reports. See README.md, "Performance".
 
@@ -47,6 +48,10 @@ enum Command {
         /// Seconds of offered load for the latency measurement.
         #[arg(long)]
         latency_seconds: Option<f64>,
+        /// Events/s offered for the latency measurement (default: half the slowest
+        /// throughput round, enforcer or baseline).
+        #[arg(long)]
+        latency_rate: Option<f64>,
         /// The broker (default: the local broker of scripts/kafka.sh).
         #[arg(
             long,
@@ -95,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             events,
             rounds,
             latency_seconds,
+            latency_rate,
             bootstrap,
             results,
         } => {
@@ -103,6 +109,7 @@ fn main() -> anyhow::Result<()> {
                 events: events.unwrap_or(if quick { 100_000 } else { 2_000_000 }),
                 rounds: rounds.unwrap_or(if quick { 1 } else { 3 }),
                 latency_seconds: latency_seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
+                latency_rate,
                 partitions: 6,
             };
             benchmark(&settings, &bootstrap, &results)
@@ -232,7 +239,9 @@ fn measure(
         .chain(&baseline)
         .map(run::Throughput::events_per_second)
         .fold(f64::INFINITY, f64::min);
-    let rate = (slowest / 2.0).max(100.0);
+    let rate = settings
+        .latency_rate
+        .unwrap_or_else(|| (slowest / 2.0).max(100.0));
     eprintln!("bench: latency at {rate:.0} events/s offered");
     // Interleaved like the throughput runs, so a noisy moment shows as a spread over rounds.
     let mut enforcer_latency = Vec::new();

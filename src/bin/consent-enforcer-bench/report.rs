@@ -13,6 +13,8 @@ pub struct Settings {
     pub events: u64,
     pub rounds: usize,
     pub latency_seconds: f64,
+    /// Fixed offered load for the latency runs, if given.
+    pub latency_rate: Option<f64>,
     pub partitions: i32,
 }
 
