@@ -79,7 +79,15 @@ fn value_key_headers_and_timestamp_go_out_byte_identical() {
             ("empty".to_owned(), None),
             ("trace".to_owned(), Some(vec![0, 1, 2])),
         ],
-        timestamp: Some(1_700_000_000_123),
+        // An hour old, not years: the test broker checks retention every 10 s, and a record
+        // older than the topic's 7-day retention can be deleted before it is read back.
+        timestamp: Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_millis() as i64
+                - 3_600_123,
+        ),
         ..Record::default()
     };
     produce(&s.input, std::slice::from_ref(&sent));
@@ -280,6 +288,43 @@ fn at_least_once_across_kill_9_loses_nothing_and_leaks_nothing() {
         missing.len()
     );
     assert!(leaked.is_empty(), "{} events leaked", leaked.len());
+}
+
+/// Acknowledgements are settled as fast as the broker gives them: a trickle of events, each
+/// written to six destinations, is committed within seconds of the last one. (When each turn
+/// of the pipeline served one produce response, the acknowledgements of six partitions per
+/// event fell behind, and the commit trailed the last event by half a minute.)
+#[test]
+fn a_trickle_of_fanned_out_events_is_committed_within_seconds() {
+    let destinations = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|name| Destination::new(name, &[]).partitions(3))
+        .collect();
+    let s = Scenario::with_partitions("trickle", destinations, 3);
+    let enforcer = s.start_ready();
+    for i in 0..300 {
+        let user = format!("user-{i}");
+        produce_one(&s.input, &user, &track(&user, &format!("e{i}")));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let last_sent = Instant::now();
+    let ends = end_offsets(&s.input);
+    loop {
+        let committed = committed_offsets(&s.group, &s.input);
+        if ends.iter().all(|(p, end)| committed.get(p) >= Some(end)) {
+            break;
+        }
+        assert!(
+            last_sent.elapsed() < Duration::from_secs(8),
+            "not committed 8 s after the last event: ends {ends:?}, committed {committed:?}, \
+             writes in flight {}",
+            enforcer.metric("consent_enforcer_writes_in_flight")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for destination in ["a", "b", "c", "d", "e", "f"] {
+        assert_eq!(s.delivered(destination).len(), 300, "{destination}");
+    }
 }
 
 #[test]
