@@ -6,6 +6,7 @@
 //! event is always judged with every consent record applied so far. librdkafka's own threads do
 //! the network I/O and compression.
 
+mod batch;
 mod hold;
 mod judge;
 mod rebalance;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
 use crate::config::{Config, ConsentMode, Guarantee};
@@ -31,6 +32,7 @@ use crate::delivery::{Delivery, Settings, Topics, WriteFailed};
 use crate::kafka::{self, StartupError};
 use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
+use batch::Batch;
 use hold::Hold;
 use judge::Judge;
 use rebalance::EventConsumerContext;
@@ -38,9 +40,6 @@ use rebalance::EventConsumerContext;
 /// Header on a consent record the enforcer re-published after a stale one.
 pub const REPUBLISHED_HEADER: &str = "consent-enforcer-republished";
 
-/// Events read per turn of the loop before consent records, acknowledgements and commits
-/// are served again.
-const EVENTS_PER_TURN: usize = 1_000;
 /// Consent records applied per turn once running.
 const CONSENT_RECORDS_PER_TURN: usize = 10_000;
 /// How long an idle loop waits for an event.
@@ -229,13 +228,13 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             if fresh {
                 if let Some(batch) = current.take() {
                     let now = now_ms();
-                    for message in &batch.events {
+                    for (index, message) in batch.events.iter().enumerate() {
                         let mut held = hold.as_ref().map(RefCell::borrow_mut);
                         let table = follower.table_for(message.partition());
                         judge.event(
                             table,
                             message,
-                            batch.assignments_before,
+                            batch.assignments_before(index),
                             now,
                             held.as_deref_mut(),
                         );
@@ -385,52 +384,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Events read together, judged together once the table has caught up with the consent
-/// topic's end offsets sampled after they were read.
-struct Batch<'c> {
-    events: Vec<BorrowedMessage<'c>>,
-    /// Requested once the consent partitions to follow are known for these events.
-    sample: Option<PendingSample>,
-    /// Assignments numbered from here on were made after these events were read: an event
-    /// of such a partition was read under an earlier assignment and is read again.
-    assignments_before: u64,
-}
-
-impl<'c> Batch<'c> {
-    /// Reads up to a turn's worth of events, waiting up to `wait` only for the first.
-    fn read(
-        consumer: &'c BaseConsumer<EventConsumerContext>,
-        delivery: &Delivery,
-        wait: Duration,
-    ) -> Option<Batch<'c>> {
-        let mut events = Vec::new();
-        let mut wait = wait;
-        while events.len() < EVENTS_PER_TURN {
-            match consumer.poll(wait) {
-                None => break,
-                Some(Ok(message)) => {
-                    if events.is_empty() {
-                        events.reserve(EVENTS_PER_TURN);
-                    }
-                    events.push(message);
-                }
-                Some(Err(error)) => {
-                    telemetry::error("consume", "poll");
-                    tracing::warn!(%error, "reading the input topics failed; retrying");
-                    break;
-                }
-            }
-            wait = Duration::ZERO;
-        }
-        // Rebalance callbacks run inside `poll`: read after any assignment made there.
-        (!events.is_empty()).then(|| Batch {
-            events,
-            sample: None,
-            assignments_before: delivery.assignments_made(),
-        })
-    }
 }
 
 /// Whether the consent table is current enough to judge events.
