@@ -118,10 +118,10 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         // Java-compatible murmur2 for keyed records, so downstream consumers can co-partition.
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
-        // A short local queue: the pipeline reads faster than the broker acknowledges, and
-        // with librdkafka's default of 100,000 queued messages the benchmark measured
-        // acknowledgements arriving 2-4x slower than with 10,000 (README, "Performance").
-        // A full queue makes `send` wait, which paces reading.
+        // A short local queue: a full queue makes `send` wait, which paces reading and bounds
+        // the writes a crash can leave unacknowledged. (The benchmark once measured
+        // acknowledgements 2-4x slower with librdkafka's default of 100,000; that was while
+        // `Delivery::poll` served one delivery report per call, and is not re-measured.)
         .set("queue.buffering.max.messages", PRODUCER_QUEUE_MESSAGES)
         .set("message.max.bytes", max_message.to_string());
     if config.delivery.guarantee == Guarantee::ExactlyOnce {
