@@ -81,13 +81,7 @@ fn value_key_headers_and_timestamp_go_out_byte_identical() {
         ],
         // An hour old, not years: the test broker checks retention every 10 s, and a record
         // older than the topic's 7-day retention can be deleted before it is read back.
-        timestamp: Some(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock after 1970")
-                .as_millis() as i64
-                - 3_600_123,
-        ),
+        timestamp: Some(now_ms() - 3_600_123),
         ..Record::default()
     };
     produce(&s.input, std::slice::from_ref(&sent));
@@ -296,7 +290,8 @@ fn at_least_once_across_kill_9_loses_nothing_and_leaks_nothing() {
 /// event fell behind, and the commit trailed the last event by half a minute.)
 #[test]
 fn a_trickle_of_fanned_out_events_is_committed_within_seconds() {
-    let destinations = ["a", "b", "c", "d", "e", "f"]
+    const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+    let destinations = NAMES
         .iter()
         .map(|name| Destination::new(name, &[]).partitions(3))
         .collect();
@@ -307,22 +302,13 @@ fn a_trickle_of_fanned_out_events_is_committed_within_seconds() {
         produce_one(&s.input, &user, &track(&user, &format!("e{i}")));
         std::thread::sleep(Duration::from_millis(10));
     }
-    let last_sent = Instant::now();
-    let ends = end_offsets(&s.input);
-    loop {
-        let committed = committed_offsets(&s.group, &s.input);
-        if ends.iter().all(|(p, end)| committed.get(p) >= Some(end)) {
-            break;
-        }
-        assert!(
-            last_sent.elapsed() < Duration::from_secs(8),
-            "not committed 8 s after the last event: ends {ends:?}, committed {committed:?}, \
-             writes in flight {}",
+    if let Err(seen) = committed_by(&s.group, &s.input, Instant::now() + Duration::from_secs(8)) {
+        panic!(
+            "not committed 8 s after the last event: {seen}, writes in flight {}",
             enforcer.metric("consent_enforcer_writes_in_flight")
         );
-        std::thread::sleep(Duration::from_millis(100));
     }
-    for destination in ["a", "b", "c", "d", "e", "f"] {
+    for destination in NAMES {
         assert_eq!(s.delivered(destination).len(), 300, "{destination}");
     }
 }

@@ -344,20 +344,26 @@ pub fn committed_offsets(group: &str, topic: &str) -> HashMap<i32, i64> {
 
 /// Waits until `group` has committed the whole of `topic` as it is now.
 pub fn wait_committed(group: &str, topic: &str) {
+    if let Err(seen) = committed_by(group, topic, Instant::now() + WAIT) {
+        panic!("group {group} did not commit {topic}: {seen}");
+    }
+}
+
+/// Waits until `group` has committed the whole of `topic` as it is now, or `deadline`
+/// passes; then says which end and committed offsets it saw last.
+pub fn committed_by(group: &str, topic: &str, deadline: Instant) -> Result<(), String> {
     let ends = end_offsets(topic);
-    let deadline = Instant::now() + WAIT;
     loop {
         let committed = committed_offsets(group, topic);
         let done = ends
             .iter()
             .all(|(p, end)| *end == 0 || committed.get(p).is_some_and(|c| c >= end));
         if done {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "group {group} did not commit {topic}: ends {ends:?}, committed {committed:?}"
-        );
+        if Instant::now() >= deadline {
+            return Err(format!("ends {ends:?}, committed {committed:?}"));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -770,16 +776,18 @@ pub fn track_at(user_id: &str, message_id: &str, timestamp: &str) -> String {
     )
 }
 
+/// The wall clock in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Waits for the wall clock's next millisecond, so the next write's timestamps are later than
 /// every timestamp of the writes before.
 pub fn next_millisecond() {
-    let now = || {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis())
-    };
-    let start = now();
-    while now() <= start {
+    let start = now_ms();
+    while now_ms() <= start {
         std::thread::sleep(Duration::from_micros(200));
     }
 }
@@ -814,13 +822,10 @@ pub fn track_events(range: std::ops::Range<usize>, users: usize) -> Vec<Record> 
 
 /// RFC 3339 for now plus `offset_ms` (negative: in the past).
 pub fn rfc3339_from_now(offset_ms: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let time =
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now + offset_ms) * 1_000_000)
-            .unwrap();
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(now_ms() + offset_ms) * 1_000_000,
+    )
+    .unwrap();
     time.format(&time::format_description::well_known::Rfc3339)
         .unwrap()
 }
