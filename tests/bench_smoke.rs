@@ -66,6 +66,12 @@ fn benchmark_tiny_run_completes_and_writes_a_well_formed_report() {
             .is_some_and(|v| v >= latency["p50_ms"].as_f64().unwrap_or(f64::MAX)));
     }
     assert!(report["fanout"].as_f64().is_some_and(|f| f > 0.0));
+    // 1 % of the generated events are malformed: about 30 of 3,000 go to the dead-letter
+    // topic, and the baseline copies the same share there.
+    assert!(report["dead_letter_share"]
+        .as_f64()
+        .is_some_and(|s| s > 0.0 && s < 0.05));
+    assert_eq!(report["settings"]["destination_partitions"], 6);
     assert!(report["consent_states"]
         .as_u64()
         .is_some_and(|n| n > 0 && n <= 2000));

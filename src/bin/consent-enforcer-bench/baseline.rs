@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use consent_enforcer::config::Guarantee;
 use consent_enforcer::delivery::tag::{Tag, Target};
 use consent_enforcer::delivery::{copy_headers, Delivery, Settings, Topics};
+use consent_enforcer::event::Malformed;
 use consent_enforcer::telemetry::EventMetrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -23,6 +24,11 @@ pub struct CopyArgs {
     pub destinations: Vec<String>,
     /// Copies per event on average, spread evenly.
     pub fanout: f64,
+    /// The enforcer's dead-letter topic, and the share of events it wrote there: librdkafka
+    /// sends one partition per produce request, so every partition written to lengthens the
+    /// producer's round of requests, and the copy writes to the same ones.
+    pub dead_letter: String,
+    pub dead_letter_share: f64,
 }
 
 /// Runs until killed.
@@ -44,7 +50,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
         Topics {
             input: vec![args.input.clone()],
             destinations: args.destinations.clone(),
-            dead_letter: String::new(),
+            dead_letter: args.dead_letter.clone(),
             consent: String::new(),
             hold: None,
         },
@@ -69,6 +75,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
         .create()?;
     consumer.subscribe(&[&args.input])?;
     let mut copied: u64 = 0;
+    let mut dead_lettered: u64 = 0;
     let mut read: u64 = 0;
     let mut last_commit = Instant::now();
     loop {
@@ -84,25 +91,26 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
             };
             let seq = delivery.begin(input, message.offset());
             read += 1;
-            let target = (args.fanout * read as f64).floor() as u64;
-            while copied < target {
-                let i = (copied % args.destinations.len() as u64) as usize;
-                copied += 1;
-                let record = BaseRecord::<[u8], [u8], usize> {
-                    topic: &args.destinations[i],
+            let copy = |topic: &str, target: Target| {
+                delivery.send(BaseRecord::<[u8], [u8], usize> {
+                    topic,
                     partition: None,
                     payload: message.payload(),
                     key: message.key(),
                     timestamp: message.timestamp().to_millis(),
                     headers: copy_headers(message.headers()),
-                    delivery_opaque: Tag {
-                        target: Target::Destination(i as u8),
-                        input,
-                        seq,
-                    }
-                    .encode(),
-                };
-                delivery.send(record)?;
+                    delivery_opaque: Tag { target, input, seq }.encode(),
+                })
+            };
+            let target = (args.fanout * read as f64).floor() as u64;
+            while copied < target {
+                let i = (copied % args.destinations.len() as u64) as usize;
+                copied += 1;
+                copy(&args.destinations[i], Target::Destination(i as u8))?;
+            }
+            if (args.dead_letter_share * read as f64).floor() as u64 > dead_lettered {
+                dead_lettered += 1;
+                copy(&args.dead_letter, Target::DeadLetter(Malformed::NotJson))?;
             }
             delivery.end(input);
         }

@@ -52,6 +52,11 @@ enum Command {
         /// throughput round, enforcer or baseline).
         #[arg(long)]
         latency_rate: Option<f64>,
+        /// Partitions of each destination and the dead-letter topic (default: as many as
+        /// the input's, 6). librdkafka sends one partition per produce request, at most
+        /// five in flight: the more partitions written, the longer each waits its turn.
+        #[arg(long)]
+        destination_partitions: Option<i32>,
         /// The broker (default: the local broker of scripts/kafka.sh).
         #[arg(
             long,
@@ -76,6 +81,10 @@ enum Command {
         destinations: Vec<String>,
         #[arg(long)]
         fanout: f64,
+        #[arg(long)]
+        dead_letter: String,
+        #[arg(long)]
+        dead_letter_share: f64,
     },
 }
 
@@ -87,12 +96,16 @@ fn main() -> anyhow::Result<()> {
             input,
             destinations,
             fanout,
+            dead_letter,
+            dead_letter_share,
         } => baseline::run(baseline::CopyArgs {
             bootstrap,
             group,
             input,
             destinations,
             fanout,
+            dead_letter,
+            dead_letter_share,
         }),
         Command::Run {
             quick,
@@ -101,6 +114,7 @@ fn main() -> anyhow::Result<()> {
             rounds,
             latency_seconds,
             latency_rate,
+            destination_partitions,
             bootstrap,
             results,
         } => {
@@ -111,6 +125,7 @@ fn main() -> anyhow::Result<()> {
                 latency_seconds: latency_seconds.unwrap_or(if quick { 5.0 } else { 20.0 }),
                 latency_rate,
                 partitions: 6,
+                destination_partitions: destination_partitions.unwrap_or(6),
             };
             benchmark(&settings, &bootstrap, &results)
         }
@@ -143,6 +158,7 @@ fn benchmark(
         events_topic: format!("{run_id}.events"),
         consent_topic: format!("{run_id}.consent"),
         partitions: settings.partitions,
+        destination_partitions: settings.destination_partitions,
     };
     let loaded = load(&cluster, &inputs, settings);
     let outcome = loaded.and_then(|states| {
@@ -217,10 +233,13 @@ fn measure(
 ) -> anyhow::Result<report::Report> {
     let mut enforcer = Vec::new();
     let mut baseline = Vec::new();
-    let mut fanout = 0.0;
+    let mut fanout = run::Fanout::default();
     for round in 0..settings.rounds {
-        let run = runner.throughput(System::Enforcer, round, 0.0)?;
-        fanout = run.deliveries / run.events.max(1) as f64;
+        let run = runner.throughput(System::Enforcer, round, fanout)?;
+        fanout = run::Fanout {
+            destinations: run.deliveries / run.events.max(1) as f64,
+            dead_letter: run.dead_lettered / run.events.max(1) as f64,
+        };
         eprintln!(
             "bench: enforcer round {round}: {:.0} events/s, bootstrap {:.2} s",
             run.events_per_second(),
@@ -272,7 +291,8 @@ fn measure(
     Ok(report::Report {
         settings: settings.clone(),
         states,
-        fanout,
+        fanout: fanout.destinations,
+        dead_letter_share: fanout.dead_letter,
         enforcer,
         baseline,
         latency_rate: rate,

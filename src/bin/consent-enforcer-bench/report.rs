@@ -16,6 +16,7 @@ pub struct Settings {
     /// Fixed offered load for the latency runs, if given.
     pub latency_rate: Option<f64>,
     pub partitions: i32,
+    pub destination_partitions: i32,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,6 +61,8 @@ pub struct Report {
     pub settings: Settings,
     pub states: u64,
     pub fanout: f64,
+    /// Dead-letter writes per event (the baseline copies the same share).
+    pub dead_letter_share: f64,
     pub enforcer: Vec<Throughput>,
     pub baseline: Vec<Throughput>,
     pub latency_rate: f64,
@@ -115,7 +118,7 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut text = format!(
-            "Benchmark {} on {} cores, revision {}: {} users ({} states), {} events, {} partitions, fan-out {:.2}, {} rounds each (interleaved)\n\n",
+            "Benchmark {} on {} cores, revision {}: {} users ({} states), {} events, {} input and {} destination partitions, fan-out {:.2} (dead letters {:.3}), {} rounds each (interleaved)\n\n",
             date(),
             cores(),
             revision(),
@@ -123,7 +126,9 @@ impl Report {
             self.states,
             self.settings.events,
             self.settings.partitions,
+            self.settings.destination_partitions,
             self.fanout,
+            self.dead_letter_share,
             self.settings.rounds
         );
         text.push_str("| measure | enforcer | baseline copy | ratio |\n|---|---:|---:|---:|\n");
@@ -191,10 +196,12 @@ impl Report {
                 "events": self.settings.events,
                 "rounds": self.settings.rounds,
                 "partitions": self.settings.partitions,
+                "destination_partitions": self.settings.destination_partitions,
                 "latency_seconds": self.settings.latency_seconds,
             },
             "consent_states": self.states,
             "fanout": self.fanout,
+            "dead_letter_share": self.dead_letter_share,
             "enforcer": runs(&self.enforcer),
             "baseline": runs(&self.baseline),
             "latency": {

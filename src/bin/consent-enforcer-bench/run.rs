@@ -30,6 +30,16 @@ pub struct Inputs {
     pub events_topic: String,
     pub consent_topic: String,
     pub partitions: i32,
+    pub destination_partitions: i32,
+}
+
+/// What the enforcer wrote per event, which the baseline copies.
+#[derive(Clone, Copy, Default)]
+pub struct Fanout {
+    /// Destination writes per event.
+    pub destinations: f64,
+    /// Dead-letter writes per event.
+    pub dead_letter: f64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -37,6 +47,7 @@ pub struct Throughput {
     pub events: u64,
     pub seconds: f64,
     pub deliveries: f64,
+    pub dead_lettered: f64,
     pub cpu_seconds: f64,
     pub peak_rss_bytes: u64,
     /// Enforcer only: time to load the consent table.
@@ -72,7 +83,7 @@ impl Runner<'_> {
         for topic in &topics {
             self.cluster.create_topic(
                 topic,
-                self.inputs.partitions,
+                self.inputs.destination_partitions,
                 &[
                     ("message.timestamp.type", "LogAppendTime"),
                     ("compression.type", "lz4"),
@@ -89,7 +100,7 @@ impl Runner<'_> {
         system: System,
         prefix: &str,
         group: &str,
-        fanout: f64,
+        fanout: Fanout,
     ) -> anyhow::Result<(Measured, Option<u16>, Instant, f64)> {
         match system {
             System::Enforcer => {
@@ -136,7 +147,9 @@ impl Runner<'_> {
                         .args(["--group", group])
                         .args(["--input", &self.inputs.events_topic])
                         .args(["--destinations", &topics[..topics.len() - 1].join(",")])
-                        .args(["--fanout", &fanout.to_string()]),
+                        .args(["--fanout", &fanout.destinations.to_string()])
+                        .args(["--dead-letter", &topics[topics.len() - 1]])
+                        .args(["--dead-letter-share", &fanout.dead_letter.to_string()]),
                 )?;
                 Ok((process, None, Instant::now(), 0.0))
             }
@@ -148,7 +161,7 @@ impl Runner<'_> {
         &self,
         system: System,
         round: usize,
-        fanout: f64,
+        fanout: Fanout,
     ) -> anyhow::Result<Throughput> {
         let prefix = format!("{}.{}-{round}", self.run_id, system.name());
         let group = format!("{prefix}.group");
@@ -179,11 +192,17 @@ impl Runner<'_> {
         let seconds = ready.elapsed().as_secs_f64();
         let cpu_seconds = process.cpu_seconds() - cpu_start;
         let peak_rss_bytes = process.peak_rss_bytes();
-        let deliveries = match port {
-            Some(port) => http_get(port, "/metrics").map_or(0.0, |m| {
-                metric_sum(&m, "consent_enforcer_events_delivered_total")
+        let (deliveries, dead_lettered) = match port {
+            Some(port) => http_get(port, "/metrics").map_or((0.0, 0.0), |m| {
+                (
+                    metric_sum(&m, "consent_enforcer_events_delivered_total"),
+                    metric_sum(&m, "consent_enforcer_events_dead_lettered_total"),
+                )
             }),
-            None => total as f64 * fanout,
+            None => (
+                total as f64 * fanout.destinations,
+                total as f64 * fanout.dead_letter,
+            ),
         };
         process.stop();
         self.cluster.delete_topics(&topics);
@@ -191,6 +210,7 @@ impl Runner<'_> {
             events: total as u64,
             seconds,
             deliveries,
+            dead_lettered,
             cpu_seconds,
             peak_rss_bytes,
             bootstrap_seconds,
@@ -206,7 +226,7 @@ impl Runner<'_> {
         rate: f64,
         seconds: f64,
         users: u64,
-        fanout: f64,
+        fanout: Fanout,
     ) -> anyhow::Result<Vec<f64>> {
         let prefix = format!("{}.{}-latency-{round}", self.run_id, system.name());
         let group = format!("{prefix}.group");
@@ -221,6 +241,7 @@ impl Runner<'_> {
             events_topic: input.clone(),
             consent_topic: self.inputs.consent_topic.clone(),
             partitions: self.inputs.partitions,
+            destination_partitions: self.inputs.destination_partitions,
         };
         let runner = Runner {
             cluster: self.cluster,
