@@ -30,8 +30,8 @@ pub const PROTECTED_PROPERTIES: [&str; 8] = [
 /// in `kafka.producer_properties`.
 pub const PRODUCER_QUEUE_MESSAGES: &str = "10000";
 
-/// How often librdkafka reports statistics, from which the lag gauges are computed.
-const STATISTICS_INTERVAL_MS: &str = "5000";
+/// How often librdkafka reports statistics, from which the lag and producer gauges are computed.
+pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
 fn base(config: &Config) -> ClientConfig {
     let mut client = ClientConfig::new();
@@ -123,7 +123,8 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         // acknowledgements 2-4x slower with librdkafka's default of 100,000; that was while
         // `Delivery::poll` served one delivery report per call, and is not re-measured.)
         .set("queue.buffering.max.messages", PRODUCER_QUEUE_MESSAGES)
-        .set("message.max.bytes", max_message.to_string());
+        .set("message.max.bytes", max_message.to_string())
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     if config.delivery.guarantee == Guarantee::ExactlyOnce {
         client.set("transactional.id", transactional_id(config));
     }

@@ -39,6 +39,10 @@ pub const HELD_NOW: &str = "consent_enforcer_held_events";
 pub const HELD_BYTES: &str = "consent_enforcer_held_bytes";
 pub const TRANSACTIONS: &str = "consent_enforcer_transactions_total";
 pub const TRANSACTION_COMMIT_SECONDS: &str = "consent_enforcer_transaction_commit_seconds";
+pub const PRODUCER_QUEUE_SECONDS: &str = "consent_enforcer_producer_queue_seconds";
+pub const PRODUCER_REQUEST_SECONDS: &str = "consent_enforcer_producer_request_seconds";
+pub const PRODUCER_REQUESTS: &str = "consent_enforcer_producer_requests_total";
+pub const PRODUCER_REQUESTS_IN_FLIGHT: &str = "consent_enforcer_producer_requests_in_flight";
 
 /// Histogram buckets (seconds) for waits that are usually sub-millisecond.
 pub const WAIT_BUCKETS: [f64; 14] = [
@@ -163,6 +167,26 @@ pub fn describe() {
         TRANSACTION_COMMIT_SECONDS,
         Unit::Seconds,
         "Time to commit one transaction (flush, offsets, commit)."
+    );
+    describe_gauge!(
+        PRODUCER_QUEUE_SECONDS,
+        Unit::Seconds,
+        "Time writes waited in the producer before their produce request (librdkafka int_latency), by quantile, over the last statistics interval; worst broker."
+    );
+    describe_gauge!(
+        PRODUCER_REQUEST_SECONDS,
+        Unit::Seconds,
+        "Produce request round trip to the broker (librdkafka rtt), by quantile, over the last statistics interval; worst broker."
+    );
+    describe_counter!(
+        PRODUCER_REQUESTS,
+        Unit::Count,
+        "Requests the producer sent to brokers."
+    );
+    describe_gauge!(
+        PRODUCER_REQUESTS_IN_FLIGHT,
+        Unit::Count,
+        "Producer requests awaiting a response when statistics were last taken; at 5 (the idempotent producer's limit per broker) writes queue for a request."
     );
     describe_counter!(
         CONSENT_WAIT_TIMEOUTS,

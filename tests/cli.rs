@@ -226,6 +226,33 @@ fn metrics_expose_the_documented_series() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    // The producer gauges come from its statistics, also every 5 s: it has sent requests.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric_value(
+        &enforcer.metrics(),
+        "consent_enforcer_producer_requests_total",
+    ) <= 0.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "producer statistics never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text_later = enforcer.metrics();
+    for series in [
+        r#"consent_enforcer_producer_queue_seconds{quantile="0.99"}"#,
+        r#"consent_enforcer_producer_request_seconds{quantile="0.99"}"#,
+        "consent_enforcer_producer_requests_in_flight",
+    ] {
+        let value = text_later
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok());
+        assert!(
+            value.is_some_and(|v| v >= 0.0),
+            "{series} missing in\n{text_later}"
+        );
+    }
     // No user identifier ever becomes a label.
     assert!(!text.contains("\"u1\"") && !text.contains("\"u2\""));
 }

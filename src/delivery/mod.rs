@@ -7,6 +7,7 @@
 //! must be `Sync`.
 
 pub mod dead_letter;
+pub mod producer_stats;
 pub mod progress;
 pub mod tag;
 pub mod transaction;
@@ -21,6 +22,8 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedHeaders, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use self::producer_stats::ProducerStats;
 
 use crate::config::Guarantee;
 use crate::kafka::KafkaContext;
@@ -46,6 +49,8 @@ pub struct AckContext {
     acks: Mutex<Vec<Ack>>,
     /// Callbacks run so far: tells [`serve_queued`] whether a poll served anything.
     callbacks: AtomicU64,
+    /// The main producer's; the exactly-once republisher reports none.
+    stats: Option<ProducerStats>,
 }
 
 struct Ack {
@@ -61,6 +66,13 @@ impl ClientContext for AckContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.callbacks.fetch_add(1, Ordering::Relaxed);
         self.kafka.error(error, reason);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.callbacks.fetch_add(1, Ordering::Relaxed);
+        if let Some(stats) = &self.stats {
+            stats.record(&statistics);
+        }
     }
 }
 
@@ -173,14 +185,16 @@ impl Delivery {
         republished: metrics::Counter,
         stopping: Arc<AtomicBool>,
     ) -> KafkaResult<Delivery> {
-        let create = |config: &rdkafka::ClientConfig| {
+        let create = |config: &rdkafka::ClientConfig, stats: Option<ProducerStats>| {
             config.create_with_context(AckContext {
                 kafka: KafkaContext::new(None),
                 acks: Mutex::new(Vec::with_capacity(1024)),
                 callbacks: AtomicU64::new(0),
+                stats,
             })
         };
-        let producer: BaseProducer<AckContext> = create(producer_config)?;
+        let producer: BaseProducer<AckContext> =
+            create(producer_config, Some(ProducerStats::register()))?;
         let mut republisher = None;
         if settings.guarantee == Guarantee::ExactlyOnce {
             // Fences an earlier incarnation with the same transactional.id and aborts its
@@ -188,7 +202,7 @@ impl Delivery {
             producer.init_transactions(settings.startup_timeout)?;
             let mut plain = producer_config.clone();
             plain.remove("transactional.id");
-            republisher = Some(create(&plain)?);
+            republisher = Some(create(&plain, None)?);
         }
         Ok(Delivery {
             producer,

@@ -44,6 +44,10 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
             "queue.buffering.max.messages",
             consent_enforcer::kafka::PRODUCER_QUEUE_MESSAGES,
         )
+        .set(
+            "statistics.interval.ms",
+            consent_enforcer::kafka::STATISTICS_INTERVAL_MS,
+        )
         .set("compression.type", "lz4");
     let delivery = Delivery::new(
         &producer,
