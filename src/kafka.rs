@@ -57,7 +57,13 @@ fn with_user_properties(mut client: ClientConfig, config: &Config, role: Role) -
         Role::Admin => return with_properties(client, &config.kafka.properties),
     };
     client = with_properties(client, &config.kafka.properties);
-    with_properties(client, scoped)
+    client = with_properties(client, scoped);
+    // librdkafka's `debug` contexts log at debug level, which the warning level set in `base`
+    // would drop: whoever sets `debug` wants to read them (at RUST_LOG librdkafka=debug).
+    if client.get("debug").is_some() {
+        client.set_log_level(RDKafkaLogLevel::Debug);
+    }
+    client
 }
 
 fn with_properties(

@@ -47,7 +47,7 @@ fn exactly_once_across_a_broker_restart_delivers_each_consented_event_once() {
     enforcer.wait_metric("consent_enforcer_events_received_total", 1_000.0);
     broker("restart");
     produce(&s.input, &events(10_000..15_000));
-    s.wait_processed();
+    s.wait_processed_by(&enforcer);
 
     let mut seen: HashMap<String, usize> = HashMap::new();
     for id in message_ids(&s.delivered("amplitude")) {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaResult;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -316,6 +317,12 @@ pub fn read_all(topic: &str) -> Vec<Record> {
 
 /// The group's committed offset of every partition of a topic (absent: none committed).
 pub fn committed_offsets(group: &str, topic: &str) -> HashMap<i32, i64> {
+    try_committed_offsets(group, topic).expect("committed offsets")
+}
+
+/// `committed_offsets`, or the broker's error (a restarted broker answers "not coordinator"
+/// or "coordinator loading" for a while).
+pub fn try_committed_offsets(group: &str, topic: &str) -> KafkaResult<HashMap<i32, i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", group)
@@ -329,17 +336,15 @@ pub fn committed_offsets(group: &str, topic: &str) -> HashMap<i32, i64> {
     for partition in end_offsets(topic).keys() {
         list.add_partition(topic, *partition);
     }
-    let committed = consumer
-        .committed_offsets(list, WAIT)
-        .expect("committed offsets");
-    committed
+    let committed = consumer.committed_offsets(list, WAIT)?;
+    Ok(committed
         .elements()
         .iter()
         .filter_map(|e| match e.offset() {
             Offset::Offset(offset) => Some((e.partition(), offset)),
             _ => None,
         })
-        .collect()
+        .collect())
 }
 
 /// Waits until `group` has committed the whole of `topic` as it is now.
@@ -354,7 +359,15 @@ pub fn wait_committed(group: &str, topic: &str) {
 pub fn committed_by(group: &str, topic: &str, deadline: Instant) -> Result<(), String> {
     let ends = end_offsets(topic);
     loop {
-        let committed = committed_offsets(group, topic);
+        let committed = match try_committed_offsets(group, topic) {
+            Ok(committed) => committed,
+            Err(error) if Instant::now() < deadline => {
+                println!("committed offsets of {group}: {error}; asking again");
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            Err(error) => return Err(format!("ends {ends:?}, committed offsets: {error}")),
+        };
         let done = ends
             .iter()
             .all(|(p, end)| *end == 0 || committed.get(p).is_some_and(|c| c >= end));
@@ -569,6 +582,18 @@ impl Scenario {
     /// Waits until every event written so far is judged, written and committed.
     pub fn wait_processed(&self) {
         wait_committed(&self.group, &self.input);
+    }
+
+    /// `wait_processed`, with `enforcer`'s log in the failure message.
+    pub fn wait_processed_by(&self, enforcer: &Enforcer) {
+        if let Err(seen) = committed_by(&self.group, &self.input, Instant::now() + WAIT) {
+            panic!(
+                "group {} did not commit {}: {seen}; log:\n{}",
+                self.group,
+                self.input,
+                enforcer.logs()
+            );
+        }
     }
 
     pub fn delivered(&self, destination: &str) -> Vec<Record> {
