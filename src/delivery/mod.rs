@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedHeaders, Headers, OwnedHeaders};
@@ -99,15 +100,32 @@ pub fn copy_headers(input: Option<&BorrowedHeaders>) -> Option<OwnedHeaders> {
 /// stayed counted in librdkafka's queue after the broker had acknowledged them (at 478
 /// events/s, 9,000 of them, settled at about 70/s), commits lagged by a minute, and under
 /// load the full queue made `send` wait.
-fn serve_queued(producer: &BaseProducer<AckContext>) {
+///
+/// The queue also carries librdkafka's log and statistics events (rdkafka routes logs
+/// through it), which report no delivery: serving one still counts as progress, seen as a
+/// drop in `in_flight_count` (librdkafka's count of undelivered messages plus queued events).
+pub(super) fn serve_queued(producer: &BaseProducer<AckContext>) {
     let callbacks = &producer.context().callbacks;
     for _ in 0..EVENTS_PER_SERVE {
-        let before = callbacks.load(Ordering::Relaxed);
+        let reports = callbacks.load(Ordering::Relaxed);
+        let queued = producer.in_flight_count();
         producer.poll(Duration::ZERO);
-        if callbacks.load(Ordering::Relaxed) == before {
+        if callbacks.load(Ordering::Relaxed) == reports && producer.in_flight_count() >= queued {
             return;
         }
     }
+}
+
+fn create_producer(
+    config: &rdkafka::ClientConfig,
+    stats: Option<ProducerStats>,
+) -> KafkaResult<BaseProducer<AckContext>> {
+    config.create_with_context(AckContext {
+        kafka: KafkaContext::new(None),
+        acks: Mutex::new(Vec::with_capacity(1024)),
+        callbacks: AtomicU64::new(0),
+        stats,
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -126,7 +144,12 @@ pub struct WriteFailed {
 }
 
 pub struct Delivery {
-    producer: BaseProducer<AckContext>,
+    /// Replaced only in exactly-once mode, after an error that poisons the transactional
+    /// producer (see `transaction.rs`).
+    producer: ArcSwap<BaseProducer<AckContext>>,
+    /// How the producer was made, to make its replacement the same way.
+    producer_config: rdkafka::ClientConfig,
+    startup_timeout: Duration,
     /// Exactly-once only: writes re-published consent states outside any transaction. In a
     /// transaction they would hold back the consent topic's last stable offset, and with it
     /// every instance's view of consent acknowledged after them, until the commit.
@@ -185,16 +208,7 @@ impl Delivery {
         republished: metrics::Counter,
         stopping: Arc<AtomicBool>,
     ) -> KafkaResult<Delivery> {
-        let create = |config: &rdkafka::ClientConfig, stats: Option<ProducerStats>| {
-            config.create_with_context(AckContext {
-                kafka: KafkaContext::new(None),
-                acks: Mutex::new(Vec::with_capacity(1024)),
-                callbacks: AtomicU64::new(0),
-                stats,
-            })
-        };
-        let producer: BaseProducer<AckContext> =
-            create(producer_config, Some(ProducerStats::register()))?;
+        let producer = create_producer(producer_config, Some(ProducerStats::register()))?;
         let mut republisher = None;
         if settings.guarantee == Guarantee::ExactlyOnce {
             // Fences an earlier incarnation with the same transactional.id and aborts its
@@ -202,10 +216,12 @@ impl Delivery {
             producer.init_transactions(settings.startup_timeout)?;
             let mut plain = producer_config.clone();
             plain.remove("transactional.id");
-            republisher = Some(create(&plain, None)?);
+            republisher = Some(create_producer(&plain, None)?);
         }
         Ok(Delivery {
-            producer,
+            producer: ArcSwap::from_pointee(producer),
+            producer_config: producer_config.clone(),
+            startup_timeout: settings.startup_timeout,
             republisher,
             progress: Mutex::new(Progress::default()),
             assigned: Mutex::new(HashMap::new()),
@@ -289,13 +305,15 @@ impl Delivery {
     /// event then never completes, so its offset is never committed.
     pub fn send(&self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
         let tag = Tag::decode(record.delivery_opaque);
+        let main;
         let producer = match (&self.republisher, tag.target) {
             (Some(republisher), Target::Republish) => republisher,
             _ => {
                 if self.guarantee == Guarantee::ExactlyOnce {
                     self.ensure_transaction()?;
                 }
-                &self.producer
+                main = self.producer.load();
+                &**main
             }
         };
         let mut record = record;
@@ -339,7 +357,7 @@ impl Delivery {
 
     /// Serves librdkafka's queue without blocking and settles acknowledgements.
     pub fn poll(&self) {
-        serve_queued(&self.producer);
+        serve_queued(&self.producer.load());
         if let Some(republisher) = &self.republisher {
             serve_queued(republisher);
         }
@@ -348,7 +366,7 @@ impl Delivery {
 
     /// Applies the acknowledgements collected since the last call.
     pub fn settle(&self) {
-        let mut acks = std::mem::take(&mut *lock(&self.producer.context().acks));
+        let mut acks = std::mem::take(&mut *lock(&self.producer.load().context().acks));
         if let Some(republisher) = &self.republisher {
             acks.append(&mut lock(&republisher.context().acks));
         }
@@ -413,6 +431,16 @@ impl Delivery {
         }
     }
 
+    /// Events read but not judged could not be sought back to after an aborted transaction:
+    /// the service stops without committing past them (a restart reads them again).
+    pub fn fail_to_read_again(&self, topic: &str, error: KafkaError) {
+        tracing::error!(%topic, %error, "cannot read dropped events again; stopping");
+        lock(&self.failure).get_or_insert(WriteFailed {
+            topic: format!("(seek in {topic})"),
+            error,
+        });
+    }
+
     /// The first write that failed for good, if any.
     pub fn failure(&self) -> Option<WriteFailed> {
         lock(&self.failure).clone()
@@ -443,7 +471,7 @@ impl Delivery {
             }
             // rdkafka's poll returns only when its timeout has passed, so a short one: the
             // wait ends within about a millisecond of the last acknowledgement.
-            self.producer.poll(DRAIN_POLL);
+            self.producer.load().poll(DRAIN_POLL);
             if let Some(republisher) = &self.republisher {
                 serve_queued(republisher);
             }
@@ -591,7 +619,7 @@ impl Delivery {
 
     /// Flushes librdkafka's queue (bounded); used once everything else is done.
     pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
-        let result = self.producer.flush(timeout);
+        let result = self.producer.load().flush(timeout);
         if let Some(republisher) = &self.republisher {
             republisher.flush(timeout)?;
         }

@@ -9,20 +9,42 @@
 //! again; their aborted writes are invisible to `read_committed` readers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::Producer;
+use rdkafka::producer::{Producer, PurgeConfig};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::producer_stats::ProducerStats;
 use super::tag::{InputPartition, Target};
-use super::{lock, Delivery, WriteFailed};
+use super::{create_producer, lock, serve_queued, Delivery, WriteFailed};
 use crate::telemetry;
 
 /// Consecutive aborts after which the enforcer gives up (a write that can never succeed
 /// would otherwise be retried forever).
 const MAX_CONSECUTIVE_ABORTS: u32 = 5;
+
+/// Fencing errors: another producer with this transactional.id has taken over (or this one
+/// may not use it). A replacement would fence the other in turn, so the service stops.
+fn fenced(error: &KafkaError) -> bool {
+    let code = match error {
+        KafkaError::Transaction(error) => error.code(),
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+    )
+}
+
+/// How long one resumable abort call waits before delivery reports are served again.
+const ABORT_SLICE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Default)]
 pub(super) struct Transaction {
@@ -58,7 +80,7 @@ impl Delivery {
         if txn.open {
             return Ok(());
         }
-        self.producer.begin_transaction()?;
+        self.producer.load().begin_transaction()?;
         txn.open = true;
         txn.started = Some(Instant::now());
         txn.events = 0;
@@ -121,6 +143,15 @@ impl Delivery {
         if !lock(&self.transaction).open {
             return Outcome::Idle;
         }
+        if self.failure().is_some() {
+            // The service is stopping on a failure: nothing more may commit. An abort now
+            // spares read_committed consumers the wait for the transaction to time out; if
+            // it fails, the next instance's `init_transactions` aborts the transaction.
+            if let Err(error) = self.abort_serving_reports(timeout) {
+                tracing::debug!(%error, "abort at a failure failed");
+            }
+            return Outcome::Aborted;
+        }
         let started = Instant::now();
         let result = self.try_commit(consumer, timeout);
         match result {
@@ -152,10 +183,15 @@ impl Delivery {
         consumer: &BaseConsumer<C>,
         timeout: Duration,
     ) -> Result<(), KafkaError> {
-        // Every write must be acknowledged before the offsets are computed.
-        self.drain(None, timeout);
+        // Every write must be acknowledged before the offsets are computed. A write still
+        // unacknowledged must not commit without its event's offset (a crash before the next
+        // commit would write it twice): abort instead, and judge those events again.
+        let drained = self.drain(None, timeout);
         if let Some(error) = lock(&self.transaction).failed.clone() {
             return Err(error);
+        }
+        if !drained {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
         }
         let offsets = lock(&self.progress).to_commit(None);
         if !offsets.is_empty() {
@@ -167,16 +203,18 @@ impl Delivery {
                     Offset::Offset(*offset),
                 )?;
             }
-            let group = consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(
-                rdkafka::types::RDKafkaErrorCode::InvalidGroupId,
-            ))?;
+            let group = consumer
+                .group_metadata()
+                .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::InvalidGroupId))?;
             self.producer
+                .load()
                 .send_offsets_to_transaction(&list, &group, timeout)?;
         }
         let deadline = Instant::now() + timeout;
         loop {
             match self
                 .producer
+                .load()
                 .commit_transaction(deadline.saturating_duration_since(Instant::now()))
             {
                 Ok(()) => break,
@@ -202,22 +240,34 @@ impl Delivery {
         error: KafkaError,
     ) -> Outcome {
         metrics::counter!(telemetry::TRANSACTIONS, "result" => "aborted").increment(1);
-        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
         let aborts = {
             let mut txn = lock(&self.transaction);
             txn.consecutive_aborts += 1;
             txn.consecutive_aborts
         };
-        if fatal || aborts > MAX_CONSECUTIVE_ABORTS {
+        if fenced(&error) || aborts > MAX_CONSECUTIVE_ABORTS {
             return self.give_up(error, aborts);
         }
         tracing::warn!(%error, "transaction aborted; judging its events again");
-        if let Err(abort_error) = self.producer.abort_transaction(timeout) {
-            return self.give_up(abort_error, aborts);
+        let fatal = matches!(&error, KafkaError::Transaction(e) if e.is_fatal());
+        let aborted = if fatal {
+            Err(error)
+        } else {
+            self.abort_serving_reports(timeout)
+        };
+        match aborted {
+            // The aborted writes' reports (purged or delivered-then-aborted) belong to this
+            // transaction: settle them before its state is cleared.
+            Ok(()) => self.settle(),
+            Err(error) if fenced(&error) => return self.give_up(error, aborts),
+            Err(error) => {
+                telemetry::error("delivery", "producer_renewed");
+                tracing::warn!(%error, "the transactional producer cannot go on; replacing it");
+                if let Err(renew_error) = self.renew_producer(timeout) {
+                    return self.give_up(renew_error, aborts);
+                }
+            }
         }
-        // The aborted writes' reports (purged or delivered-then-aborted) belong to this
-        // transaction: settle them before its state is cleared.
-        self.settle();
         let rewind: Vec<(InputPartition, i64)> = {
             let mut txn = lock(&self.transaction);
             let rewind = txn.first_offsets.drain().collect();
@@ -249,13 +299,54 @@ impl Delivery {
         Outcome::Aborted
     }
 
+    /// Aborts the open transaction. librdkafka's abort first waits for the writes in flight,
+    /// and their delivery reports count as in flight until the application polls them; unlike
+    /// its commit, rust-rdkafka's `abort_transaction` does not poll. So the abort is called in
+    /// short slices (librdkafka resumes a timed-out abort) with the reports served between.
+    fn abort_serving_reports(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let slice = ABORT_SLICE.min(deadline.saturating_duration_since(Instant::now()));
+            let producer = self.producer.load();
+            match producer.abort_transaction(slice) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(error))
+                    if error.is_retriable() && Instant::now() < deadline =>
+                {
+                    serve_queued(&producer);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Replaces a transactional producer that cannot abort: librdkafka makes some errors
+    /// fatal that only the client's state makes so (librdkafka#4849: an abort whose partition
+    /// registration never reached the coordinator, as across a broker restart, fails with
+    /// INVALID_TXN_STATE). `init_transactions` of the new producer, with the same
+    /// transactional.id, bumps the producer epoch: the coordinator aborts the old producer's
+    /// open transaction and fences its writes still in flight, so nothing of it is ever read
+    /// by `read_committed` consumers. Its reports are dropped with it; the caller rewinds.
+    fn renew_producer(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let producer = create_producer(&self.producer_config, Some(ProducerStats::register()))?;
+        producer.init_transactions(timeout.max(self.startup_timeout))?;
+        let old = self.producer.swap(Arc::new(producer));
+        old.purge(PurgeConfig::default().queue().inflight());
+        lock(&old.context().acks).clear();
+        tracing::info!("transactional producer replaced");
+        Ok(())
+    }
+
     fn give_up(&self, error: KafkaError, aborts: u32) -> Outcome {
-        telemetry::error("delivery", "transaction_fatal");
-        tracing::error!(%error, aborts, "transaction failed for good; stopping");
-        lock(&self.failure).get_or_insert(WriteFailed {
-            topic: "(transaction)".to_owned(),
-            error,
-        });
+        let mut failure = lock(&self.failure);
+        if failure.is_none() {
+            telemetry::error("delivery", "transaction_fatal");
+            tracing::error!(%error, aborts, "transaction failed for good; stopping");
+            *failure = Some(WriteFailed {
+                topic: "(transaction)".to_owned(),
+                error,
+            });
+        }
         Outcome::Aborted
     }
 

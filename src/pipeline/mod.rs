@@ -12,6 +12,7 @@ mod judge;
 mod rebalance;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
+use rdkafka::Offset;
 
 use crate::config::{Config, ConsentMode, Guarantee};
 use crate::consent::follower::{ConsentEffects, PendingSample};
@@ -224,7 +226,13 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 None => freshness.probe(&mut follower, &mut effects),
             };
             freshness.report(fresh, signals);
-            after_rewind(&delivery, [&mut current, &mut ahead], hold.as_ref());
+            after_rewind(
+                &delivery,
+                &consumer,
+                [&mut current, &mut ahead],
+                hold.as_ref(),
+                drain_timeout,
+            );
             if fresh {
                 if let Some(batch) = current.take() {
                     let now = now_ms();
@@ -255,7 +263,13 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 if delivery.transaction_due() {
                     delivery.commit_transaction(&consumer, drain_timeout);
                 }
-                after_rewind(&delivery, [&mut current, &mut ahead], hold.as_ref());
+                after_rewind(
+                    &delivery,
+                    &consumer,
+                    [&mut current, &mut ahead],
+                    hold.as_ref(),
+                    drain_timeout,
+                );
             }
             Guarantee::AtLeastOnce => {
                 if !freshness.stale && last_commit.elapsed() >= commit_interval {
@@ -306,19 +320,50 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// After an aborted transaction rewound the consumer, events read but not judged and held
-/// events from the rewound offsets on are read again: drop them here.
+/// After an aborted transaction rewound the consumer, events read but not judged are dropped
+/// and read again: those of rewound partitions from the rewind offsets on (held events of
+/// theirs too), the others by seeking their partitions back to the first one dropped, since
+/// nothing else would make the consumer read them again.
 fn after_rewind(
     delivery: &Delivery,
+    consumer: &BaseConsumer<EventConsumerContext>,
     batches: [&mut Option<Batch<'_>>; 2],
     hold: Option<&RefCell<Hold>>,
+    timeout: Duration,
 ) {
     let rewound = delivery.take_rewound();
     if rewound.is_empty() {
         return;
     }
-    for batch in batches {
-        *batch = None;
+    let mut read_again: HashMap<InputPartition, (String, i64)> = HashMap::new();
+    for batch in batches.into_iter().filter_map(Option::take) {
+        for (index, message) in batch.events.iter().enumerate() {
+            let Some(input) = delivery.input_partition(message.topic(), message.partition()) else {
+                continue;
+            };
+            // Read under an earlier assignment: the consumer reads it again from the
+            // committed offset anyway, and a seek to it could skip what lies before.
+            if !delivery.owned_under_assignment_before(input, batch.assignments_before(index)) {
+                continue;
+            }
+            let entry = read_again
+                .entry(input)
+                .or_insert_with(|| (message.topic().to_owned(), message.offset()));
+            entry.1 = entry.1.min(message.offset());
+        }
+    }
+    for (input, (topic, offset)) in read_again {
+        let sought = rewound
+            .iter()
+            .any(|(r, rewind_offset)| *r == input && *rewind_offset <= offset);
+        if sought {
+            continue;
+        }
+        let partition = i32::from(input.partition);
+        if let Err(error) = consumer.seek(&topic, partition, Offset::Offset(offset), timeout) {
+            telemetry::error("consume", "seek");
+            delivery.fail_to_read_again(&topic, error);
+        }
     }
     if let Some(hold) = hold {
         let mut hold = hold.borrow_mut();
