@@ -30,6 +30,9 @@ pub const PROTECTED_PROPERTIES: [&str; 8] = [
 /// in `kafka.producer_properties`.
 pub const PRODUCER_QUEUE_MESSAGES: &str = "10000";
 
+/// The longest wait before reconnecting to a broker (librdkafka `reconnect.backoff.max.ms`).
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
 /// How often librdkafka reports statistics, from which the lag and producer gauges are computed.
 pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -38,6 +41,10 @@ fn base(config: &Config) -> ClientConfig {
     client
         .set("bootstrap.servers", &config.kafka.bootstrap_servers)
         .set("client.id", "consent-enforcer")
+        // librdkafka backs reconnects off up to 10 s (the Java client: 1 s); after a broker
+        // restart every coordinator connection then sat idle that long, and an exactly-once
+        // commit waited on each in turn. Overridable in `kafka.properties`.
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
         .set_log_level(RDKafkaLogLevel::Warning);
     client
 }
