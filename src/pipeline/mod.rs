@@ -188,6 +188,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     // sample's round trip overlaps with judging instead of adding to it.
     let mut current: Option<Batch<'_>> = None;
     let mut ahead: Option<Batch<'_>> = None;
+    let read_again = |batches: [&mut Option<Batch<'_>>; 2]| {
+        after_rewind(&delivery, &consumer, batches, hold.as_ref(), drain_timeout);
+    };
     while !signals.stopping.load(Ordering::Relaxed) && delivery.failure().is_none() {
         if current.is_none() {
             current = ahead.take();
@@ -226,13 +229,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 None => freshness.probe(&mut follower, &mut effects),
             };
             freshness.report(fresh, signals);
-            after_rewind(
-                &delivery,
-                &consumer,
-                [&mut current, &mut ahead],
-                hold.as_ref(),
-                drain_timeout,
-            );
+            read_again([&mut current, &mut ahead]);
             if fresh {
                 if let Some(batch) = current.take() {
                     let now = now_ms();
@@ -263,13 +260,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 if delivery.transaction_due() {
                     delivery.commit_transaction(&consumer, drain_timeout);
                 }
-                after_rewind(
-                    &delivery,
-                    &consumer,
-                    [&mut current, &mut ahead],
-                    hold.as_ref(),
-                    drain_timeout,
-                );
+                read_again([&mut current, &mut ahead]);
             }
             Guarantee::AtLeastOnce => {
                 if !freshness.stale && last_commit.elapsed() >= commit_interval {
