@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{Producer, PurgeConfig};
+use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -330,9 +330,9 @@ impl Delivery {
     fn renew_producer(&self, timeout: Duration) -> Result<(), KafkaError> {
         let producer = create_producer(&self.producer_config, Some(ProducerStats::register()))?;
         producer.init_transactions(timeout.max(self.startup_timeout))?;
-        let old = self.producer.swap(Arc::new(producer));
-        old.purge(PurgeConfig::default().queue().inflight());
-        lock(&old.context().acks).clear();
+        // Dropping the old producer purges its writes (rdkafka's `Drop` does, then serves
+        // their reports into its own context, never settled: `settle` reads the new one's).
+        drop(self.producer.swap(Arc::new(producer)));
         tracing::info!("transactional producer replaced");
         Ok(())
     }
