@@ -23,6 +23,15 @@ pub struct SampleWait {
     since: Instant,
 }
 
+impl SampleWait {
+    /// Whether the sample's answer is in (then what is left is applying records up to it).
+    pub fn answered(&mut self) -> bool {
+        self.sample
+            .as_mut()
+            .is_some_and(|sample| matches!(sample.wait(Duration::ZERO), Ok(Some(_))))
+    }
+}
+
 /// How a wait stands after a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatchUp {

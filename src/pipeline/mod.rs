@@ -50,9 +50,13 @@ const CONSENT_RECORDS_PER_TURN: usize = 10_000;
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// How often held events are checked for expiry and the hold topic for memory.
 const HOLD_SCAN_INTERVAL: Duration = Duration::from_secs(1);
-/// Batches read and waiting for their sample at most; past it the loop stops reading (the
-/// events wait in librdkafka's queue, bounded by `queued.max.messages.kbytes`).
-const MAX_WAITING_BATCHES: usize = 8;
+/// Events read and waiting for their batch's sample at most; past it the loop stops reading
+/// (the events wait in librdkafka's queue, bounded by `queued.max.messages.kbytes`).
+const MAX_WAITING_EVENTS: usize = 8 * batch::EVENTS_PER_TURN;
+/// While the front batch's sample is out, how long a read waits for events before the loop
+/// looks for the answer again: what arrives meanwhile is read, and asks for its sample, before
+/// the answer comes back, so that it rides the very next request.
+const READ_SLICE: Duration = Duration::from_millis(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -191,18 +195,25 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     // (one request answers every ask made while the one before is in flight) and with
     // judging, and an event never waits for a whole turn of the batch before it to be read.
     let mut waiting: VecDeque<Batch<'_>> = VecDeque::new();
+    let mut read_wait = IDLE_WAIT;
     let read_again = |waiting: &mut VecDeque<Batch<'_>>| {
         after_rewind(&delivery, &consumer, waiting, hold.as_ref(), drain_timeout);
     };
     while !signals.stopping.load(Ordering::Relaxed) && delivery.failure().is_none() {
-        if waiting.len() < MAX_WAITING_BATCHES {
-            // Only an idle loop waits for events.
+        let room = waiting.iter().map(|batch| batch.events.len()).sum::<usize>() < MAX_WAITING_EVENTS;
+        let mut read_all = false;
+        if room {
             let wait = if waiting.is_empty() {
                 IDLE_WAIT
             } else {
-                Duration::ZERO
+                read_wait
             };
-            waiting.extend(Batch::read(&consumer, &delivery, wait));
+            let batch = Batch::read(&consumer, &delivery, wait);
+            // A full batch: more may be waiting in librdkafka's queue.
+            read_all = batch
+                .as_ref()
+                .is_none_or(|batch| batch.events.len() < batch::EVENTS_PER_TURN);
+            waiting.extend(batch);
         }
         if copartitioned {
             let version = delivery.assignment_version();
@@ -288,13 +299,17 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 }
             }
         }
-        if front == CatchUp::Waiting {
-            // Until the front batch's sample is answered or reached, or a slice has passed;
-            // then what arrived meanwhile is read and asks for its sample before anything is
-            // judged.
+        read_wait = Duration::ZERO;
+        if front == CatchUp::Waiting && read_all {
             if let Some(wait) = waiting.front_mut().and_then(|batch| batch.wait.as_mut()) {
-                freshness.wait_a_slice(wait, &mut follower, &mut effects);
-                read_again(&mut waiting);
+                if room && !wait.answered() {
+                    // The next read is the wait.
+                    read_wait = READ_SLICE;
+                } else {
+                    // For the answer (no room to read) or for the records up to it.
+                    freshness.wait_a_slice(wait, &mut follower, &mut effects);
+                    read_again(&mut waiting);
+                }
             }
         }
     }
