@@ -5,8 +5,8 @@ use std::time::Duration;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::BorrowedMessage;
 
-use super::freshness::SampleWait;
 use super::rebalance::EventConsumerContext;
+use crate::consent::follower::PendingSample;
 use crate::delivery::Delivery;
 use crate::telemetry;
 
@@ -18,8 +18,8 @@ pub const EVENTS_PER_TURN: usize = 1_000;
 /// topic's end offsets sampled after they were read.
 pub struct Batch<'c> {
     pub events: Vec<BorrowedMessage<'c>>,
-    /// Begun once the consent partitions to follow are known for these events.
-    pub wait: Option<SampleWait>,
+    /// Requested once the consent partitions to follow are known for these events.
+    pub sample: Option<PendingSample>,
     marks: AssignmentMarks,
 }
 
@@ -54,7 +54,7 @@ impl<'c> Batch<'c> {
         }
         (!events.is_empty()).then_some(Batch {
             events,
-            wait: None,
+            sample: None,
             marks,
         })
     }

@@ -7,13 +7,12 @@
 //! the network I/O and compression.
 
 mod batch;
-mod freshness;
 mod hold;
 mod judge;
 mod rebalance;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ use rdkafka::producer::BaseRecord;
 use rdkafka::Offset;
 
 use crate::config::{Config, ConsentMode, Guarantee};
-use crate::consent::follower::ConsentEffects;
+use crate::consent::follower::{ConsentEffects, PendingSample};
 use crate::consent::record::encode_value;
 use crate::consent::{ConsentFollower, ConsentState};
 use crate::decision::Rule;
@@ -36,7 +35,6 @@ use crate::kafka::{self, StartupError};
 use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
 use batch::Batch;
-use freshness::{CatchUp, Freshness};
 use hold::Hold;
 use judge::Judge;
 use rebalance::EventConsumerContext;
@@ -48,15 +46,10 @@ pub const REPUBLISHED_HEADER: &str = "consent-enforcer-republished";
 const CONSENT_RECORDS_PER_TURN: usize = 10_000;
 /// How long an idle loop waits for an event.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
-/// How often held events are checked for expiry and the hold topic for memory.
-const HOLD_SCAN_INTERVAL: Duration = Duration::from_secs(1);
-/// Events read and waiting for their batch's sample at most; past it the loop stops reading
-/// (the events wait in librdkafka's queue, bounded by `queued.max.messages.kbytes`).
-const MAX_WAITING_EVENTS: usize = 8 * batch::EVENTS_PER_TURN;
-/// While the front batch's sample is out, how long a read waits for events before the loop
-/// looks for the answer again: what arrives meanwhile is read, and asks for its sample, before
-/// the answer comes back, so that it rides the very next request.
-const READ_SLICE: Duration = Duration::from_millis(1);
+/// How often an idle enforcer checks that it can still read the consent topic.
+const FRESHNESS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one consent poll waits while catching up.
+const CATCH_UP_SLICE: Duration = Duration::from_millis(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -189,31 +182,25 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     let mut freshness = Freshness::new(config);
     let commit_interval = Duration::from_millis(config.delivery.commit_interval_ms);
     let mut last_commit = Instant::now();
-    // Events read wait, batch by batch, until the table has caught up with the consent topic
-    // as it was after they were read. Reading goes on while batches wait: each batch asks for
-    // its sample as soon as it is read, so the samples' round trips overlap with each other
-    // (one request answers every ask made while the one before is in flight) and with
-    // judging, and an event never waits for a whole turn of the batch before it to be read.
-    let mut waiting: VecDeque<Batch<'_>> = VecDeque::new();
-    let mut read_wait = IDLE_WAIT;
-    let read_again = |waiting: &mut VecDeque<Batch<'_>>| {
-        after_rewind(&delivery, &consumer, waiting, hold.as_ref(), drain_timeout);
+    // Events read but not yet judged wait until the table has caught up with the consent
+    // topic as it was after they were read. While one batch waits for (or is judged with) its
+    // end-offset sample, the next is read and its sample requested, so that at full load the
+    // sample's round trip overlaps with judging instead of adding to it.
+    let mut current: Option<Batch<'_>> = None;
+    let mut ahead: Option<Batch<'_>> = None;
+    let read_again = |batches: [&mut Option<Batch<'_>>; 2]| {
+        after_rewind(&delivery, &consumer, batches, hold.as_ref(), drain_timeout);
     };
     while !signals.stopping.load(Ordering::Relaxed) && delivery.failure().is_none() {
-        let room = waiting.iter().map(|batch| batch.events.len()).sum::<usize>() < MAX_WAITING_EVENTS;
-        let mut read_all = false;
-        if room {
-            let wait = if waiting.is_empty() {
-                IDLE_WAIT
-            } else {
-                read_wait
-            };
-            let batch = Batch::read(&consumer, &delivery, wait);
-            // A full batch: more may be waiting in librdkafka's queue.
-            read_all = batch
-                .as_ref()
-                .is_none_or(|batch| batch.events.len() < batch::EVENTS_PER_TURN);
-            waiting.extend(batch);
+        if current.is_none() {
+            current = ahead.take();
+        }
+        if current.is_none() {
+            // Only an idle loop waits for events.
+            current = Batch::read(&consumer, &delivery, IDLE_WAIT);
+        }
+        if current.is_some() && ahead.is_none() {
+            ahead = Batch::read(&consumer, &delivery, Duration::ZERO);
         }
         if copartitioned {
             let version = delivery.assignment_version();
@@ -228,58 +215,44 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             }
         }
         // After `follow`, so that a sample covers the consent partitions of its batch's input
-        // partitions.
-        for batch in &mut waiting {
-            if batch.wait.is_none() {
-                batch.wait = Some(freshness.ask(&follower));
+        // partitions. At full load `current` already has its sample (asked for when it was read
+        // ahead, a turn ago) and only `ahead` asks now.
+        for batch in [&mut current, &mut ahead].into_iter().flatten() {
+            if batch.sample.is_none() {
+                batch.sample = Some(follower.request_sample(freshness.max_wait));
             }
         }
         follower.poll(Duration::ZERO, CONSENT_RECORDS_PER_TURN, &mut effects);
-        // Whether a check this turn found the table caught up (or missed).
-        let mut fresh = None;
-        if waiting.is_empty() && freshness.probe_due() {
-            fresh = Some(freshness.probe(&mut follower, &mut effects));
-        }
-        // Applying consent records may have aborted a transaction (exactly-once).
-        read_again(&mut waiting);
-        let mut front = CatchUp::Waiting;
-        while let Some(batch) = waiting.front_mut() {
-            front = match &mut batch.wait {
-                Some(wait) => freshness.check(wait, &mut follower),
-                None => CatchUp::Waiting,
+        if current.is_some() || freshness.probe_due() {
+            let fresh = match &mut current {
+                Some(batch) => freshness.catch_up(&mut batch.sample, &mut follower, &mut effects),
+                None => freshness.probe(&mut follower, &mut effects),
             };
-            match front {
-                CatchUp::Reached => fresh = Some(true),
-                CatchUp::Missed => {
-                    fresh = fresh.or(Some(false));
-                    break;
-                }
-                CatchUp::Waiting => break,
-            }
-            if let Some(batch) = waiting.pop_front() {
-                let now = now_ms();
-                for (index, message) in batch.events.iter().enumerate() {
-                    let mut held = hold.as_ref().map(RefCell::borrow_mut);
-                    let table = follower.table_for(message.partition());
-                    judge.event(
-                        table,
-                        message,
-                        batch.assignments_before(index),
-                        now,
-                        held.as_deref_mut(),
-                    );
-                }
-            }
-        }
-        if let Some(fresh) = fresh {
             freshness.report(fresh, signals);
-        }
-        if let (Some(true), Some(hold)) = (fresh, &hold) {
-            let scan = last_expiry_scan.elapsed() >= HOLD_SCAN_INTERVAL;
-            if scan {
-                last_expiry_scan = Instant::now();
+            read_again([&mut current, &mut ahead]);
+            if fresh {
+                if let Some(batch) = current.take() {
+                    let now = now_ms();
+                    for (index, message) in batch.events.iter().enumerate() {
+                        let mut held = hold.as_ref().map(RefCell::borrow_mut);
+                        let table = follower.table_for(message.partition());
+                        judge.event(
+                            table,
+                            message,
+                            batch.assignments_before(index),
+                            now,
+                            held.as_deref_mut(),
+                        );
+                    }
+                }
+                if let Some(hold) = &hold {
+                    let scan = last_expiry_scan.elapsed() >= FRESHNESS_PROBE_INTERVAL;
+                    if scan {
+                        last_expiry_scan = Instant::now();
+                    }
+                    serve_hold(&judge, &follower, hold, &consumer, scan);
+                }
             }
-            serve_hold(&judge, &follower, hold, &consumer, scan);
         }
         delivery.poll();
         match delivery.guarantee() {
@@ -287,7 +260,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 if delivery.transaction_due() {
                     delivery.commit_transaction(&consumer, drain_timeout);
                 }
-                read_again(&mut waiting);
+                read_again([&mut current, &mut ahead]);
             }
             Guarantee::AtLeastOnce => {
                 if !freshness.stale && last_commit.elapsed() >= commit_interval {
@@ -299,22 +272,10 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 }
             }
         }
-        read_wait = Duration::ZERO;
-        if front == CatchUp::Waiting && read_all {
-            if let Some(wait) = waiting.front_mut().and_then(|batch| batch.wait.as_mut()) {
-                if room && !wait.answered() {
-                    // The next read is the wait.
-                    read_wait = READ_SLICE;
-                } else {
-                    // For the answer (no room to read) or for the records up to it.
-                    freshness.wait_a_slice(wait, &mut follower, &mut effects);
-                    read_again(&mut waiting);
-                }
-            }
-        }
     }
     // Events read but not judged are not committed: they are read again after a restart.
-    drop(waiting);
+    drop(current);
+    drop(ahead);
 
     set_ready(signals, false);
     tracing::info!("stopping: draining in-flight writes");
@@ -357,7 +318,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
 fn after_rewind(
     delivery: &Delivery,
     consumer: &BaseConsumer<EventConsumerContext>,
-    waiting: &mut VecDeque<Batch<'_>>,
+    batches: [&mut Option<Batch<'_>>; 2],
     hold: Option<&RefCell<Hold>>,
     timeout: Duration,
 ) {
@@ -366,7 +327,7 @@ fn after_rewind(
         return;
     }
     let mut read_again: HashMap<InputPartition, (String, i64)> = HashMap::new();
-    for batch in waiting.drain(..) {
+    for batch in batches.into_iter().filter_map(Option::take) {
         for (index, message) in batch.events.iter().enumerate() {
             let Some(input) = delivery.input_partition(message.topic(), message.partition()) else {
                 continue;
@@ -459,6 +420,112 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether the consent table is current enough to judge events.
+struct Freshness {
+    max_wait: Duration,
+    max_staleness: Duration,
+    /// The sample of an idle probe, kept until reached.
+    probe: Option<PendingSample>,
+    /// When the table was last known to be caught up.
+    fresh_at: Instant,
+    last_probe: Instant,
+    /// Past `max_staleness`: not ready, nothing judged or committed.
+    stale: bool,
+    wait_seconds: metrics::Histogram,
+    wait_timeouts: metrics::Counter,
+}
+
+impl Freshness {
+    fn new(config: &Config) -> Freshness {
+        Freshness {
+            max_wait: Duration::from_millis(config.consent.max_wait_ms),
+            max_staleness: Duration::from_millis(config.consent.max_staleness_ms),
+            probe: None,
+            fresh_at: Instant::now(),
+            last_probe: Instant::now(),
+            stale: false,
+            wait_seconds: metrics::histogram!(telemetry::CONSENT_WAIT_SECONDS),
+            wait_timeouts: metrics::counter!(telemetry::CONSENT_WAIT_TIMEOUTS),
+        }
+    }
+
+    fn probe_due(&self) -> bool {
+        self.last_probe.elapsed() >= FRESHNESS_PROBE_INTERVAL
+    }
+
+    /// With no events to judge: checks that the table can still catch up.
+    fn probe(&mut self, follower: &mut ConsentFollower, effects: &mut Effects<'_>) -> bool {
+        let mut sample = self.probe.take();
+        let fresh = self.catch_up(&mut sample, follower, effects);
+        // A sample not reached yet is kept for the next probe.
+        self.probe = if fresh { None } else { sample };
+        fresh
+    }
+
+    /// Applies consent records until the table reaches the end offsets in `sample` (asked
+    /// for now if there is none), for at most `consent.max_wait_ms`. True if it did. A
+    /// failed sample is dropped, so the next try asks for a new one.
+    fn catch_up(
+        &mut self,
+        sample: &mut Option<PendingSample>,
+        follower: &mut ConsentFollower,
+        effects: &mut Effects<'_>,
+    ) -> bool {
+        self.last_probe = Instant::now();
+        let started = Instant::now();
+        let pending = sample.get_or_insert_with(|| follower.request_sample(self.max_wait));
+        loop {
+            let left = self.max_wait.saturating_sub(started.elapsed());
+            let reached = match pending.wait(left) {
+                Ok(Some(ends)) => follower.reached(ends),
+                Ok(None) => false,
+                Err(error) => {
+                    telemetry::error("consent", "sample_end_offsets");
+                    tracing::debug!(%error, "cannot sample the consent topic's end offsets");
+                    *sample = None;
+                    return false;
+                }
+            };
+            if reached {
+                self.wait_seconds.record(started.elapsed().as_secs_f64());
+                return true;
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= self.max_wait {
+                self.wait_seconds.record(elapsed.as_secs_f64());
+                self.wait_timeouts.increment(1);
+                return false;
+            }
+            follower.poll(
+                CATCH_UP_SLICE.min(self.max_wait - elapsed),
+                CONSENT_RECORDS_PER_TURN,
+                effects,
+            );
+            effects.delivery.poll();
+        }
+    }
+
+    /// Tracks staleness and readiness after a catch-up.
+    fn report(&mut self, fresh: bool, signals: &Signals) {
+        if fresh {
+            self.fresh_at = Instant::now();
+            if self.stale {
+                self.stale = false;
+                set_ready(signals, true);
+                tracing::info!("consent topic readable again: judging events");
+            }
+        } else if !self.stale && self.fresh_at.elapsed() >= self.max_staleness {
+            self.stale = true;
+            set_ready(signals, false);
+            telemetry::error("consent", "stale");
+            tracing::error!(
+                max_staleness_ms = self.max_staleness.as_millis() as u64,
+                "cannot catch up with the consent topic: not judging events until it can"
+            );
+        }
+    }
 }
 
 /// Reads the consent topic to its end. False if asked to stop first.
