@@ -133,6 +133,8 @@ impl Runner<'_> {
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                // Read at start; nothing else needs it.
+                let _ = std::fs::remove_file(&path);
                 let bootstrap = http_get(port, "/metrics").map_or(0.0, |m| {
                     metric_sum(&m, "consent_enforcer_consent_bootstrap_seconds")
                 });
