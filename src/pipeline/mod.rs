@@ -9,10 +9,10 @@
 mod batch;
 mod hold;
 mod judge;
+mod read_again;
 mod rebalance;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use crate::vocabulary::Vocabulary;
 use batch::Batch;
 use hold::Hold;
 use judge::Judge;
+use read_again::ReadAgain;
 use rebalance::EventConsumerContext;
 
 /// Header on a consent record the enforcer re-published after a stale one.
@@ -326,7 +327,7 @@ fn after_rewind(
     if rewound.is_empty() {
         return;
     }
-    let mut read_again: HashMap<InputPartition, (String, i64)> = HashMap::new();
+    let mut read_again = ReadAgain::default();
     for batch in batches.into_iter().filter_map(Option::take) {
         for (index, message) in batch.events.iter().enumerate() {
             let Some(input) = delivery.input_partition(message.topic(), message.partition()) else {
@@ -337,20 +338,10 @@ fn after_rewind(
             if !delivery.owned_under_assignment_before(input, batch.assignments_before(index)) {
                 continue;
             }
-            let entry = read_again
-                .entry(input)
-                .or_insert_with(|| (message.topic().to_owned(), message.offset()));
-            entry.1 = entry.1.min(message.offset());
+            read_again.dropped(input, message.topic(), message.offset());
         }
     }
-    for (input, (topic, offset)) in read_again {
-        let sought = rewound
-            .iter()
-            .any(|(r, rewind_offset)| *r == input && *rewind_offset <= offset);
-        if sought {
-            continue;
-        }
-        let partition = i32::from(input.partition);
+    for (topic, partition, offset) in read_again.seeks(&rewound) {
         if let Err(error) = consumer.seek(&topic, partition, Offset::Offset(offset), timeout) {
             telemetry::error("consume", "seek");
             delivery.fail_to_read_again(&topic, error);

@@ -1,0 +1,98 @@
+//! After an aborted transaction: where the consumer must seek so that the events read but
+//! dropped unjudged are read again.
+
+use std::collections::HashMap;
+
+use crate::delivery::tag::InputPartition;
+
+/// The first dropped offset of each input partition.
+#[derive(Debug, Default)]
+pub struct ReadAgain(HashMap<InputPartition, (String, i64)>);
+
+impl ReadAgain {
+    pub fn dropped(&mut self, input: InputPartition, topic: &str, offset: i64) {
+        let first = self
+            .0
+            .entry(input)
+            .or_insert_with(|| (topic.to_owned(), offset));
+        first.1 = first.1.min(offset);
+    }
+
+    /// The seeks still needed, as (topic, partition, offset): the abort already rewound a
+    /// partition to `rewound`'s offset, which reads its dropped events again if it lies at or
+    /// before the first of them; every other partition with dropped events is sought back to
+    /// the first, since nothing else would make the consumer read them again.
+    pub fn seeks(self, rewound: &[(InputPartition, i64)]) -> Vec<(String, i32, i64)> {
+        let mut seeks: Vec<(String, i32, i64)> = self
+            .0
+            .into_iter()
+            .filter(|(input, (_, first))| {
+                !rewound
+                    .iter()
+                    .any(|(r, rewind_offset)| r == input && rewind_offset <= first)
+            })
+            .map(|(input, (topic, first))| (topic, i32::from(input.partition), first))
+            .collect();
+        seeks.sort();
+        seeks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(partition: u16) -> InputPartition {
+        InputPartition {
+            topic: 0,
+            partition,
+        }
+    }
+
+    #[test]
+    fn a_partition_the_abort_did_not_rewind_is_sought_back_to_its_first_dropped_event() {
+        let mut read_again = ReadAgain::default();
+        read_again.dropped(input(2), "events", 120);
+        read_again.dropped(input(2), "events", 95);
+        read_again.dropped(input(2), "events", 130);
+        assert_eq!(
+            read_again.seeks(&[(input(0), 40)]),
+            vec![("events".to_owned(), 2, 95)]
+        );
+    }
+
+    #[test]
+    fn a_partition_rewound_to_or_before_its_first_dropped_event_needs_no_seek() {
+        let mut read_again = ReadAgain::default();
+        read_again.dropped(input(0), "events", 50);
+        read_again.dropped(input(1), "events", 70);
+        assert!(read_again
+            .seeks(&[(input(0), 40), (input(1), 70)])
+            .is_empty());
+    }
+
+    #[test]
+    fn a_partition_rewound_past_its_first_dropped_event_is_sought_back_further() {
+        let mut read_again = ReadAgain::default();
+        read_again.dropped(input(0), "events", 30);
+        assert_eq!(
+            read_again.seeks(&[(input(0), 40)]),
+            vec![("events".to_owned(), 0, 30)]
+        );
+    }
+
+    #[test]
+    fn partitions_of_different_topics_are_kept_apart() {
+        let mut read_again = ReadAgain::default();
+        let hold = InputPartition {
+            topic: 1,
+            partition: 0,
+        };
+        read_again.dropped(input(0), "events", 10);
+        read_again.dropped(hold, "events.hold", 5);
+        assert_eq!(
+            read_again.seeks(&[(input(0), 10)]),
+            vec![("events.hold".to_owned(), 0, 5)]
+        );
+    }
+}
