@@ -6,6 +6,8 @@
 #   scripts/kafka.sh fetch       download the broker jars into the cache (once)
 #   scripts/kafka.sh start       fetch, format storage if new, start, wait until it serves
 #   scripts/kafka.sh ensure      start unless a broker started by this script already runs
+#   scripts/kafka.sh fresh       like ensure, but a broker that has to be started gets empty data
+#                                (tests: topics left by earlier runs only slow the start-up down)
 #   scripts/kafka.sh stop        stop it (SIGTERM, then SIGKILL after 30 s)
 #   scripts/kafka.sh restart     stop then start, keeping the data
 #   scripts/kafka.sh reset       stop and delete the data
@@ -17,6 +19,7 @@
 #   CONSENT_ENFORCER_CACHE_DIR  where jars and data live (default ~/.cache/consent-enforcer)
 #   KAFKA_PORT                  client port (default 9092); the controller uses KAFKA_PORT+1
 #   KAFKA_HEAP                  JVM heap (default 768m)
+#   KAFKA_START_TIMEOUT         seconds to wait for the broker to serve (default 180)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -107,7 +110,9 @@ start() {
   write_config
   if [ ! -f "$data/meta.properties" ]; then
     mkdir -p "$data"
-    cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid)
+    # What `StorageTool random-uuid` prints (16 random bytes, URL-safe base64 without padding),
+    # without starting a JVM for it.
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
     java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >"$run/format.log" 2>&1 ||
       { cat "$run/format.log" >&2; exit 1; }
   fi
@@ -116,15 +121,18 @@ start() {
     -Dlog4j2.configurationFile="$run/log4j2.properties" -cp "$libs/*" kafka.Kafka "$run/server.properties")" \
     >"$logfile" 2>&1 </dev/null &
   echo $! >"$pidfile"
-  for _ in $(seq 1 120); do
+  local timeout=${KAFKA_START_TIMEOUT:-180} started=$SECONDS
+  while [ $((SECONDS - started)) -lt "$timeout" ]; do
     if ! is_running; then log "broker exited during start-up:"; tail -n 30 "$logfile" >&2; exit 1; fi
     if grep -q "Kafka Server started\|\[BrokerServer id=1\] Transition from STARTING to STARTED" "$logfile" 2>/dev/null; then
-      log "ready: 127.0.0.1:$port"
+      log "ready: 127.0.0.1:$port after $((SECONDS - started)) s"
       return 0
     fi
     sleep 0.5
   done
-  log "broker did not become ready within 60 s:"; tail -n 30 "$logfile" >&2
+  log "broker did not become ready within $timeout s (KAFKA_START_TIMEOUT); stopping it:"
+  tail -n 30 "$logfile" >&2
+  stop
   exit 1
 }
 
@@ -145,6 +153,7 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   ensure) is_running && port_open "$port" || start ;;
+  fresh) is_running || rm -rf "$data"; is_running && port_open "$port" || start ;;
   stop) stop ;;
   restart) stop; start ;;
   reset) stop; rm -rf "$run" ;;

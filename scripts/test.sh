@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests (no broker) and the broker-backed suites in tests/.
 # Uses the broker in CONSENT_ENFORCER_TEST_BOOTSTRAP if set; otherwise starts the project's
-# local broker on 127.0.0.1:19092 (and stops it afterwards if this script started it).
+# local broker on 127.0.0.1:19092 with empty data (and stops it afterwards if this script
+# started it).
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh --test routing`.
 set -euo pipefail
 
@@ -14,7 +15,7 @@ if [ -z "${CONSENT_ENFORCER_TEST_BOOTSTRAP:-}" ]; then
   if ! scripts/kafka.sh status; then
     trap 'KAFKA_PORT=19092 scripts/kafka.sh stop' EXIT
   fi
-  scripts/kafka.sh ensure
+  scripts/kafka.sh fresh
   export CONSENT_ENFORCER_TEST_BOOTSTRAP=127.0.0.1:19092
 fi
 

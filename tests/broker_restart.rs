@@ -24,7 +24,7 @@ fn broker(command: &str) {
 
 #[test]
 fn exactly_once_across_a_broker_restart_delivers_each_consented_event_once() {
-    broker("ensure");
+    broker("fresh");
     // The helpers read the broker address once, from here on.
     std::env::set_var(TEST_BOOTSTRAP_ENV, format!("127.0.0.1:{PORT}"));
     assert_eq!(bootstrap(), format!("127.0.0.1:{PORT}"));

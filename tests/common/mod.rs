@@ -40,7 +40,7 @@ pub fn bootstrap() -> &'static str {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
         let status = Command::new("bash")
             .arg(script)
-            .arg("ensure")
+            .arg("fresh")
             .env("KAFKA_PORT", LOCAL_TEST_PORT)
             .status()
             .expect("run scripts/kafka.sh");
