@@ -136,6 +136,10 @@ start() {
   exit 1
 }
 
+ensure() {
+  is_running && port_open "$port" || start
+}
+
 stop() {
   if ! is_running; then rm -f "$pidfile"; return 0; fi
   pid=$(cat "$pidfile")
@@ -152,8 +156,8 @@ stop() {
 case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
-  ensure) is_running && port_open "$port" || start ;;
-  fresh) is_running || rm -rf "$data"; is_running && port_open "$port" || start ;;
+  ensure) ensure ;;
+  fresh) is_running || rm -rf "$data"; ensure ;;
   stop) stop ;;
   restart) stop; start ;;
   reset) stop; rm -rf "$run" ;;

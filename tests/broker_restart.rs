@@ -4,22 +4,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
 const PORT: &str = "19192";
 
 fn broker(command: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-    let status = Command::new("bash")
-        .arg(script)
-        .arg(command)
-        .env("KAFKA_PORT", PORT)
-        .status()
-        .expect("run scripts/kafka.sh");
-    assert!(status.success(), "scripts/kafka.sh {command} failed");
+    kafka_script(command, PORT);
 }
 
 #[test]

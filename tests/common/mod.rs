@@ -37,16 +37,24 @@ pub fn bootstrap() -> &'static str {
         if let Ok(servers) = std::env::var(TEST_BOOTSTRAP_ENV) {
             return servers;
         }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-        let status = Command::new("bash")
-            .arg(script)
-            .arg("fresh")
-            .env("KAFKA_PORT", LOCAL_TEST_PORT)
-            .status()
-            .expect("run scripts/kafka.sh");
-        assert!(status.success(), "could not start the local test broker");
+        kafka_script("fresh", LOCAL_TEST_PORT);
         format!("127.0.0.1:{LOCAL_TEST_PORT}")
     })
+}
+
+/// Runs `scripts/kafka.sh COMMAND` for the broker on 127.0.0.1:`port`; panics if it fails.
+pub fn kafka_script(command: &str, port: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
+    let status = Command::new("bash")
+        .arg(script)
+        .arg(command)
+        .env("KAFKA_PORT", port)
+        .status()
+        .expect("run scripts/kafka.sh");
+    assert!(
+        status.success(),
+        "scripts/kafka.sh {command} failed for the broker on port {port}"
+    );
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
