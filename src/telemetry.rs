@@ -22,6 +22,8 @@ pub const CONSENT_RECORDS_APPLIED: &str = "consent_enforcer_consent_records_appl
 pub const CONSENT_RECORDS_REMOVED: &str = "consent_enforcer_consent_records_removed_total";
 pub const CONSENT_RECORDS_REJECTED: &str = "consent_enforcer_consent_records_rejected_total";
 pub const CONSENT_RECORDS_REPUBLISHED: &str = "consent_enforcer_consent_records_republished_total";
+pub const CONSENT_RECORDS_FUTURE_DATED: &str =
+    "consent_enforcer_consent_records_future_dated_total";
 pub const CONSENT_STATES: &str = "consent_enforcer_consent_states";
 pub const CONSENT_LAG: &str = "consent_enforcer_consent_lag_records";
 pub const CONSENT_BOOTSTRAP_SECONDS: &str = "consent_enforcer_consent_bootstrap_seconds";
@@ -95,6 +97,11 @@ pub fn describe() {
         CONSENT_RECORDS_REPUBLISHED,
         Unit::Count,
         "Newer states re-published after a stale record, so compaction cannot resurrect it."
+    );
+    describe_counter!(
+        CONSENT_RECORDS_FUTURE_DATED,
+        Unit::Count,
+        "Consent records whose updatedAt was later than their Kafka timestamp, applied as of the timestamp."
     );
     describe_gauge!(CONSENT_STATES, Unit::Count, "Users in the consent table.");
     describe_gauge!(
@@ -265,6 +272,7 @@ pub struct ConsentMetrics {
     /// Per [`Rejection::ALL`].
     pub rejected: [Counter; 7],
     pub republished: Counter,
+    pub future_dated: Counter,
     pub states: Gauge,
     pub lag: Gauge,
 }
@@ -278,6 +286,7 @@ impl ConsentMetrics {
             rejected: Rejection::ALL
                 .map(|reason| counter!(CONSENT_RECORDS_REJECTED, "reason" => reason.as_str())),
             republished: counter!(CONSENT_RECORDS_REPUBLISHED),
+            future_dated: counter!(CONSENT_RECORDS_FUTURE_DATED),
             states: gauge!(CONSENT_STATES),
             lag: gauge!(CONSENT_LAG),
         }

@@ -116,6 +116,15 @@ impl Vocabulary {
         self.categories.len() as u8
     }
 
+    /// Every category known.
+    pub fn all_categories(&self) -> CategorySet {
+        let mut all = CategorySet::EMPTY;
+        for index in 0..self.category_count() {
+            all.insert(index);
+        }
+        all
+    }
+
     /// The set of the named categories; unknown names are interned.
     pub fn category_set<'a>(&mut self, names: impl IntoIterator<Item = &'a String>) -> CategorySet {
         let mut set = CategorySet::EMPTY;

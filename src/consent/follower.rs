@@ -18,8 +18,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::record::{parse_key, parse_value};
-use super::table::ApplyOutcome;
-use super::{ConsentState, ConsentTable, ConsentUpdate, Rejection};
+use super::table::RecordOutcome;
+use super::{ConsentState, ConsentTable, Rejection};
 use crate::config::{Config, ConsentMode};
 use crate::kafka::{consent_consumer_config, KafkaContext, LagGauge};
 use crate::telemetry::{self, ConsentMetrics};
@@ -27,10 +27,12 @@ use crate::vocabulary::{CategorySet, Vocabulary};
 
 /// What applying consent records asks of the rest of the service.
 pub trait ConsentEffects {
-    /// Called before a record that takes away a grant is applied. Every write judged with the
-    /// older state must be finished first, so that once the revocation is applied nothing
-    /// judged before it can still be delivered.
-    fn before_revocation(&mut self);
+    /// Called before a record that may take a grant away from a person is applied. Every
+    /// write judged with the older state must be finished first, so that once the revocation
+    /// is applied nothing judged before it can still be delivered. False if they could not
+    /// be (the service is stopping or has failed): the record is then not applied, and
+    /// nothing is judged any more.
+    fn before_revocation(&mut self) -> bool;
 
     /// Called after a state is stored for `user` (a valid record, or a malformed one that left
     /// "nothing granted"): the user has a consent source now.
@@ -203,6 +205,9 @@ pub struct ConsentFollower {
     start_ends: HashMap<i32, i64>,
     /// How far each partition is known to be applied: every record before it is in the table.
     applied_to: HashMap<i32, i64>,
+    /// A revocation could not be applied (the service is stopping or failed): the table is
+    /// no longer current, and is never reported as caught up again.
+    halted: bool,
 }
 
 /// Applies records to the table (apart from the consumer, so a borrowed message can be
@@ -214,6 +219,8 @@ struct Applier {
     history_window_ms: i64,
     history_max_changes: usize,
     vocabulary: Arc<Vocabulary>,
+    /// Every category the configuration knows: a state granting all of them narrows nobody.
+    all_categories: CategorySet,
     copartitioned: bool,
     /// Users (with their consent partition) whose last record (by offset) was stale: the
     /// newer state is to be re-published so that compaction, which keeps the last record,
@@ -260,6 +267,7 @@ impl ConsentFollower {
                 history_window_ms,
                 history_max_changes,
                 copartitioned,
+                all_categories: vocabulary.all_categories(),
                 vocabulary,
                 to_republish: HashSet::new(),
                 metrics,
@@ -267,6 +275,7 @@ impl ConsentFollower {
             behind: HashSet::new(),
             start_ends: HashMap::new(),
             applied_to: HashMap::new(),
+            halted: false,
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
@@ -356,6 +365,9 @@ impl ConsentFollower {
     /// True if every record before `ends` is applied, in the partitions still followed (no
     /// event of a partition no longer followed is judged here any more).
     pub fn reached(&mut self, ends: &EndOffsets) -> bool {
+        if self.halted {
+            return false;
+        }
         if self.applied_through(ends) {
             return true;
         }
@@ -391,12 +403,19 @@ impl ConsentFollower {
     ) -> usize {
         let mut read = 0;
         let mut wait = timeout;
-        while read < budget {
+        let now_ms = crate::clock::now_ms();
+        while read < budget && !self.halted {
             match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(message)) => {
                     read += 1;
-                    self.applier.apply(&message, effects);
+                    if !self.applier.apply(&message, now_ms, effects) {
+                        tracing::warn!(
+                            "a consent change that may revoke a grant was not applied: judging stops"
+                        );
+                        self.halted = true;
+                        break;
+                    }
                     let partition = message.partition();
                     let next = message.offset() + 1;
                     let applied = self.applied_to.entry(partition).or_insert(next);
@@ -431,7 +450,7 @@ impl ConsentFollower {
         applier.metrics.states.set(states as f64);
         if self.behind.is_empty() && !applier.to_republish.is_empty() {
             for (partition, user) in std::mem::take(&mut applier.to_republish) {
-                if let Some(state) = applier.table_of(partition).get(&user) {
+                if let Some(state) = applier.table_of(partition).republishable(&user) {
                     effects.republish(&user, state);
                 }
             }
@@ -469,73 +488,52 @@ impl Applier {
         }
     }
 
-    /// Applies one consent record to the table.
-    fn apply(&mut self, message: &BorrowedMessage<'_>, effects: &mut dyn ConsentEffects) {
-        let metrics = &self.metrics;
-        metrics.received.increment(1);
+    /// Applies one consent record to the table. False if it was not applied because the
+    /// writes that must finish before it could not (the service is stopping or failed).
+    fn apply(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        now_ms: i64,
+        effects: &mut dyn ConsentEffects,
+    ) -> bool {
+        self.metrics.received.increment(1);
         let user = match parse_key(message.key()) {
             Ok(user) => user,
             Err(reason) => {
-                metrics.rejected(reason);
-                return;
+                self.metrics.rejected(reason);
+                return true;
             }
         };
-        let record_time_ms = message.timestamp().to_millis().unwrap_or(0);
+        // Without a Kafka timestamp, the time it is read stands in.
+        let record_time_ms = message.timestamp().to_millis().unwrap_or(now_ms);
         let partition = message.partition();
         let update = parse_value(message.payload(), record_time_ms, &self.vocabulary);
-        let metrics = &self.metrics;
-        let table = {
-            let index = if self.copartitioned {
-                usize::try_from(partition).unwrap_or(0)
-            } else {
-                0
-            };
-            let last = self.tables.len() - 1;
-            &mut self.tables[index.min(last)]
-        };
-        let current = table.get(user).map(|state| state.granted);
-        let takes_away = |granted: CategorySet| current.is_some_and(|c| !granted.is_superset(c));
-        let revokes = match &update {
-            Ok(ConsentUpdate::Remove) => takes_away(CategorySet::EMPTY),
-            Ok(ConsentUpdate::Set(state)) => {
-                takes_away(state.granted)
-                    && table
-                        .get(user)
-                        .is_some_and(|s| s.updated_at_ms <= state.updated_at_ms)
-            }
-            Err(_) => takes_away(CategorySet::EMPTY),
-        };
-        if revokes {
-            effects.before_revocation();
+        let all = self.all_categories;
+        let table = self.table_mut(partition);
+        if table.may_narrow(user, &update, record_time_ms, all) && !effects.before_revocation() {
+            return false;
         }
-        let superseded = match update {
-            Ok(ConsentUpdate::Remove) => {
-                table.remove(user);
-                metrics.removed.increment(1);
+        let table = self.table_mut(partition);
+        let superseded = match table.apply_record(user, update, record_time_ms, now_ms) {
+            RecordOutcome::Removed => {
+                self.metrics.removed.increment(1);
                 true
             }
-            Ok(ConsentUpdate::Set(state)) => match table.apply(user, state) {
-                ApplyOutcome::Applied => {
-                    metrics.applied.increment(1);
-                    effects.applied(user);
-                    true
+            RecordOutcome::Stored { future_dated } => {
+                self.metrics.applied.increment(1);
+                if future_dated {
+                    self.metrics.future_dated.increment(1);
                 }
-                ApplyOutcome::Stale { .. } => {
-                    metrics.rejected(Rejection::Stale);
-                    self.to_republish.insert((partition, user.into()));
-                    false
-                }
-            },
-            Err(reason) => {
-                // Fail closed: whatever this record meant, it may have been a revocation.
-                metrics.rejected(reason);
-                table.overwrite(
-                    user,
-                    ConsentState {
-                        granted: CategorySet::EMPTY,
-                        updated_at_ms: record_time_ms,
-                    },
-                );
+                effects.applied(user);
+                true
+            }
+            RecordOutcome::Stale { .. } => {
+                self.metrics.rejected(Rejection::Stale);
+                self.to_republish.insert((partition, user.into()));
+                false
+            }
+            RecordOutcome::FailedClosed(reason) => {
+                self.metrics.rejected(reason);
                 effects.applied(user);
                 true
             }
@@ -543,5 +541,6 @@ impl Applier {
         if superseded && !self.to_republish.is_empty() {
             self.to_republish.remove(&(partition, Box::from(user)));
         }
+        true
     }
 }

@@ -3,6 +3,7 @@
 //! ([`follower`]).
 
 pub mod follower;
+pub mod history;
 pub mod key;
 pub mod record;
 pub mod table;
@@ -11,7 +12,7 @@ use crate::vocabulary::CategorySet;
 
 pub use follower::ConsentFollower;
 pub use record::{ConsentUpdate, Rejection};
-pub use table::{ApplyOutcome, ConsentTable};
+pub use table::{ConsentTable, RecordOutcome, StatesAt};
 
 /// One user's consent: the categories granted, and when that choice was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,4 +20,19 @@ pub struct ConsentState {
     pub granted: CategorySet,
     /// `updatedAt` of the record (or its Kafka timestamp), in Unix milliseconds.
     pub updated_at_ms: i64,
+}
+
+impl ConsentState {
+    /// The state of an identifier whose last record was malformed: nothing granted, and
+    /// newer than any other state, so that it wins the newer-of-two comparison against the
+    /// person's other identifier and can never widen what the person receives. Valid
+    /// `updatedAt` values are capped at their record's timestamp, far below it.
+    pub const FAILED_CLOSED: ConsentState = ConsentState {
+        granted: CategorySet::EMPTY,
+        updated_at_ms: i64::MAX,
+    };
+
+    pub fn is_failed_closed(&self) -> bool {
+        self.updated_at_ms == i64::MAX
+    }
 }

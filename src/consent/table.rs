@@ -5,20 +5,25 @@
 use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::history::History;
 use super::key::UserKey;
-use super::ConsentState;
+use super::{ConsentState, ConsentUpdate, Rejection};
+use crate::vocabulary::CategorySet;
 
 #[derive(Debug)]
 pub struct ConsentTable {
+    /// The current state of every user; a user failed closed by a malformed record holds
+    /// [`ConsentState::FAILED_CLOSED`].
     states: HashMap<UserKey, ConsentState, RandomState>,
-    /// Earlier states, newest first, of users whose consent changed while the enforcer ran.
-    /// Each was in force from its `updated_at_ms` until the next one's.
-    history: HashMap<UserKey, Vec<ConsentState>, RandomState>,
+    /// Earlier states of users whose consent changed while the enforcer ran.
+    history: HashMap<UserKey, History, RandomState>,
+    /// Users failed closed, with the last valid state before it: a later record older than
+    /// that one is stale, as it would have been without the malformed record.
+    failed: HashMap<UserKey, Option<ConsentState>, RandomState>,
     /// Earlier states that stopped being in force longer ago than this are forgotten.
     history_window_ms: i64,
-    /// At most this many earlier states are kept per user.
+    /// At most this many changes of grants are kept per user.
     history_max_changes: usize,
 }
 
@@ -28,24 +33,46 @@ impl Default for ConsentTable {
     }
 }
 
-/// What applying a state did.
+/// What applying one consent record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApplyOutcome {
-    Applied,
-    /// The record was older than the stored state, which is kept.
-    Stale {
-        stored: ConsentState,
-    },
+pub enum RecordOutcome {
+    /// A valid record's state is the user's state now. `future_dated`: its `updatedAt` was
+    /// later than the record's timestamp, and was capped at it.
+    Stored { future_dated: bool },
+    /// A tombstone: the user is forgotten.
+    Removed,
+    /// The record is older than the user's state (or than the last valid state before a
+    /// malformed record), which is kept and is to be re-published.
+    Stale { stored: ConsentState },
+    /// A malformed record: the user is failed closed.
+    FailedClosed(Rejection),
 }
 
-/// The consent in force for a user at some time.
+/// The consent an identifier had at some time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateAt {
-    /// This state was in force.
-    Known(ConsentState),
-    /// No state was in force, or the enforcer does not know which was (before the user's
-    /// first recorded choice, or before the history it kept): judged as "no consent".
-    None,
+pub enum StatesAt<'t> {
+    /// No state is stored for the identifier: it is no consent source, at any time.
+    Absent,
+    /// Which state was in force is not known: the time is before the oldest state kept (the
+    /// rest was evicted, or compacted away before a restart), or the identifier is failed
+    /// closed. Judged as no consent.
+    Unknown,
+    /// The states that may have been in force.
+    Known(Candidates<'t>),
+}
+
+/// The last state set strictly before a time, and every state set in that time's own
+/// millisecond (which cannot be ordered against it), newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidates<'t> {
+    current: Option<ConsentState>,
+    earlier: &'t [ConsentState],
+}
+
+impl<'t> Candidates<'t> {
+    pub fn iter(&self) -> impl Iterator<Item = ConsentState> + 't {
+        self.current.into_iter().chain(self.earlier.iter().copied())
+    }
 }
 
 impl ConsentTable {
@@ -53,6 +80,7 @@ impl ConsentTable {
         ConsentTable {
             states: HashMap::default(),
             history: HashMap::default(),
+            failed: HashMap::default(),
             history_window_ms,
             history_max_changes,
         }
@@ -62,51 +90,164 @@ impl ConsentTable {
         self.states.get(user).copied()
     }
 
-    /// The state in force for `user` at `time_ms`: the last one set strictly before it. Times
-    /// have millisecond resolution, so a state set in the event's own millisecond is not known
-    /// to precede the event: the event is judged by the state before it, and (by the caller)
-    /// by the current one, so a tie fails closed.
-    pub fn state_at(&self, user: &str, time_ms: i64) -> StateAt {
-        let Some(current) = self.states.get(user) else {
-            return StateAt::None;
+    /// The states `user` may have had in force at `time_ms`. A state set in the event's own
+    /// millisecond is not known to precede the event, so both it and the one before it are
+    /// candidates (the caller requires every candidate to allow: a tie fails closed).
+    pub fn states_at(&self, user: &str, time_ms: i64) -> StatesAt<'_> {
+        let Some(current) = self.states.get(user).copied() else {
+            return StatesAt::Absent;
         };
-        if current.updated_at_ms < time_ms {
-            return StateAt::Known(*current);
+        if current.is_failed_closed() {
+            return StatesAt::Unknown;
         }
-        self.history
-            .get(user)
-            .and_then(|earlier| earlier.iter().find(|s| s.updated_at_ms < time_ms))
-            .map_or(StateAt::None, |s| StateAt::Known(*s))
+        if current.updated_at_ms < time_ms {
+            return StatesAt::Known(Candidates {
+                current: Some(current),
+                earlier: &[],
+            });
+        }
+        let earlier = self.history.get(user).map_or(&[][..], History::states);
+        let first = earlier
+            .iter()
+            .position(|s| s.updated_at_ms <= time_ms)
+            .unwrap_or(earlier.len());
+        match earlier[first..]
+            .iter()
+            .position(|s| s.updated_at_ms < time_ms)
+        {
+            Some(before) => StatesAt::Known(Candidates {
+                current: (current.updated_at_ms == time_ms).then_some(current),
+                earlier: &earlier[first..=first + before],
+            }),
+            None => StatesAt::Unknown,
+        }
     }
 
-    /// Stores `state` unless the stored one is newer; an equal time applies.
-    pub fn apply(&mut self, user: &str, state: ConsentState) -> ApplyOutcome {
+    /// Applies one consent record for `user`: a state (its `updatedAt` capped at
+    /// `record_time_ms`, the record's timestamp), a tombstone, or a malformed record.
+    /// `now_ms` places the history window.
+    pub fn apply_record(
+        &mut self,
+        user: &str,
+        record: Result<ConsentUpdate, Rejection>,
+        record_time_ms: i64,
+        now_ms: i64,
+    ) -> RecordOutcome {
+        match record {
+            Ok(ConsentUpdate::Remove) => {
+                self.remove(user);
+                RecordOutcome::Removed
+            }
+            Ok(ConsentUpdate::Set(mut state)) => {
+                let future_dated = state.updated_at_ms > record_time_ms;
+                if future_dated {
+                    state.updated_at_ms = record_time_ms;
+                }
+                match self.store(user, state, now_ms) {
+                    Some(stored) => RecordOutcome::Stale { stored },
+                    None => RecordOutcome::Stored { future_dated },
+                }
+            }
+            Err(reason) => {
+                self.fail_closed(user);
+                RecordOutcome::FailedClosed(reason)
+            }
+        }
+    }
+
+    /// Whether applying `record` could take a grant away from any person, now: every change
+    /// does but a state granting every category (`all`) or a record that would be stale. A
+    /// person's consent is the newer of the states of two identifiers, and which identifiers
+    /// pair up is known only from events, so a change that looks wider for this identifier
+    /// can still narrow a person whose other identifier's state it supersedes.
+    pub fn may_narrow(
+        &self,
+        user: &str,
+        record: &Result<ConsentUpdate, Rejection>,
+        record_time_ms: i64,
+        all: CategorySet,
+    ) -> bool {
+        let current = self.get(user);
+        match record {
+            Ok(ConsentUpdate::Remove) => current.is_some(),
+            Ok(ConsentUpdate::Set(state)) => {
+                let updated_at_ms = state.updated_at_ms.min(record_time_ms);
+                !state.granted.is_superset(all)
+                    && self.bar(user).is_none_or(|bar| bar <= updated_at_ms)
+            }
+            Err(_) => !current.is_some_and(|s| s.is_failed_closed()),
+        }
+    }
+
+    /// Stores `state` unless it is older than the stored one (or than the last valid state
+    /// before a malformed record); returns that one if so.
+    fn store(&mut self, user: &str, state: ConsentState, now_ms: i64) -> Option<ConsentState> {
+        if self.bar(user).is_some_and(|bar| bar > state.updated_at_ms) {
+            return Some(match self.failed.get(user) {
+                Some(Some(valid)) => *valid,
+                _ => self.get(user).unwrap_or(state),
+            });
+        }
         match self.states.get_mut(user) {
-            Some(stored) if stored.updated_at_ms > state.updated_at_ms => {
-                ApplyOutcome::Stale { stored: *stored }
+            Some(stored) if stored.is_failed_closed() => {
+                // Nothing before this record is known: the history stays forgotten.
+                *stored = state;
+                self.failed.remove(user);
             }
             Some(stored) => {
                 let previous = std::mem::replace(stored, state);
-                if previous.updated_at_ms < state.updated_at_ms {
-                    self.remember(user, previous, state.updated_at_ms);
+                let horizon = now_ms.saturating_sub(self.history_window_ms);
+                let max_changes = self.history_max_changes;
+                if max_changes > 0 && state.updated_at_ms >= horizon {
+                    let history = self.history.entry(user.into()).or_default();
+                    history.supersede(previous, state.updated_at_ms, horizon, max_changes);
+                    if history.is_empty() {
+                        self.history.remove(user);
+                    }
                 }
-                ApplyOutcome::Applied
             }
             None => {
                 self.states.insert(user.into(), state);
-                ApplyOutcome::Applied
             }
+        }
+        None
+    }
+
+    /// The state to re-publish after a stale record: the stored one, or for a user failed
+    /// closed the last valid state before it (a malformed record is never re-published).
+    pub fn republishable(&self, user: &str) -> Option<ConsentState> {
+        match self.get(user)? {
+            stored if stored.is_failed_closed() => self.failed.get(user).copied().flatten(),
+            stored => Some(stored),
         }
     }
 
-    /// Stores `state` whatever the stored one is, forgetting the user's history: used to fail
-    /// closed on a malformed record, after which no earlier state can be trusted.
-    pub fn overwrite(&mut self, user: &str, state: ConsentState) {
+    /// The `updatedAt` a record must reach to be applied.
+    fn bar(&self, user: &str) -> Option<i64> {
+        let stored = self.get(user)?;
+        if stored.is_failed_closed() {
+            return self
+                .failed
+                .get(user)
+                .copied()
+                .flatten()
+                .map(|s| s.updated_at_ms);
+        }
+        Some(stored.updated_at_ms)
+    }
+
+    /// After a malformed record: nothing is granted, and no earlier state can be trusted.
+    fn fail_closed(&mut self, user: &str) {
         self.history.remove(user);
         match self.states.get_mut(user) {
-            Some(stored) => *stored = state,
+            Some(stored) if stored.is_failed_closed() => {}
+            Some(stored) => {
+                let valid = std::mem::replace(stored, ConsentState::FAILED_CLOSED);
+                self.failed.insert(user.into(), Some(valid));
+            }
             None => {
-                self.states.insert(user.into(), state);
+                self.states.insert(user.into(), ConsentState::FAILED_CLOSED);
+                self.failed.insert(user.into(), None);
             }
         }
     }
@@ -115,6 +256,7 @@ impl ConsentTable {
     pub fn remove(&mut self, user: &str) {
         self.states.remove(user);
         self.history.remove(user);
+        self.failed.remove(user);
     }
 
     pub fn len(&self) -> usize {
@@ -124,48 +266,11 @@ impl ConsentTable {
     pub fn is_empty(&self) -> bool {
         self.states.is_empty()
     }
-
-    /// Keeps `previous`, in force until `until_ms`, in the user's history.
-    fn remember(&mut self, user: &str, previous: ConsentState, until_ms: i64) {
-        let horizon = now_ms() - self.history_window_ms;
-        if until_ms < horizon || self.history_max_changes == 0 {
-            return;
-        }
-        let earlier = self.history.entry(user.into()).or_default();
-        // A re-sent choice (same grants) adds nothing to know: the newest kept state already
-        // covers its time.
-        if earlier
-            .first()
-            .is_some_and(|newest| newest.granted == previous.granted)
-        {
-            return;
-        }
-        earlier.insert(0, previous);
-        earlier.truncate(self.history_max_changes);
-        // An entry ends where the one before it in the list (newer) begins.
-        let mut end = until_ms;
-        let mut keep = earlier.len();
-        for (i, state) in earlier.iter().enumerate() {
-            if end < horizon {
-                keep = i;
-                break;
-            }
-            end = state.updated_at_ms;
-        }
-        earlier.truncate(keep);
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocabulary::CategorySet;
 
     fn state(bits: u64, updated_at_ms: i64) -> ConsentState {
         ConsentState {
@@ -179,22 +284,39 @@ mod tests {
         ConsentTable::new(i64::MAX / 2, 4)
     }
 
+    const NOW: i64 = 1_000_000;
+
+    fn set(table: &mut ConsentTable, user: &str, bits: u64, at: i64) -> RecordOutcome {
+        table.apply_record(user, Ok(ConsentUpdate::Set(state(bits, at))), NOW, NOW)
+    }
+
+    fn known(table: &ConsentTable, user: &str, at: i64) -> Vec<ConsentState> {
+        match table.states_at(user, at) {
+            StatesAt::Known(candidates) => candidates.iter().collect(),
+            other => panic!("expected known states, got {other:?}"),
+        }
+    }
+
+    const STORED: RecordOutcome = RecordOutcome::Stored {
+        future_dated: false,
+    };
+
     #[test]
     fn newer_and_equal_states_apply() {
         let mut table = table();
-        assert_eq!(table.apply("u", state(1, 10)), ApplyOutcome::Applied);
-        assert_eq!(table.apply("u", state(2, 20)), ApplyOutcome::Applied);
-        assert_eq!(table.apply("u", state(3, 20)), ApplyOutcome::Applied);
+        assert_eq!(set(&mut table, "u", 1, 10), STORED);
+        assert_eq!(set(&mut table, "u", 2, 20), STORED);
+        assert_eq!(set(&mut table, "u", 3, 20), STORED);
         assert_eq!(table.get("u"), Some(state(3, 20)));
     }
 
     #[test]
     fn older_state_is_stale_and_ignored() {
         let mut table = table();
-        table.apply("u", state(1, 20));
+        set(&mut table, "u", 1, 20);
         assert_eq!(
-            table.apply("u", state(2, 10)),
-            ApplyOutcome::Stale {
+            set(&mut table, "u", 2, 10),
+            RecordOutcome::Stale {
                 stored: state(1, 20)
             }
         );
@@ -202,83 +324,163 @@ mod tests {
     }
 
     #[test]
-    fn overwrite_and_remove_ignore_time() {
+    fn updated_at_later_than_the_record_is_capped_at_the_record_time() {
         let mut table = table();
-        table.apply("u", state(1, 20));
-        table.overwrite("u", state(0, 5));
-        assert_eq!(table.get("u"), Some(state(0, 5)));
-        table.remove("u");
+        let far_future = state(1, 4_102_444_800_000);
+        assert_eq!(
+            table.apply_record("u", Ok(ConsentUpdate::Set(far_future)), 500, NOW),
+            RecordOutcome::Stored { future_dated: true }
+        );
+        assert_eq!(table.get("u"), Some(state(1, 500)));
+        // A later choice is not stale because of the wrong clock.
+        assert_eq!(set(&mut table, "u", 0, 600), STORED);
+    }
+
+    #[test]
+    fn tombstone_forgets_the_user() {
+        let mut table = table();
+        set(&mut table, "u", 1, 20);
+        assert_eq!(
+            table.apply_record("u", Ok(ConsentUpdate::Remove), NOW, NOW),
+            RecordOutcome::Removed
+        );
         assert_eq!(table.get("u"), None);
+        assert_eq!(table.states_at("u", 30), StatesAt::Absent);
         assert!(table.is_empty());
     }
 
     #[test]
     fn state_at_a_time_follows_the_history() {
         let mut table = table();
-        table.apply("u", state(1, 10));
-        table.apply("u", state(2, 20));
-        table.apply("u", state(3, 30));
-        assert_eq!(table.state_at("u", 5), StateAt::None);
-        assert_eq!(table.state_at("u", 11), StateAt::Known(state(1, 10)));
-        assert_eq!(table.state_at("u", 25), StateAt::Known(state(2, 20)));
-        assert_eq!(table.state_at("u", 99), StateAt::Known(state(3, 30)));
-        assert_eq!(table.state_at("nobody", 99), StateAt::None);
+        set(&mut table, "u", 1, 10);
+        set(&mut table, "u", 2, 20);
+        set(&mut table, "u", 3, 30);
+        assert_eq!(table.states_at("u", 5), StatesAt::Unknown);
+        assert_eq!(known(&table, "u", 11), [state(1, 10)]);
+        assert_eq!(known(&table, "u", 25), [state(2, 20)]);
+        assert_eq!(known(&table, "u", 99), [state(3, 30)]);
+        assert_eq!(table.states_at("nobody", 99), StatesAt::Absent);
     }
 
     #[test]
-    fn state_set_in_the_events_millisecond_is_not_known_to_precede_it() {
+    fn time_before_the_first_known_state_is_unknown_not_absent() {
         let mut table = table();
-        assert_eq!(table.apply("u", state(0, 10)), ApplyOutcome::Applied);
-        table.apply("u", state(1, 20));
-        assert_eq!(table.state_at("u", 10), StateAt::None);
-        assert_eq!(table.state_at("u", 20), StateAt::Known(state(0, 10)));
-        assert_eq!(table.state_at("u", 21), StateAt::Known(state(1, 20)));
+        set(&mut table, "u", 1, 10);
+        assert_eq!(table.states_at("u", 10), StatesAt::Unknown);
+        assert_eq!(table.states_at("u", 3), StatesAt::Unknown);
+    }
+
+    #[test]
+    fn every_state_of_the_events_millisecond_is_a_candidate_with_the_one_before() {
+        let mut table = table();
+        set(&mut table, "u", 1, 10);
+        set(&mut table, "u", 2, 20);
+        set(&mut table, "u", 4, 20);
+        set(&mut table, "u", 8, 30);
+        assert_eq!(
+            known(&table, "u", 20),
+            [state(4, 20), state(2, 20), state(1, 10)]
+        );
+        // The current state counts too when it was set in the event's millisecond.
+        assert_eq!(known(&table, "u", 30), [state(8, 30), state(4, 20)]);
+        assert_eq!(known(&table, "u", 31), [state(8, 30)]);
+    }
+
+    #[test]
+    fn a_re_sent_choice_keeps_its_own_time() {
+        let mut table = table();
+        set(&mut table, "u", 1, 10);
+        set(&mut table, "u", 1, 70);
+        set(&mut table, "u", 2, 200);
+        assert_eq!(known(&table, "u", 100), [state(1, 70)]);
+        assert_eq!(known(&table, "u", 50), [state(1, 10)]);
     }
 
     #[test]
     fn history_keeps_a_bounded_number_of_changes() {
         let mut table = ConsentTable::new(i64::MAX / 2, 2);
         for t in 1..=5 {
-            table.apply("u", state(t as u64, t * 10));
+            set(&mut table, "u", t as u64, t * 10);
         }
-        assert_eq!(table.state_at("u", 35), StateAt::Known(state(3, 30)));
-        assert_eq!(table.state_at("u", 25), StateAt::None);
+        assert_eq!(known(&table, "u", 35), [state(3, 30)]);
+        assert_eq!(table.states_at("u", 25), StatesAt::Unknown);
     }
 
     #[test]
     fn history_forgets_states_that_ended_before_the_window() {
-        let now = now_ms();
         let mut table = ConsentTable::new(1_000, 4);
-        table.apply("u", state(1, now - 10_000));
-        table.apply("u", state(2, now - 5_000));
-        table.apply("u", state(3, now));
+        let record = |bits, at| Ok(ConsentUpdate::Set(state(bits, at)));
+        table.apply_record("u", record(1, NOW - 10_000), NOW, NOW);
+        table.apply_record("u", record(2, NOW - 5_000), NOW, NOW);
+        table.apply_record("u", record(3, NOW), NOW, NOW);
         // The state from -5 s ended now: kept. The one from -10 s ended at -5 s: forgotten.
-        assert_eq!(
-            table.state_at("u", now - 1),
-            StateAt::Known(state(2, now - 5_000))
-        );
-        assert_eq!(table.state_at("u", now - 6_000), StateAt::None);
+        assert_eq!(known(&table, "u", NOW - 1), [state(2, NOW - 5_000)]);
+        assert_eq!(table.states_at("u", NOW - 6_000), StatesAt::Unknown);
     }
 
     #[test]
     fn re_sent_identical_choices_do_not_use_up_the_history() {
         let mut table = ConsentTable::new(i64::MAX / 2, 2);
-        table.apply("u", state(1, 10));
-        table.apply("u", state(2, 20));
+        set(&mut table, "u", 1, 10);
+        set(&mut table, "u", 2, 20);
         for t in 3..10 {
-            table.apply("u", state(2, t * 10));
+            set(&mut table, "u", 2, t * 10);
         }
-        table.apply("u", state(3, 100));
-        assert_eq!(table.state_at("u", 15), StateAt::Known(state(1, 10)));
-        assert_eq!(table.state_at("u", 55), StateAt::Known(state(2, 20)));
+        set(&mut table, "u", 3, 100);
+        assert_eq!(known(&table, "u", 15), [state(1, 10)]);
+        assert_eq!(known(&table, "u", 55), [state(2, 50)]);
     }
 
     #[test]
-    fn overwrite_forgets_the_history() {
+    fn malformed_record_fails_closed_at_every_time_and_forgets_the_history() {
         let mut table = table();
-        table.apply("u", state(1, 10));
-        table.apply("u", state(2, 20));
-        table.overwrite("u", state(0, 30));
-        assert_eq!(table.state_at("u", 15), StateAt::None);
+        set(&mut table, "u", 1, 10);
+        set(&mut table, "u", 2, 20);
+        assert_eq!(
+            table.apply_record("u", Err(Rejection::NotJson), 5, NOW),
+            RecordOutcome::FailedClosed(Rejection::NotJson)
+        );
+        assert_eq!(table.get("u"), Some(ConsentState::FAILED_CLOSED));
+        assert_eq!(table.states_at("u", 15), StatesAt::Unknown);
+        assert_eq!(table.states_at("u", NOW * 2), StatesAt::Unknown);
+    }
+
+    #[test]
+    fn after_a_malformed_record_the_last_valid_state_is_still_the_bar_for_staleness() {
+        let mut table = table();
+        set(&mut table, "u", 1, 20);
+        table.apply_record("u", Err(Rejection::BadPreferences), NOW, NOW);
+        assert_eq!(
+            set(&mut table, "u", 3, 10),
+            RecordOutcome::Stale {
+                stored: state(1, 20)
+            }
+        );
+        assert_eq!(table.republishable("u"), Some(state(1, 20)));
+        assert_eq!(table.get("u"), Some(ConsentState::FAILED_CLOSED));
+        assert_eq!(set(&mut table, "u", 3, 20), STORED);
+        assert_eq!(table.get("u"), Some(state(3, 20)));
+        // What came before the valid record stays unknown.
+        assert_eq!(table.states_at("u", 20), StatesAt::Unknown);
+        assert_eq!(known(&table, "u", 21), [state(3, 20)]);
+    }
+
+    #[test]
+    fn every_change_may_narrow_a_person_but_a_full_grant_or_a_stale_record() {
+        let all = CategorySet::from_bits(0b111);
+        let mut table = table();
+        let record = |bits, at| Ok(ConsentUpdate::Set(state(bits, at)));
+        // A first record, wider than nothing for this identifier, may narrow a person whose
+        // other identifier granted more, or who had no state under `when_missing = "allow"`.
+        assert!(table.may_narrow("u", &record(0b011, 10), NOW, all));
+        assert!(!table.may_narrow("u", &record(0b111, 10), NOW, all));
+        set(&mut table, "u", 0b001, 10);
+        assert!(table.may_narrow("u", &record(0b011, 20), NOW, all));
+        assert!(!table.may_narrow("u", &record(0b000, 5), NOW, all));
+        assert!(table.may_narrow("u", &Ok(ConsentUpdate::Remove), NOW, all));
+        assert!(!table.may_narrow("nobody", &Ok(ConsentUpdate::Remove), NOW, all));
+        assert!(table.may_narrow("u", &Err(Rejection::NotJson), NOW, all));
+        table.apply_record("u", Err(Rejection::NotJson), NOW, NOW);
+        assert!(!table.may_narrow("u", &Err(Rejection::NotJson), NOW, all));
     }
 }

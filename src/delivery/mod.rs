@@ -246,6 +246,11 @@ impl Delivery {
         })
     }
 
+    /// True once SIGTERM or SIGINT asked the service to stop.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
     pub fn metrics(&self) -> &EventMetrics {
         &self.metrics
     }

@@ -8,9 +8,8 @@ use rdkafka::producer::BaseRecord;
 
 use super::hold::{self, Hold, Waiting};
 use crate::config::WhenMissing;
-use crate::consent::table::StateAt;
-use crate::consent::{ConsentState, ConsentTable};
-use crate::decision::{decide, event_time_ms, person_state, DropReason, Grants, Rule};
+use crate::consent::ConsentTable;
+use crate::decision::{decide, event_time_ms, person_state, DropReason, Grants, Rule, Verdicts};
 use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::{self, dead_letter, Delivery};
 use crate::event::{self, EventView};
@@ -149,7 +148,7 @@ impl Judge<'_> {
                 );
                 let verdicts = Verdicts::new(table, &view, time);
                 // Events of a user with no consent source at all wait for a first choice.
-                let holding = self.hold_topic.is_some() && verdicts.now == Grants::Missing;
+                let holding = self.hold_topic.is_some() && verdicts.now() == Grants::Missing;
                 let mut waiting_for: Vec<&str> = Vec::new();
                 for (i, rule) in self.rules.iter().enumerate() {
                     match verdicts.decide(&view, rule, self.when_missing) {
@@ -307,53 +306,6 @@ impl Judge<'_> {
                 .filter_map(|name| self.destination_names.iter().position(|d| *d == name))
                 .collect(),
             None => (0..self.rules.len()).collect(),
-        }
-    }
-}
-
-/// The consent sources of one event now and at its own time. An event is delivered only if
-/// both allow it: consent given after the event does not reach back to it, and consent
-/// withdrawn since the event wins.
-struct Verdicts {
-    now: Grants,
-    /// `None` when the consent in force at the event's time is the current one.
-    then: Option<Grants>,
-}
-
-impl Verdicts {
-    fn new(table: &ConsentTable, view: &EventView<'_>, event_time_ms: i64) -> Verdicts {
-        let lookup = |id: &Option<Cow<'_, str>>| id.as_deref().and_then(|id| table.get(id));
-        let now_state = person_state(lookup(&view.user_id), lookup(&view.anonymous_id));
-        let now = Grants::combine(now_state, view.stamp);
-        let current_then = [&view.user_id, &view.anonymous_id]
-            .iter()
-            .all(|id| lookup(id).is_none_or(|s| s.updated_at_ms < event_time_ms));
-        if current_then {
-            return Verdicts { now, then: None };
-        }
-        let at = |id: &Option<Cow<'_, str>>| -> Option<ConsentState> {
-            match id.as_deref().map(|id| table.state_at(id, event_time_ms)) {
-                Some(StateAt::Known(state)) => Some(state),
-                Some(StateAt::None) | None => None,
-            }
-        };
-        let then_state = person_state(at(&view.user_id), at(&view.anonymous_id));
-        Verdicts {
-            now,
-            then: Some(Grants::combine(then_state, view.stamp)),
-        }
-    }
-
-    fn decide(
-        &self,
-        view: &EventView<'_>,
-        rule: &Rule,
-        when_missing: WhenMissing,
-    ) -> Result<(), DropReason> {
-        decide(view, self.now, rule, when_missing)?;
-        match self.then {
-            Some(then) => decide(view, then, rule, when_missing),
-            None => Ok(()),
         }
     }
 }

@@ -23,6 +23,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 use rdkafka::Offset;
 
+use crate::clock::now_ms;
 use crate::config::{Config, ConsentMode, Guarantee};
 use crate::consent::follower::{ConsentEffects, PendingSample};
 use crate::consent::record::encode_value;
@@ -407,12 +408,6 @@ fn set_ready(signals: &Signals, ready: bool) {
     metrics::gauge!(telemetry::READY).set(if ready { 1.0 } else { 0.0 });
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Whether the consent table is current enough to judge events.
 struct Freshness {
     max_wait: Duration,
@@ -577,18 +572,32 @@ struct Effects<'a> {
 }
 
 impl ConsentEffects for Effects<'_> {
-    fn before_revocation(&mut self) {
+    fn before_revocation(&mut self) -> bool {
         match (self.delivery.guarantee(), self.consumer) {
             (Guarantee::ExactlyOnce, Some(consumer)) => {
                 // Writes become visible on commit: commit them before the revocation applies.
+                // An aborted transaction is fine too: its writes are never visible, and its
+                // events are judged again with the revocation applied.
                 self.delivery
                     .commit_transaction(consumer, self.drain_timeout);
+                self.delivery.failure().is_none()
             }
-            _ => {
-                if !self.delivery.drain(None, self.drain_timeout) {
-                    tracing::warn!("writes judged before a revocation are still unacknowledged");
+            _ => loop {
+                // Wait as long as it takes: applying the revocation while writes judged
+                // before it may still land would break the guarantee. Acknowledgements are
+                // served meanwhile, and a stop or a failed write ends the wait.
+                if self.delivery.drain(None, self.drain_timeout) {
+                    return true;
                 }
-            }
+                if self.delivery.failure().is_some() || self.delivery.stopping() {
+                    return false;
+                }
+                telemetry::error("consent", "revocation_drain_timeout");
+                tracing::warn!(
+                    drain_timeout_secs = self.drain_timeout.as_secs(),
+                    "writes judged before a revocation are still unacknowledged; the revocation waits for them"
+                );
+            },
         }
     }
 

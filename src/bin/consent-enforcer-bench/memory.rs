@@ -5,7 +5,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use consent_enforcer::consent::{ConsentState, ConsentTable};
+use consent_enforcer::consent::{ConsentState, ConsentTable, ConsentUpdate};
 use consent_enforcer::vocabulary::CategorySet;
 
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
@@ -53,13 +53,11 @@ pub fn measure_table(users: u64) -> TableMemory {
     let started = Instant::now();
     let mut table = ConsentTable::default();
     for (n, key) in keys.iter().enumerate() {
-        table.apply(
-            key,
-            ConsentState {
-                granted: CategorySet::from_bits(n as u64 & 0x3f),
-                updated_at_ms: 1_795_000_000_000 + n as i64,
-            },
-        );
+        let state = ConsentState {
+            granted: CategorySet::from_bits(n as u64 & 0x3f),
+            updated_at_ms: 1_795_000_000_000 + n as i64,
+        };
+        table.apply_record(key, Ok(ConsentUpdate::Set(state)), i64::MAX, i64::MAX);
     }
     let seconds = started.elapsed().as_secs_f64();
     let bytes = allocated().saturating_sub(before);

@@ -1,5 +1,10 @@
 //! The decision for one event and one destination: a pure function of what the event says,
 //! what the consent table says about its person, and the destination's rules. No I/O.
+//! [`verdicts`] applies it now and at the event's own time.
+
+mod verdicts;
+
+pub use verdicts::Verdicts;
 
 use crate::config::{Config, MatchMode, WhenMissing};
 use crate::consent::ConsentState;
@@ -65,6 +70,9 @@ impl DropReason {
 pub enum Grants {
     /// No source is present.
     Missing,
+    /// Which consent was in force is not known (a time before the history the enforcer kept,
+    /// or an identifier failed closed): judged as no consent, whatever `when_missing` says.
+    Unknown,
     /// The categories every present source grants.
     Granted(CategorySet),
 }
@@ -140,6 +148,7 @@ pub fn decide(
     }
     let granted = match grants {
         Grants::Granted(granted) => granted,
+        Grants::Unknown => return Err(DropReason::NoConsent),
         Grants::Missing => {
             return match when_missing {
                 WhenMissing::Deny => Err(DropReason::NoConsent),
