@@ -527,6 +527,11 @@ impl Config {
                 return Err(invalid("hold.max_bytes", "must be at least 1024"));
             }
         }
+        if self.delivery.drain_timeout_secs == 0 {
+            // Zero would leave no time for any write to be acknowledged: every revoked
+            // partition, revocation and shutdown would time out.
+            return Err(invalid("delivery.drain_timeout_secs", "must be at least 1"));
+        }
         if self.delivery.commit_interval_ms == 0 {
             return Err(invalid("delivery.commit_interval_ms", "must be at least 1"));
         }
@@ -593,6 +598,13 @@ impl Config {
                 return Err(invalid(
                     format!("destination[{i}].name"),
                     "must not be empty",
+                ));
+            }
+            if dest.name.contains(',') {
+                // The hold topic's header lists destination names separated by commas.
+                return Err(invalid(
+                    format!("destination[{i}].name"),
+                    format!("{:?} must not contain a comma", dest.name),
                 ));
             }
             if let Some(first) = names.insert(&dest.name, i) {
@@ -730,6 +742,19 @@ categories = ["analytics"]
         );
         let err = error_of(&text);
         assert!(err.contains("destination[1].name"), "{err}");
+    }
+
+    #[test]
+    fn destination_name_with_a_comma_is_rejected() {
+        let err = error_of(&MINIMAL.replace("name = \"amplitude\"", "name = \"amp,litude\""));
+        assert!(err.contains("destination[0].name"), "{err}");
+        assert!(err.contains("comma"), "{err}");
+    }
+
+    #[test]
+    fn zero_drain_timeout_is_rejected() {
+        let err = error_of(&format!("{MINIMAL}\n[delivery]\ndrain_timeout_secs = 0\n"));
+        assert!(err.contains("delivery.drain_timeout_secs"), "{err}");
     }
 
     #[test]
