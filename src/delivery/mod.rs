@@ -286,9 +286,9 @@ impl Delivery {
         }
     }
 
-    /// Parks the event just begun on `input` (held: not done until resolved).
-    pub fn park(&self, input: InputPartition) {
-        lock(&self.progress).park_last(input);
+    /// Parks the event numbered `seq` (held: not done until resolved).
+    pub fn park(&self, input: InputPartition, seq: u32) {
+        lock(&self.progress).park(input, seq);
     }
 
     /// Resolves a parked event once its writes (if any) are sent.
@@ -298,10 +298,11 @@ impl Delivery {
         self.metrics.in_flight.set(progress.in_flight(None) as f64);
     }
 
-    /// Ends an input event begun with [`Delivery::begin`] once all its writes are sent.
-    pub fn end(&self, input: InputPartition) {
+    /// Ends the input event numbered `seq` (begun with [`Delivery::begin`]) once all its
+    /// writes are sent.
+    pub fn end(&self, input: InputPartition, seq: u32) {
         let mut progress = lock(&self.progress);
-        progress.end(input);
+        progress.end(input, seq);
         self.metrics.in_flight.set(progress.in_flight(None) as f64);
     }
 
@@ -351,7 +352,7 @@ impl Delivery {
                 }
                 Err((error, _)) => {
                     if tag.target != Target::Republish {
-                        lock(&self.progress).fail_last(tag.input);
+                        lock(&self.progress).fail_unsent(tag.input, tag.seq);
                     }
                     self.record_failure(&tag, error.clone());
                     return Err(error);

@@ -14,6 +14,9 @@ struct Entry {
     failed: bool,
     /// Held: waiting for the user's first choice; done once released or expired.
     parked: bool,
+    /// Still being judged: more writes may come. Not done before [`Progress::end`], however
+    /// many of the writes sent so far are acknowledged.
+    open: bool,
 }
 
 #[derive(Debug, Default)]
@@ -31,7 +34,7 @@ struct PartitionProgress {
 impl PartitionProgress {
     fn settle(&mut self) {
         while let Some(front) = self.entries.front() {
-            if front.pending > 0 || front.failed || front.parked {
+            if front.pending > 0 || front.failed || front.parked || front.open {
                 break;
             }
             self.committable = Some(front.offset + 1);
@@ -69,20 +72,17 @@ impl Progress {
             pending: 0,
             failed: false,
             parked: false,
+            open: true,
         });
         seq
     }
 
-    /// Parks the event most recently begun on `input`: it is not done until [`unpark`]ed,
-    /// and nothing after it on its partition can be committed before.
+    /// Parks the event numbered `seq`: it is not done until [`unpark`]ed, and nothing after
+    /// it on its partition can be committed before.
     ///
     /// [`unpark`]: Progress::unpark
-    pub fn park_last(&mut self, input: InputPartition) {
-        if let Some(entry) = self
-            .partitions
-            .get_mut(&input)
-            .and_then(|p| p.entries.back_mut())
-        {
+    pub fn park(&mut self, input: InputPartition, seq: u32) {
+        if let Some(entry) = self.partitions.get_mut(&input).and_then(|p| p.entry(seq)) {
             entry.parked = true;
         }
     }
@@ -105,9 +105,13 @@ impl Progress {
         }
     }
 
-    /// Ends the event most recently begun on `input`: with no writes, it is done at once.
-    pub fn end(&mut self, input: InputPartition) {
+    /// Every write of the event numbered `seq` is sent: it is done once they are
+    /// acknowledged (at once, with none).
+    pub fn end(&mut self, input: InputPartition, seq: u32) {
         if let Some(partition) = self.partitions.get_mut(&input) {
+            if let Some(entry) = partition.entry(seq) {
+                entry.open = false;
+            }
             partition.settle();
         }
     }
@@ -141,11 +145,11 @@ impl Progress {
         }
     }
 
-    /// A write of the event most recently begun on `input` could not even be sent.
-    pub fn fail_last(&mut self, input: InputPartition) {
+    /// A write of the event numbered `seq` could not even be sent.
+    pub fn fail_unsent(&mut self, input: InputPartition, seq: u32) {
         if let Some(partition) = self.partitions.get_mut(&input) {
             partition.failed = true;
-            if let Some(entry) = partition.entries.back_mut() {
+            if let Some(entry) = partition.entry(seq) {
                 entry.failed = true;
             }
         }
@@ -232,7 +236,7 @@ mod tests {
         for _ in 0..writes {
             progress.add_write_to(P, seq);
         }
-        progress.end(P);
+        progress.end(P, seq);
         seq
     }
 
@@ -281,9 +285,41 @@ mod tests {
     #[test]
     fn write_that_could_not_be_sent_blocks_the_partition() {
         let mut progress = Progress::default();
-        progress.begin(P, 10);
-        progress.fail_last(P);
-        progress.end(P);
+        let seq = progress.begin(P, 10);
+        progress.fail_unsent(P, seq);
+        progress.end(P, seq);
+        assert_eq!(progress.to_commit(None), vec![]);
+    }
+
+    #[test]
+    fn an_event_is_not_done_while_its_writes_are_still_being_sent() {
+        // Its first write waits on a full producer queue while an acknowledgement of an
+        // earlier event settles the partition: the event must not be popped as done.
+        let mut progress = Progress::default();
+        let earlier = event(&mut progress, 9, 1);
+        let seq = progress.begin(P, 10);
+        progress.acknowledge(P, earlier);
+        assert_eq!(progress.to_commit(None), vec![(P, 10)]);
+        progress.add_write_to(P, seq);
+        progress.add_write_to(P, seq);
+        progress.acknowledge(P, seq);
+        progress.end(P, seq);
+        assert_eq!(progress.to_commit(None), vec![(P, 10)]);
+        assert_eq!(progress.in_flight(None), 1);
+        progress.acknowledge(P, seq);
+        assert_eq!(progress.to_commit(None), vec![(P, 11)]);
+    }
+
+    #[test]
+    fn a_send_failing_for_an_earlier_event_marks_that_event_not_the_last() {
+        let mut progress = Progress::default();
+        let held = progress.begin(P, 10);
+        progress.park(P, held);
+        progress.end(P, held);
+        let last = event(&mut progress, 11, 1);
+        progress.fail_unsent(P, held);
+        progress.unpark(P, held);
+        progress.acknowledge(P, last);
         assert_eq!(progress.to_commit(None), vec![]);
     }
 
@@ -291,8 +327,8 @@ mod tests {
     fn parked_event_blocks_later_offsets_until_unparked() {
         let mut progress = Progress::default();
         let parked = progress.begin(P, 10);
-        progress.park_last(P);
-        progress.end(P);
+        progress.park(P, parked);
+        progress.end(P, parked);
         event(&mut progress, 11, 0);
         assert_eq!(progress.to_commit(None), vec![]);
         progress.add_write_to(P, parked);

@@ -171,7 +171,7 @@ impl Judge<'_> {
                 }
             }
         }
-        self.delivery.end(input);
+        self.delivery.end(input, slot.seq);
     }
 
     /// Writes the event to destination `i`, with its own headers. False if that failed.
@@ -235,7 +235,7 @@ impl Judge<'_> {
             hold.released_on_read();
             self.judge_released(table, view, &event);
         } else {
-            self.delivery.park(slot.input);
+            self.delivery.park(slot.input, slot.seq);
             hold.wait(event);
         }
     }

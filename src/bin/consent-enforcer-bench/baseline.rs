@@ -116,7 +116,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
                 dead_lettered += 1;
                 copy(&args.dead_letter, Target::DeadLetter(Malformed::NotJson))?;
             }
-            delivery.end(input);
+            delivery.end(input, seq);
         }
         delivery.poll();
         if last_commit.elapsed() >= Duration::from_secs(1) {
