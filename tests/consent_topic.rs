@@ -289,3 +289,31 @@ fn missing_updated_at_takes_the_record_timestamp() {
     s.wait_processed();
     assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
 }
+
+#[test]
+fn a_revocation_written_to_a_consent_partition_added_after_start_is_applied() {
+    let s = Scenario::new("added-partition", amplitude());
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+    );
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    add_partitions(&s.consent, 3);
+    produce_to_partition(
+        &s.consent,
+        2,
+        "u1",
+        &consent(&[], &["analytics"], &rfc3339_from_now(-1_000)),
+    );
+    // Written after the revocation was acknowledged: judged with it, without waiting for
+    // the enforcer to notice the new partition by other means.
+    s.send_events(&[("u1", &track("u1", "m2"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
+    assert_eq!(
+        enforcer.metric("consent_enforcer_consent_records_received_total"),
+        2.0
+    );
+}

@@ -42,9 +42,13 @@ pub trait ConsentEffects {
     fn republish(&mut self, user: &str, state: ConsentState);
 }
 
-/// End offsets of the consent partitions at one moment.
+/// End offsets of the consent partitions at one moment, and how many partitions the topic
+/// had then (`None` when not asked).
 #[derive(Debug, Clone, Default)]
-pub struct EndOffsets(Vec<(i32, i64)>);
+pub struct EndOffsets {
+    ends: Vec<(i32, i64)>,
+    partition_count: Option<usize>,
+}
 
 /// An end-offset sample asked for (see [`ConsentFollower::request_sample`]): the request is
 /// sent after the ask, on the sampling thread.
@@ -87,6 +91,9 @@ impl PendingSample {
 /// One sample to take: which partitions, how long to wait for the cluster, where to answer.
 struct SampleRequest {
     partitions: Vec<i32>,
+    /// Also sample every partition from this one on that the topic has now (partitions added
+    /// since the follower last looked); `None` in co-partitioned mode.
+    from_new: Option<i32>,
     timeout: Duration,
     answer: mpsc::SyncSender<KafkaResult<EndOffsets>>,
 }
@@ -118,8 +125,9 @@ impl Sampler {
                         .collect();
                     partitions.sort_unstable();
                     partitions.dedup();
+                    let from_new = asks.iter().filter_map(|ask| ask.from_new).min();
                     let timeout = asks.iter().map(|ask| ask.timeout).min().unwrap_or_default();
-                    let ends = sample_ends(&client, &topic, &partitions, timeout);
+                    let ends = sample_ends(&client, &topic, &partitions, from_new, timeout);
                     for ask in asks {
                         // The asker may have moved on (a rewind dropped its batch).
                         let _ = ask.answer.send(ends.clone());
@@ -132,10 +140,16 @@ impl Sampler {
         })
     }
 
-    fn request(&self, partitions: Vec<i32>, timeout: Duration) -> PendingSample {
+    fn request(
+        &self,
+        partitions: Vec<i32>,
+        from_new: Option<i32>,
+        timeout: Duration,
+    ) -> PendingSample {
         let (answer, receiver) = mpsc::sync_channel(1);
         let request = SampleRequest {
             partitions,
+            from_new,
             timeout,
             answer,
         };
@@ -159,17 +173,34 @@ impl Drop for Sampler {
     }
 }
 
-/// Asks the cluster for `partitions`' end offsets now (one request; for `read_committed`,
-/// the last stable offsets).
+/// Asks the cluster for the topic's partition count now, then for the end offsets of
+/// `partitions` and of any partition from `from_new` on (for `read_committed`, the last
+/// stable offsets). The count comes first: a partition added before the sample was asked
+/// for is in it, so a consent record written there is waited for like any other.
 fn sample_ends(
     client: &BaseConsumer<KafkaContext>,
     topic: &str,
     partitions: &[i32],
+    from_new: Option<i32>,
     timeout: Duration,
 ) -> KafkaResult<EndOffsets> {
-    let mut query = TopicPartitionList::with_capacity(partitions.len());
-    for partition in partitions {
-        query.add_partition_offset(topic, *partition, Offset::End)?;
+    let partition_count = client
+        .fetch_metadata(Some(topic), timeout)?
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len());
+    let added = match (from_new, partition_count) {
+        (Some(from), Some(count)) => from..i32::try_from(count).unwrap_or(i32::MAX),
+        _ => 0..0,
+    };
+    let mut query = TopicPartitionList::with_capacity(partitions.len() + added.len());
+    for partition in partitions
+        .iter()
+        .copied()
+        .chain(added.filter(|p| !partitions.contains(p)))
+    {
+        query.add_partition_offset(topic, partition, Offset::End)?;
     }
     let answer = client.offsets_for_times(query, timeout)?;
     let mut ends = Vec::with_capacity(partitions.len());
@@ -187,7 +218,10 @@ fn sample_ends(
             }
         }
     }
-    Ok(EndOffsets(ends))
+    Ok(EndOffsets {
+        ends,
+        partition_count,
+    })
 }
 
 pub struct ConsentFollower {
@@ -208,6 +242,10 @@ pub struct ConsentFollower {
     /// A revocation could not be applied (the service is stopping or failed): the table is
     /// no longer current, and is never reported as caught up again.
     halted: bool,
+    /// Co-partitioned mode found the consent topic's partition count changed (logged once).
+    partitions_changed: bool,
+    /// Following added partitions failed (logged once until it succeeds).
+    follow_failing: bool,
 }
 
 /// Applies records to the table (apart from the consumer, so a borrowed message can be
@@ -276,6 +314,8 @@ impl ConsentFollower {
             start_ends: HashMap::new(),
             applied_to: HashMap::new(),
             halted: false,
+            partitions_changed: false,
+            follow_failing: false,
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
@@ -359,13 +399,15 @@ impl ConsentFollower {
         if self.assigned.is_empty() {
             return PendingSample::taken(EndOffsets::default());
         }
-        self.sampler.request(self.assigned.clone(), timeout)
+        let from_new = (!self.applier.copartitioned).then(|| self.followed_count());
+        self.sampler
+            .request(self.assigned.clone(), from_new, timeout)
     }
 
     /// True if every record before `ends` is applied, in the partitions still followed (no
     /// event of a partition no longer followed is judged here any more).
     pub fn reached(&mut self, ends: &EndOffsets) -> bool {
-        if self.halted {
+        if self.halted || !self.follow_added(ends) {
             return false;
         }
         if self.applied_through(ends) {
@@ -386,8 +428,67 @@ impl ConsentFollower {
         self.applied_through(ends)
     }
 
+    /// Partitions followed in global mode: all of them, numbered from 0.
+    fn followed_count(&self) -> i32 {
+        self.assigned.last().map_or(0, |last| last + 1)
+    }
+
+    /// Follows consent partitions added since start (global mode), so that their records
+    /// are applied and waited for. In co-partitioned mode a consent topic whose partition
+    /// count changed no longer matches the input topics: nothing is judged (false) until a
+    /// restart checks the topics again.
+    fn follow_added(&mut self, ends: &EndOffsets) -> bool {
+        let Some(count) = ends.partition_count else {
+            return true;
+        };
+        if self.applier.copartitioned {
+            if count == self.applier.tables.len() {
+                return true;
+            }
+            if !self.partitions_changed {
+                self.partitions_changed = true;
+                telemetry::error("consent", "partitions_changed");
+                tracing::error!(
+                    partitions = count,
+                    expected = self.applier.tables.len(),
+                    "the consent topic's partition count changed: co-partitioned mode no longer matches the input topics; not judging events until restarted"
+                );
+            }
+            return false;
+        }
+        let followed = usize::try_from(self.followed_count()).unwrap_or(0);
+        if count <= followed {
+            return true;
+        }
+        let all: Vec<i32> = (0..i32::try_from(count).unwrap_or(i32::MAX)).collect();
+        // This client's metadata may not know the new partitions yet (librdkafka refreshes
+        // it every few minutes): ask for it first.
+        let followed = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), self.timeout)
+            .and_then(|_| self.follow(&all));
+        match followed {
+            Ok(()) => {
+                self.follow_failing = false;
+                tracing::info!(
+                    partitions = count,
+                    "following consent partitions added since start"
+                );
+                true
+            }
+            Err(error) => {
+                telemetry::error("consent", "follow");
+                if !self.follow_failing {
+                    self.follow_failing = true;
+                    tracing::warn!(%error, "cannot follow consent partitions added since start; not judging events until it can");
+                }
+                false
+            }
+        }
+    }
+
     fn applied_through(&self, ends: &EndOffsets) -> bool {
-        ends.0.iter().all(|(p, end)| {
+        ends.ends.iter().all(|(p, end)| {
             !self.assigned.contains(p) || self.applied_to.get(p).is_some_and(|a| a >= end)
         })
     }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -124,6 +124,56 @@ pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) 
         assert!(Instant::now() < deadline, "topic {name} never appeared");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Grows `name` to `total` partitions and waits until the broker's metadata shows them.
+pub fn add_partitions(name: &str, total: usize) {
+    let results = runtime()
+        .block_on(
+            admin().create_partitions([&NewPartitions::new(name, total)], &AdminOptions::new()),
+        )
+        .expect("create partitions");
+    for result in results {
+        result.expect("partitions created");
+    }
+    let deadline = Instant::now() + WAIT;
+    let consumer = plain_consumer();
+    loop {
+        if let Ok(metadata) = consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
+            if metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == name && t.partitions().len() == total)
+            {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions of {name} never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Writes one record to an explicit partition with a producer of its own (the shared one may
+/// not know a partition just added) and waits for its acknowledgement.
+pub fn produce_to_partition(topic: &str, partition: i32, key: &str, value: &str) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            BaseRecord::<str, str>::to(topic)
+                .partition(partition)
+                .key(key)
+                .payload(value),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    producer.flush(WAIT).expect("record acknowledged");
 }
 
 pub fn delete_topic(name: &str) {
