@@ -142,3 +142,53 @@ fn waiting_events_never_block_the_input() {
     enforcer.wait_metric("consent_enforcer_held_events", 200.0);
     assert_eq!(s.delivered("warehouse").len(), 200);
 }
+
+#[test]
+fn a_held_event_read_back_late_is_released_when_its_user_chose_in_time() {
+    let s = scenario("hold-late-read", "3s");
+    let mut enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    enforcer.wait_metric("consent_enforcer_held_events", 1.0);
+    // The enforcer dies with the event waiting; the user chooses within max_age, and the
+    // enforcer comes back only after max_age has passed.
+    enforcer.kill9();
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &["advertising"], &rfc3339_from_now(0)),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let restarted = s.start_ready();
+    restarted.wait_metric("consent_enforcer_held_events_released_total", 1.0);
+    wait_committed(&s.group, &hold_topic(&s));
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
+    assert!(s.delivered("ads").is_empty());
+    assert_eq!(
+        restarted.metric("consent_enforcer_held_events_expired_total"),
+        0.0
+    );
+}
+
+#[test]
+fn a_released_event_keeps_a_source_header_it_carried_itself() {
+    let s = scenario("hold-own-source", "10m");
+    let enforcer = s.start_ready();
+    let mut event = Record::new("u1", &track("u1", "m1"));
+    event.headers = vec![(
+        "consent-enforcer-source".to_owned(),
+        Some(b"upstream/0/5".to_vec()),
+    )];
+    produce(&s.input, &[event]);
+    enforcer.wait_metric("consent_enforcer_held_events", 1.0);
+    s.send_consent("u1", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
+    enforcer.wait_metric("consent_enforcer_held_events_released_total", 1.0);
+    wait_committed(&s.group, &hold_topic(&s));
+    let released = s.delivered("amplitude");
+    assert_eq!(message_ids(&released), ["m1"]);
+    assert_eq!(
+        released[0].headers,
+        [(
+            "consent-enforcer-source".to_owned(),
+            Some(b"upstream/0/5".to_vec())
+        )]
+    );
+}

@@ -213,6 +213,20 @@ impl ConsentTable {
         None
     }
 
+    /// When the oldest state the table knows of for `user` was set (the current time for a
+    /// user failed closed, whose history is unknown); `None` without a state.
+    pub fn first_known_ms(&self, user: &str) -> Option<i64> {
+        let current = self.get(user)?;
+        if current.is_failed_closed() {
+            return Some(crate::clock::now_ms());
+        }
+        let oldest = self
+            .history
+            .get(user)
+            .and_then(|history| history.states().last());
+        Some(oldest.unwrap_or(&current).updated_at_ms)
+    }
+
     /// The state to re-publish after a stale record: the stored one, or for a user failed
     /// closed the last valid state before it (a malformed record is never re-published).
     pub fn republishable(&self, user: &str) -> Option<ConsentState> {
@@ -334,6 +348,15 @@ mod tests {
         assert_eq!(table.get("u"), Some(state(1, 500)));
         // A later choice is not stale because of the wrong clock.
         assert_eq!(set(&mut table, "u", 0, 600), STORED);
+    }
+
+    #[test]
+    fn first_known_time_is_that_of_the_oldest_state_kept() {
+        let mut table = table();
+        assert_eq!(table.first_known_ms("u"), None);
+        set(&mut table, "u", 1, 10);
+        set(&mut table, "u", 2, 20);
+        assert_eq!(table.first_known_ms("u"), Some(10));
     }
 
     #[test]

@@ -114,18 +114,19 @@ pub fn person_state(
 /// at the record time; and not older than the record timestamp by more than `tolerance_ms`
 /// (`consent.history_window`: the enforcer keeps no consent history further back, and such a
 /// timestamp is a wrong clock or imported old data), so an older one gives way to the record
-/// time.
+/// time. Without a record timestamp, the time of judging stands in for it.
 pub fn event_time_ms(
     timestamp_ms: Option<i64>,
     record_time_ms: Option<i64>,
     now_ms: i64,
     tolerance_ms: i64,
 ) -> i64 {
-    match (timestamp_ms, record_time_ms) {
-        (Some(event), Some(record)) if event < record.saturating_sub(tolerance_ms) => record,
-        (Some(event), Some(record)) => event.min(record),
-        (Some(time), None) | (None, Some(time)) => time,
-        (None, None) => now_ms,
+    // A record without a Kafka timestamp happened before it is judged, at the latest.
+    let record = record_time_ms.unwrap_or(now_ms);
+    match timestamp_ms {
+        Some(event) if event < record.saturating_sub(tolerance_ms) => record,
+        Some(event) => event.min(record),
+        None => record,
     }
 }
 
@@ -412,6 +413,12 @@ mod tests {
         assert_eq!(event_time_ms(None, Some(40), 99, 100), 40);
         assert_eq!(event_time_ms(Some(30), None, 99, 100), 30);
         assert_eq!(event_time_ms(None, None, 99, 100), 99);
+    }
+
+    #[test]
+    fn without_a_record_timestamp_the_event_time_is_capped_at_the_time_of_judging() {
+        assert_eq!(event_time_ms(Some(500), None, 99, 100), 99);
+        assert_eq!(event_time_ms(Some(-5), None, 99, 100), 99);
     }
 
     #[test]

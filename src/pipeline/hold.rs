@@ -251,29 +251,37 @@ pub fn held_headers(
 }
 
 /// What a held record says: the destinations still to judge, when it was held, and its
-/// original headers (without the enforcer's own).
+/// original headers (without the enforcer's own). The enforcer's headers are the last ones
+/// of their names (it appends them): an event that carried a header of the same name itself,
+/// such as a `consent-enforcer-source` from an earlier pipeline, keeps it.
 pub fn read_held(
     message: &BorrowedMessage<'_>,
 ) -> (Option<String>, Option<i64>, Option<OwnedHeaders>) {
-    let mut destinations = None;
-    let mut held_at = None;
+    let Some(headers) = message.headers() else {
+        return (None, None, None);
+    };
+    let all: Vec<_> = headers.iter().collect();
+    let own: Vec<usize> = OWN_HEADERS
+        .iter()
+        .filter_map(|name| all.iter().rposition(|header| header.key == *name))
+        .collect();
+    let text = |index: usize| all[index].value.and_then(|v| std::str::from_utf8(v).ok());
+    let position = |name: &str| all.iter().rposition(|header| header.key == name);
+    let destinations = position(DESTINATIONS_HEADER)
+        .and_then(text)
+        .map(str::to_owned);
+    let held_at = position(HELD_AT_HEADER)
+        .and_then(text)
+        .and_then(|v| v.parse().ok());
     let mut original = OwnedHeaders::new();
     let mut any = false;
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
-            match header.key {
-                DESTINATIONS_HEADER => destinations = value.map(str::to_owned),
-                HELD_AT_HEADER => held_at = value.and_then(|v| v.parse().ok()),
-                key if OWN_HEADERS.contains(&key) => {}
-                key => {
-                    any = true;
-                    original = original.insert(Header {
-                        key,
-                        value: header.value,
-                    });
-                }
-            }
+    for (index, header) in all.iter().enumerate() {
+        if !own.contains(&index) {
+            any = true;
+            original = original.insert(Header {
+                key: header.key,
+                value: header.value,
+            });
         }
     }
     (destinations, held_at, any.then_some(original))

@@ -223,12 +223,22 @@ impl Judge<'_> {
                 .map(|id| Box::from(id.as_ref()))
                 .collect(),
         };
-        let chosen = view.stamp.is_some()
-            || [&view.user_id, &view.anonymous_id]
-                .into_iter()
-                .flatten()
-                .any(|id| table.get(id).is_some());
-        if hold.expired(held_at_ms, now_ms) {
+        // When the user first chose, as far as the table knows (a stamp is a choice made
+        // with the event itself). A record read back late, after the enforcer was stopped or
+        // behind, is released if that choice came within `max_age`, expired otherwise.
+        let first_choice_ms = [&view.user_id, &view.anonymous_id]
+            .into_iter()
+            .flatten()
+            .filter_map(|id| table.first_known_ms(id))
+            .chain(view.stamp.map(|_| held_at_ms))
+            .min();
+        let chosen = first_choice_ms.is_some();
+        let chosen_in_time =
+            first_choice_ms.is_some_and(|at| at <= held_at_ms.saturating_add(hold.max_age_ms));
+        if chosen_in_time {
+            hold.released_on_read();
+            self.judge_released(table, view, &event);
+        } else if hold.expired(held_at_ms, now_ms) {
             hold.expired_on_read();
             self.expire(&event);
         } else if chosen {
