@@ -83,6 +83,11 @@ fn with_properties(
     client
 }
 
+/// An admin client, for the start-up checks.
+pub fn admin_config(config: &Config) -> ClientConfig {
+    with_user_properties(base(config), config, Role::Admin)
+}
+
 /// The group consumer of the input topics. Offsets are committed by the enforcer itself,
 /// only once every write for an event is acknowledged.
 pub fn event_consumer_config(config: &Config) -> ClientConfig {

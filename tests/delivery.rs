@@ -218,6 +218,46 @@ fn malformed_events_go_only_to_the_dead_letter_topic_with_reason_and_source() {
     );
 }
 
+#[test]
+fn a_dead_letter_too_large_for_its_topic_goes_out_without_its_value_saying_its_size_and_source() {
+    let mut s = Scenario::new(
+        "dead-letter-limit",
+        vec![Destination::new("warehouse", &[])],
+    );
+    s.input_extra = "max_event_bytes = 1000".to_owned();
+    set_topic_config(&s.dead_letter, "max.message.bytes", "4000");
+    let _enforcer = s.start_ready();
+    let big = format!(r#"{{"userId":"u1","pad":"{}"}}"#, "x".repeat(20_000));
+    produce(
+        &s.input,
+        &[Record {
+            key: Some(b"u1".to_vec()),
+            value: Some(big.clone().into_bytes()),
+            headers: vec![("origin".to_owned(), Some(b"web".to_vec()))],
+            ..Record::default()
+        }],
+    );
+    s.send_events(&[("u1", &track("u1", "after"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["after"]);
+    let dead = s.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value, None);
+    assert_eq!(dead[0].key_str(), "u1");
+    assert_eq!(
+        dead[0].header("consent-enforcer-error").as_deref(),
+        Some("too_large")
+    );
+    assert_eq!(
+        dead[0].header("consent-enforcer-source"),
+        Some(format!("{}/0/0", s.input))
+    );
+    assert_eq!(
+        dead[0].header("consent-enforcer-original-size"),
+        Some(big.len().to_string())
+    );
+}
+
 /// Users 0..n: even ones granted analytics, odd ones denied.
 fn consented(user: usize) -> bool {
     user % 2 == 0

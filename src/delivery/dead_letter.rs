@@ -10,17 +10,38 @@ pub const ERROR_HEADER: &str = "consent-enforcer-error";
 /// Header carrying `topic/partition/offset` of the input record.
 pub const SOURCE_HEADER: &str = "consent-enforcer-source";
 
+/// The event's own headers, the reason and the source (`topic`, `partition`, `offset`).
 pub fn headers(
     input: Option<&BorrowedHeaders>,
     reason: Malformed,
-    topic: &str,
-    partition: i32,
-    offset: i64,
+    source: (&str, i32, i64),
 ) -> OwnedHeaders {
     let headers = match input {
         Some(headers) => headers.detach(),
         None => OwnedHeaders::new_with_capacity(2),
     };
+    with_reason(headers, reason, source)
+}
+
+/// For a dead letter too large for its topic, sent without the original value and headers:
+/// the reason, the source, and the value's size in bytes.
+pub fn without_original(
+    reason: Malformed,
+    source: (&str, i32, i64),
+    value_bytes: usize,
+) -> OwnedHeaders {
+    let size = value_bytes.to_string();
+    with_reason(OwnedHeaders::new_with_capacity(3), reason, source).insert(Header {
+        key: super::limits::ORIGINAL_SIZE_HEADER,
+        value: Some(size.as_str()),
+    })
+}
+
+fn with_reason(
+    headers: OwnedHeaders,
+    reason: Malformed,
+    (topic, partition, offset): (&str, i32, i64),
+) -> OwnedHeaders {
     let source = format!("{topic}/{partition}/{offset}");
     headers
         .insert(Header {

@@ -7,6 +7,7 @@
 //! must be `Sync`.
 
 pub mod dead_letter;
+pub mod limits;
 pub mod producer_stats;
 pub mod progress;
 pub mod tag;

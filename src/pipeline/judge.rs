@@ -10,6 +10,7 @@ use super::hold::{self, Hold, Waiting};
 use crate::config::WhenMissing;
 use crate::consent::ConsentTable;
 use crate::decision::{decide, event_time_ms, person_state, DropReason, Grants, Rule, Verdicts};
+use crate::delivery::limits::{self, WriteLimits};
 use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::{self, dead_letter, Delivery};
 use crate::event::{self, EventView};
@@ -23,6 +24,8 @@ pub struct Judge<'a> {
     pub destination_names: Vec<&'a str>,
     pub destination_topics: Vec<&'a str>,
     pub dead_letter_topic: &'a str,
+    /// The largest records the dead-letter topic accepts.
+    pub limits: WriteLimits,
     pub when_missing: WhenMissing,
     pub max_event_bytes: usize,
     /// `consent.history_window`: how far before its record time an event's own timestamp is
@@ -122,18 +125,7 @@ impl Judge<'_> {
             timestamp: message.timestamp().to_millis(),
         };
         match event::parse(message.payload(), self.max_event_bytes, self.vocabulary) {
-            Err(reason) => {
-                let mut dead_letter =
-                    outgoing.record(self.dead_letter_topic, slot.tag(Target::DeadLetter(reason)));
-                dead_letter.headers = Some(dead_letter::headers(
-                    message.headers(),
-                    reason,
-                    message.topic(),
-                    message.partition(),
-                    message.offset(),
-                ));
-                let _ = self.delivery.send(dead_letter);
-            }
+            Err(reason) => self.dead_letter(&outgoing, message, slot, reason),
             Ok(view) if held => {
                 if let Some(hold) = hold {
                     self.held(table, message, &view, slot, now_ms, hold);
@@ -172,6 +164,35 @@ impl Judge<'_> {
             }
         }
         self.delivery.end(input, slot.seq);
+    }
+
+    /// Writes the event to the dead-letter topic with the reason and its source; without its
+    /// value and headers when the whole would not fit the topic.
+    fn dead_letter(
+        &self,
+        outgoing: &Outgoing<'_>,
+        message: &BorrowedMessage<'_>,
+        slot: Slot,
+        reason: event::Malformed,
+    ) {
+        let record_bytes =
+            limits::record_bytes(message.key(), message.payload(), message.headers());
+        let mut record =
+            outgoing.record(self.dead_letter_topic, slot.tag(Target::DeadLetter(reason)));
+        let source = (message.topic(), message.partition(), message.offset());
+        if record_bytes <= self.limits.dead_letter {
+            record.headers = Some(dead_letter::headers(message.headers(), reason, source));
+        } else {
+            let size = message.payload().map_or(0, <[u8]>::len);
+            record.payload = None;
+            if record.key.is_some_and(|key| {
+                key.len() + limits::RECORD_OVERHEAD_BYTES > self.limits.dead_letter
+            }) {
+                record.key = None;
+            }
+            record.headers = Some(dead_letter::without_original(reason, source, size));
+        }
+        let _ = self.delivery.send(record);
     }
 
     /// Writes the event to destination `i`, with its own headers. False if that failed.

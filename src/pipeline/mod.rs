@@ -29,6 +29,7 @@ use crate::consent::follower::{ConsentEffects, PendingSample};
 use crate::consent::record::encode_value;
 use crate::consent::{ConsentFollower, ConsentState};
 use crate::decision::Rule;
+use crate::delivery::limits::WriteLimits;
 use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::transaction::Outcome;
 use crate::delivery::{Delivery, Settings, Topics, WriteFailed};
@@ -79,6 +80,17 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     if config.consent.mode == ConsentMode::Copartitioned {
         kafka::check_copartitioned(config, &partitions)?;
     }
+    let limits = match kafka::admin_config(config).create() {
+        Ok(admin) => WriteLimits::read(
+            config,
+            &admin,
+            Duration::from_secs(config.kafka.startup_timeout_secs),
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "cannot create an admin client to read the topics' max.message.bytes");
+            WriteLimits::of_producer(config)
+        }
+    };
     let mut vocabulary = Vocabulary::from_config(config);
     let rules = Rule::from_config(config, &mut vocabulary);
     let vocabulary = Arc::new(vocabulary);
@@ -172,6 +184,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             .map(|d| d.topic.as_str())
             .collect(),
         dead_letter_topic: &config.dead_letter.topic,
+        limits,
         when_missing: config.consent.when_missing,
         max_event_bytes: config.input.max_event_bytes,
         timestamp_tolerance_ms: config.consent.history_window.as_millis(),

@@ -16,7 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -123,6 +126,17 @@ pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) 
         }
         assert!(Instant::now() < deadline, "topic {name} never appeared");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sets one config of an existing topic (the others return to their defaults).
+pub fn set_topic_config(name: &str, key: &str, value: &str) {
+    let change = AlterConfig::new(ResourceSpecifier::Topic(name)).set(key, value);
+    let results = runtime()
+        .block_on(admin().alter_configs([&change], &AdminOptions::new()))
+        .expect("alter topic config");
+    for result in results {
+        result.expect("topic config altered");
     }
 }
 
