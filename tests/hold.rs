@@ -192,3 +192,38 @@ fn a_released_event_keeps_a_source_header_it_carried_itself() {
         )]
     );
 }
+
+#[test]
+fn exactly_once_an_event_released_behind_a_waiting_one_is_delivered_once_across_a_restart() {
+    let mut s = Scenario::new(
+        "hold-exactly-once",
+        vec![Destination::new("amplitude", &["analytics"])],
+    );
+    let hold_topic = format!("{}.hold", s.group);
+    // One partition, so that both held events share it.
+    create_topic(&hold_topic, 1, false);
+    s.extra = format!("[hold]\nenabled = true\ntopic = \"{hold_topic}\"\nmax_age = \"4s\"\n");
+    s.delivery_extra = format!(
+        "guarantee = \"exactly_once\"\ntransactional_id = \"{}-tx\"",
+        s.group
+    );
+    let mut enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1")), ("u2", &track("u2", "m2"))]);
+    enforcer.wait_metric("consent_enforcer_held_events", 2.0);
+    // u2 chooses while u1's earlier event still waits; then the enforcer dies.
+    s.send_consent("u2", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
+    std::thread::sleep(Duration::from_millis(1_500));
+    enforcer.kill9();
+    let restarted = s.start_ready();
+    restarted.wait_metric("consent_enforcer_held_events_expired_total", 1.0);
+    restarted.wait_metric("consent_enforcer_held_events_released_total", 1.0);
+    // Transaction markers count in the hold topic's end offset, so its commit is not waited
+    // for; the release's transaction is.
+    let deadline = Instant::now() + WAIT;
+    while s.delivered("amplitude").is_empty() {
+        assert!(Instant::now() < deadline, "m2 never delivered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m2"]);
+}

@@ -9,7 +9,7 @@
 //! the hold topic is not committed until it is resolved, so a restart reads it again: nothing
 //! held is lost or leaked across restarts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
@@ -44,6 +44,18 @@ pub struct Waiting {
     pub held_at_ms: i64,
     /// Its `userId` and `anonymousId`: whichever chooses first releases it.
     pub users: Vec<Box<str>>,
+    /// How it is to be resolved, once known; it may still wait behind an earlier event of
+    /// its partition (exactly-once).
+    pub resolution: Option<Resolution>,
+}
+
+/// How a held event is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Its user chose: judged by that choice.
+    Released,
+    /// It waited longer than `max_age`: dropped.
+    Expired,
 }
 
 impl Waiting {
@@ -58,6 +70,12 @@ pub struct Hold {
     max_bytes: usize,
     waiting: Vec<Option<Waiting>>,
     free: Vec<usize>,
+    /// Waiting events by partition and offset.
+    order: BTreeMap<(InputPartition, i64), usize>,
+    /// Resolve events in offset order per partition (exactly-once): the hold topic's
+    /// committed offset cannot pass a waiting event, so a later event resolved before it
+    /// would be read and resolved again after a restart, its writes committed twice.
+    in_order: bool,
     by_user: HashMap<Box<str>, Vec<usize>>,
     /// Users whose consent was applied while some of their events wait.
     chosen: Vec<Box<str>>,
@@ -70,13 +88,15 @@ pub struct Hold {
 }
 
 impl Hold {
-    pub fn new(topic: String, max_age_ms: i64, max_bytes: usize) -> Hold {
+    pub fn new(topic: String, max_age_ms: i64, max_bytes: usize, in_order: bool) -> Hold {
         Hold {
             topic,
             max_age_ms,
             max_bytes,
             waiting: Vec::new(),
             free: Vec::new(),
+            order: BTreeMap::new(),
+            in_order,
             by_user: HashMap::new(),
             chosen: Vec::new(),
             bytes: 0,
@@ -107,6 +127,7 @@ impl Hold {
         self.bytes += event.bytes();
         self.count += 1;
         let users = event.users.clone();
+        let position = (event.input, event.offset);
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.waiting[slot] = Some(event);
@@ -117,20 +138,30 @@ impl Hold {
                 self.waiting.len() - 1
             }
         };
+        self.order.insert(position, slot);
         for user in users {
             self.by_user.entry(user).or_default().push(slot);
         }
         self.report();
     }
 
-    /// Counts a held record judged as soon as it was read back (its user had chosen).
-    pub fn released_on_read(&self) {
-        self.released.increment(1);
+    /// Whether an event resolved now on `input` must wait behind earlier ones instead: in
+    /// exactly-once mode, while any event of its partition waits.
+    pub fn must_wait_behind(&self, input: InputPartition) -> bool {
+        self.in_order
+            && self
+                .order
+                .range((input, i64::MIN)..=(input, i64::MAX))
+                .next()
+                .is_some()
     }
 
-    /// Counts a held record dropped as soon as it was read back (too old).
-    pub fn expired_on_read(&self) {
-        self.expired.increment(1);
+    /// Counts a held record resolved as soon as it was read back.
+    pub fn resolved_on_read(&self, resolution: Resolution) {
+        match resolution {
+            Resolution::Released => self.released.increment(1),
+            Resolution::Expired => self.expired.increment(1),
+        }
     }
 
     /// Called when a user's consent is applied.
@@ -140,29 +171,67 @@ impl Hold {
         }
     }
 
-    /// Takes the events whose user has chosen since the last call.
+    /// Takes the events whose user has chosen since the last call (and those resolved before
+    /// that waited behind them).
     pub fn take_chosen(&mut self) -> Vec<Waiting> {
-        let mut events = Vec::new();
         for user in std::mem::take(&mut self.chosen) {
-            let slots = self.by_user.get(&user).cloned().unwrap_or_default();
-            for slot in slots {
-                if let Some(event) = self.take(slot) {
-                    events.push(event);
-                }
+            for slot in self.by_user.get(&user).cloned().unwrap_or_default() {
+                self.resolve(slot, Resolution::Released);
             }
         }
-        if !events.is_empty() {
-            self.released.increment(events.len() as u64);
-        }
-        events
+        self.take_resolved()
     }
 
-    /// Takes the events that waited longer than `max_age`.
+    /// Takes the events that waited longer than `max_age` (and those resolved before that
+    /// waited behind them).
     pub fn take_expired(&mut self, now_ms: i64) -> Vec<Waiting> {
         let max_age_ms = self.max_age_ms;
-        let events = self.take_where(|w| older_than(max_age_ms, w.held_at_ms, now_ms));
-        if !events.is_empty() {
-            self.expired.increment(events.len() as u64);
+        let slots: Vec<usize> = self
+            .waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.as_ref().is_some_and(|w| {
+                    w.resolution.is_none() && older_than(max_age_ms, w.held_at_ms, now_ms)
+                })
+            })
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in slots {
+            self.resolve(slot, Resolution::Expired);
+        }
+        self.take_resolved()
+    }
+
+    fn resolve(&mut self, slot: usize, resolution: Resolution) {
+        if let Some(Some(event)) = self.waiting.get_mut(slot) {
+            event.resolution.get_or_insert(resolution);
+        }
+    }
+
+    /// Takes the resolved events that may go: all of them, or in exactly-once mode those not
+    /// behind an unresolved one of their partition.
+    fn take_resolved(&mut self) -> Vec<Waiting> {
+        let mut slots = Vec::new();
+        let mut blocked: Option<InputPartition> = None;
+        for (&(input, _), &slot) in &self.order {
+            if self.in_order && blocked == Some(input) {
+                continue;
+            }
+            match self.waiting.get(slot).and_then(Option::as_ref) {
+                Some(event) if event.resolution.is_some() => slots.push(slot),
+                _ => blocked = Some(input),
+            }
+        }
+        let events: Vec<Waiting> = slots
+            .into_iter()
+            .filter_map(|slot| self.take(slot))
+            .collect();
+        for event in &events {
+            match event.resolution {
+                Some(Resolution::Expired) => self.expired.increment(1),
+                _ => self.released.increment(1),
+            }
         }
         events
     }
@@ -204,6 +273,7 @@ impl Hold {
                 }
             }
         }
+        self.order.remove(&(event.input, event.offset));
         self.free.push(slot);
         self.bytes -= event.bytes();
         self.count -= 1;
@@ -314,6 +384,7 @@ mod tests {
             destinations: vec![0],
             held_at_ms,
             users: users.iter().map(|u| (*u).into()).collect(),
+            resolution: None,
         }
     }
 
@@ -323,7 +394,7 @@ mod tests {
 
     #[test]
     fn either_identifier_releases_the_event_once() {
-        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20);
+        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20, false);
         hold.wait(waiting(1, &["u1", "a1"], 0));
         hold.wait(waiting(2, &["u2"], 0));
         hold.consent_applied("a1");
@@ -336,7 +407,7 @@ mod tests {
 
     #[test]
     fn a_reused_slot_is_not_released_by_its_former_user() {
-        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20);
+        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20, false);
         hold.wait(waiting(1, &["u1"], 0));
         assert_eq!(offsets(&hold.take_expired(5_000)), [1]);
         hold.wait(waiting(2, &["u2"], 5_000));
@@ -349,7 +420,7 @@ mod tests {
 
     #[test]
     fn expiry_takes_only_events_older_than_max_age() {
-        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20);
+        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20, false);
         hold.wait(waiting(1, &["u1"], 0));
         hold.wait(waiting(2, &["u2"], 900));
         assert_eq!(offsets(&hold.take_expired(1_500)), [1]);
@@ -357,7 +428,7 @@ mod tests {
 
     #[test]
     fn memory_bound_is_reported() {
-        let mut hold = Hold::new("hold".into(), 1_000, 200);
+        let mut hold = Hold::new("hold".into(), 1_000, 200, false);
         hold.wait(waiting(1, &["u1"], 0));
         assert!(!hold.full());
         hold.wait(waiting(2, &["u2"], 0));
@@ -367,5 +438,34 @@ mod tests {
         assert!(!hold.has_room());
         hold.retain_assigned(|_| Some(8));
         assert!(hold.has_room());
+    }
+
+    #[test]
+    fn in_order_an_event_resolved_behind_a_waiting_one_waits_for_it() {
+        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20, true);
+        hold.wait(waiting(1, &["u1"], 0));
+        hold.wait(waiting(2, &["u2"], 500));
+        assert!(hold.must_wait_behind(P));
+        hold.consent_applied("u2");
+        assert!(
+            hold.take_chosen().is_empty(),
+            "u2's event waits behind u1's"
+        );
+        // u1's event expires: both go, in order.
+        let events = hold.take_expired(1_200);
+        assert_eq!(offsets(&events), [1, 2]);
+        assert_eq!(events[0].resolution, Some(Resolution::Expired));
+        assert_eq!(events[1].resolution, Some(Resolution::Released));
+        assert!(!hold.must_wait_behind(P));
+    }
+
+    #[test]
+    fn at_least_once_resolves_events_in_any_order() {
+        let mut hold = Hold::new("hold".into(), 1_000, 1 << 20, false);
+        hold.wait(waiting(1, &["u1"], 0));
+        hold.wait(waiting(2, &["u2"], 0));
+        assert!(!hold.must_wait_behind(P));
+        hold.consent_applied("u2");
+        assert_eq!(offsets(&hold.take_chosen()), [2]);
     }
 }

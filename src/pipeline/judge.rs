@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::BaseRecord;
 
-use super::hold::{self, Hold, Waiting};
+use super::hold::{self, Hold, Resolution, Waiting};
 use crate::config::WhenMissing;
 use crate::consent::ConsentTable;
 use crate::decision::{decide, event_time_ms, person_state, DropReason, Grants, Rule, Verdicts};
@@ -243,6 +243,7 @@ impl Judge<'_> {
                 .flatten()
                 .map(|id| Box::from(id.as_ref()))
                 .collect(),
+            resolution: None,
         };
         // When the user first chose, as far as the table knows (a stamp is a choice made
         // with the event itself). A record read back late, after the enforcer was stopped or
@@ -256,23 +257,34 @@ impl Judge<'_> {
         let chosen = first_choice_ms.is_some();
         let chosen_in_time =
             first_choice_ms.is_some_and(|at| at <= held_at_ms.saturating_add(hold.max_age_ms));
-        if chosen_in_time {
-            hold.released_on_read();
-            self.judge_released(table, view, &event);
+        let resolution = if chosen_in_time {
+            Some(Resolution::Released)
         } else if hold.expired(held_at_ms, now_ms) {
-            hold.expired_on_read();
-            self.expire(&event);
-        } else if chosen {
-            hold.released_on_read();
-            self.judge_released(table, view, &event);
+            Some(Resolution::Expired)
         } else {
-            self.delivery.park(slot.input, slot.seq);
-            hold.wait(event);
+            chosen.then_some(Resolution::Released)
+        };
+        match resolution {
+            Some(resolution) if !hold.must_wait_behind(slot.input) => {
+                hold.resolved_on_read(resolution);
+                match resolution {
+                    Resolution::Released => self.judge_released(table, view, &event),
+                    Resolution::Expired => self.expire(&event),
+                }
+            }
+            resolution => {
+                self.delivery.park(slot.input, slot.seq);
+                hold.wait(Waiting {
+                    resolution,
+                    ..event
+                });
+            }
         }
     }
 
     /// Judges a waiting event whose user has chosen, or drops an expired one, and resolves it.
-    pub fn resolve(&self, table: &ConsentTable, event: Waiting, expired: bool) {
+    pub fn resolve(&self, table: &ConsentTable, event: Waiting) {
+        let expired = event.resolution == Some(Resolution::Expired);
         if self.delivery.assignment(event.input) != Some(event.assignment) {
             // Its partition moved: the new owner reads it again from the hold topic.
             return;

@@ -143,6 +143,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             topic.clone(),
             config.hold.max_age.as_millis(),
             config.hold.max_bytes,
+            config.delivery.guarantee == Guarantee::ExactlyOnce,
         ))
     });
     let mut loading = Effects {
@@ -381,7 +382,7 @@ fn serve_hold(
     let chosen = hold.borrow_mut().take_chosen();
     for event in chosen {
         let table = follower.table_for(i32::from(event.input.partition));
-        judge.resolve(table, event, false);
+        judge.resolve(table, event);
     }
     if !scan {
         return;
@@ -389,7 +390,7 @@ fn serve_hold(
     let expired = hold.borrow_mut().take_expired(now_ms());
     for event in expired {
         let table = follower.table_for(i32::from(event.input.partition));
-        judge.resolve(table, event, true);
+        judge.resolve(table, event);
     }
     let mut hold = hold.borrow_mut();
     hold.retain_assigned(|input| judge.delivery.assignment(input));
