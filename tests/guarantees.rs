@@ -250,3 +250,104 @@ fn unreadable_consent_topic_stops_judging_and_reports_not_ready_then_recovers() 
         ["before", "while-stale"]
     );
 }
+
+/// An event of both identifiers, at `timestamp`.
+fn track_of_person(user_id: &str, anonymous_id: &str, message_id: &str, timestamp: &str) -> String {
+    format!(
+        r#"{{"type":"track","userId":"{user_id}","anonymousId":"{anonymous_id}","messageId":"{message_id}","timestamp":"{timestamp}"}}"#
+    )
+}
+
+#[test]
+fn a_re_sent_choice_keeps_the_user_state_winning_the_tie_for_a_late_event() {
+    let s = Scenario::new("re-sent-choice", amplitude());
+    let t0 = now_ms() - 300_000;
+    let at = |offset: i64| rfc3339_at(t0 + offset);
+    s.send_consent("u1", &consent(&["advertising"], &["analytics"], &at(0)));
+    s.send_consent(
+        "u1",
+        &consent(&["advertising"], &["analytics"], &at(60_000)),
+    );
+    s.send_consent("a1", &consent(&["analytics"], &[], &at(60_000)));
+    s.send_consent("u1", &consent(&["analytics"], &[], &at(120_000)));
+    let enforcer = s.start_ready();
+    // Between the re-sent choice and the later change, the user state (which wins the tie)
+    // denied analytics; after the change it granted it.
+    s.send_events(&[
+        ("u1", &track_of_person("u1", "a1", "between", &at(90_000))),
+        ("u1", &track_of_person("u1", "a1", "after", &at(150_000))),
+    ]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["after"]);
+    assert_eq!(
+        enforcer.metric(
+            r#"consent_enforcer_events_dropped_total{destination="amplitude",reason="denied"}"#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_malformed_consent_record_never_widens_what_the_person_receives() {
+    let s = Scenario::new("malformed-widens", amplitude());
+    s.send_consent(
+        "a1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+    );
+    s.send_consent(
+        "u1",
+        &consent(&[], &["analytics"], &rfc3339_from_now(-30_000)),
+    );
+    let _enforcer = s.start_ready();
+    let now = || rfc3339_from_now(0);
+    s.send_events(&[("u1", &track_of_person("u1", "a1", "before", &now()))]);
+    s.wait_processed();
+    // A malformed record for the user whose Kafka timestamp is older than the anonymous
+    // grant: the person was denied analytics before it, and must stay denied.
+    let mut malformed = Record::new("u1", "{not json");
+    malformed.timestamp = Some(now_ms() - 100_000);
+    produce(&s.consent, &[malformed]);
+    next_millisecond();
+    s.send_events(&[("u1", &track_of_person("u1", "a1", "after", &now()))]);
+    s.wait_processed();
+    assert!(
+        s.delivered("amplitude").is_empty(),
+        "{:?}",
+        message_ids(&s.delivered("amplitude"))
+    );
+}
+
+#[test]
+fn a_late_event_from_before_the_history_kept_is_no_consent_even_under_when_missing_allow() {
+    let mut s = Scenario::new("unknown-history", amplitude());
+    s.consent_extra = "when_missing = \"allow\"\nhistory_max_changes = 1".to_owned();
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-300_000)),
+    );
+    s.send_consent(
+        "u1",
+        &consent(&[], &["analytics"], &rfc3339_from_now(-200_000)),
+    );
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-100_000)),
+    );
+    let enforcer = s.start_ready();
+    // The state in force at -250 s was evicted (one change kept): unknown, not "no state".
+    s.send_events(&[
+        (
+            "u1",
+            &track_at("u1", "evicted", &rfc3339_from_now(-250_000)),
+        ),
+        ("u1", &track_at("u1", "kept", &rfc3339_from_now(-50_000))),
+    ]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["kept"]);
+    assert_eq!(
+        enforcer.metric(
+            r#"consent_enforcer_events_dropped_total{destination="amplitude",reason="no_consent"}"#
+        ),
+        1.0
+    );
+}

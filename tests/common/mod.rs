@@ -919,10 +919,12 @@ pub fn track_events(range: std::ops::Range<usize>, users: usize) -> Vec<Record> 
 
 /// RFC 3339 for now plus `offset_ms` (negative: in the past).
 pub fn rfc3339_from_now(offset_ms: i64) -> String {
-    let time = time::OffsetDateTime::from_unix_timestamp_nanos(
-        i128::from(now_ms() + offset_ms) * 1_000_000,
-    )
-    .unwrap();
+    rfc3339_at(now_ms() + offset_ms)
+}
+
+/// Unix milliseconds as RFC 3339, for times that must be exactly equal.
+pub fn rfc3339_at(ms: i64) -> String {
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
     time.format(&time::format_description::well_known::Rfc3339)
         .unwrap()
 }
