@@ -198,7 +198,9 @@ impl ConsentTable {
                 let previous = std::mem::replace(stored, state);
                 let horizon = now_ms.saturating_sub(self.history_window_ms);
                 let max_changes = self.history_max_changes;
-                if max_changes > 0 && state.updated_at_ms >= horizon {
+                // The same state again (a re-published state read back, a record sent twice)
+                // tells nothing new about any time.
+                if previous != state && max_changes > 0 && state.updated_at_ms >= horizon {
                     let history = self.history.entry(user.into()).or_default();
                     history.supersede(previous, state.updated_at_ms, horizon, max_changes);
                     if history.is_empty() {
@@ -417,6 +419,15 @@ mod tests {
         set(&mut table, "u", 2, 200);
         assert_eq!(known(&table, "u", 100), [state(1, 70)]);
         assert_eq!(known(&table, "u", 50), [state(1, 10)]);
+    }
+
+    #[test]
+    fn the_same_state_twice_keeps_no_history() {
+        let mut table = table();
+        set(&mut table, "u", 1, 10);
+        set(&mut table, "u", 1, 10);
+        assert!(table.history.is_empty());
+        assert_eq!(table.states_at("u", 10), StatesAt::Unknown);
     }
 
     #[test]
