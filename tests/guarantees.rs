@@ -125,6 +125,65 @@ fn revocation_wins_nothing_of_the_user_lands_after_it_is_applied() {
     );
 }
 
+/// A revocation of the person, not of the key: `revoking` is written for `key` while the
+/// person's events stream; nothing of them may land after it is applied.
+fn check_person_revocation(s: Scenario, key: &'static str, before: Option<String>) {
+    if let Some(grant) = before {
+        s.send_consent("u1", &grant);
+    }
+    let enforcer = s.start_ready();
+    let stream = {
+        let input = s.input.clone();
+        std::thread::spawn(move || {
+            for i in 0..400 {
+                let event = format!(
+                    r#"{{"type":"track","userId":"u1","anonymousId":"a1","messageId":"e{i}"}}"#
+                );
+                produce(&input, &[Record::new("u1", &event)]);
+            }
+        })
+    };
+    enforcer.wait_metric(
+        r#"consent_enforcer_events_delivered_total{destination="amplitude"}"#,
+        20.0,
+    );
+    let applied_before = enforcer.metric("consent_enforcer_consent_records_applied_total");
+    // Wider for this key than nothing, narrower for the person.
+    s.send_consent(
+        key,
+        &consent(&["advertising"], &["analytics"], &rfc3339_from_now(0)),
+    );
+    enforcer.wait_metric(
+        "consent_enforcer_consent_records_applied_total",
+        applied_before + 1.0,
+    );
+    let at_revocation = end_offsets(s.topic("amplitude")).values().sum::<i64>();
+    stream.join().unwrap();
+    s.wait_processed();
+    let after = end_offsets(s.topic("amplitude")).values().sum::<i64>();
+    assert_eq!(
+        after, at_revocation,
+        "events of the person landed after the revocation"
+    );
+}
+
+#[test]
+fn a_newer_anonymous_state_that_narrows_the_person_is_a_revocation() {
+    let s = Scenario::new("revocation-person", amplitude());
+    check_person_revocation(
+        s,
+        "a1",
+        Some(consent(&["analytics"], &[], &rfc3339_from_now(-60_000))),
+    );
+}
+
+#[test]
+fn a_first_state_under_when_missing_allow_is_a_revocation() {
+    let mut s = Scenario::new("revocation-first", amplitude());
+    s.consent_extra = "when_missing = \"allow\"".to_owned();
+    check_person_revocation(s, "u1", None);
+}
+
 #[test]
 fn pre_consent_event_is_not_delivered_by_a_later_grant() {
     let s = Scenario::new("pre-consent", amplitude());
