@@ -168,6 +168,11 @@ impl ConsentTable {
         all: CategorySet,
     ) -> bool {
         let current = self.get(user);
+        if current.is_some_and(|s| s.is_failed_closed()) {
+            // The person is granted nothing while this identifier is failed closed: nothing
+            // that replaces its state can narrow them.
+            return false;
+        }
         match record {
             Ok(ConsentUpdate::Remove) => current.is_some(),
             Ok(ConsentUpdate::Set(state)) => {
@@ -175,7 +180,7 @@ impl ConsentTable {
                 !state.granted.is_superset(all)
                     && self.bar(user).is_none_or(|bar| bar <= updated_at_ms)
             }
-            Err(_) => !current.is_some_and(|s| s.is_failed_closed()),
+            Err(_) => true,
         }
     }
 
@@ -516,5 +521,7 @@ mod tests {
         assert!(table.may_narrow("u", &Err(Rejection::NotJson), NOW, all));
         table.apply_record("u", Err(Rejection::NotJson), NOW, NOW);
         assert!(!table.may_narrow("u", &Err(Rejection::NotJson), NOW, all));
+        assert!(!table.may_narrow("u", &record(0b001, 30), NOW, all));
+        assert!(!table.may_narrow("u", &Ok(ConsentUpdate::Remove), NOW, all));
     }
 }
