@@ -174,3 +174,55 @@ fn exactly_once_two_instances_one_added_one_killed_has_no_duplicates() {
     let (lost, leaked, duplicated) = verdict(&s, written);
     assert_eq!((lost, leaked, duplicated), (0, 0, 0));
 }
+
+#[test]
+fn exactly_once_two_instances_with_one_transactional_id_one_stops_and_nothing_is_duplicated() {
+    let mut s = scenario("eos-fenced", true);
+    // Long transactions, so that the fencing is found when committing one (where the old
+    // code replaced its producer), not only by a write.
+    s.delivery_extra = format!(
+        "guarantee = \"exactly_once\"\ntransactional_id = \"{}-shared\"\ntransaction_interval_ms = 3000",
+        s.group
+    );
+    let mut a = s.start_instance("a");
+    a.wait_ready();
+    produce(&s.input, &events(0..3_000));
+    a.wait_metric("consent_enforcer_events_received_total", 3_000.0);
+    // The second instance's init_transactions fences the first: one of them must stop (exit
+    // 1) instead of replacing its producer and fencing the other in turn.
+    let mut b = s.start_instance("b");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let written = 3_000;
+    let stopped = loop {
+        if let Some(status) = a.exited() {
+            break ("a", status);
+        }
+        if let Some(status) = b.exited() {
+            break ("b", status);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither instance stopped; a:\n{}\nb:\n{}",
+            a.logs(),
+            b.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(stopped.1.code(), Some(1), "{} stopped", stopped.0);
+    let (survivor, fenced) = if stopped.0 == "a" {
+        (&mut b, &a)
+    } else {
+        (&mut a, &b)
+    };
+    assert!(
+        fenced
+            .logs()
+            .contains("fenced: another instance uses this delivery.transactional_id"),
+        "log:\n{}",
+        fenced.logs()
+    );
+    assert!(survivor.exited().is_none(), "log:\n{}", survivor.logs());
+    s.wait_processed();
+    let (lost, leaked, duplicated) = verdict(&s, written);
+    assert_eq!((lost, leaked, duplicated), (0, 0, 0));
+}

@@ -176,6 +176,7 @@ pub struct Delivery {
     transaction: Mutex<transaction::Transaction>,
     transaction_interval: Duration,
     transaction_max_events: usize,
+    transaction_timeout: Duration,
     transaction_seconds: metrics::Histogram,
     /// Where aborted transactions rewound the consumer to, until the pipeline has seen it.
     rewound: Mutex<Vec<(InputPartition, i64)>>,
@@ -198,6 +199,19 @@ pub struct Settings {
     pub transaction_max_events: usize,
     /// Bounds `init_transactions` at start.
     pub startup_timeout: Duration,
+    /// The producer's `transaction.timeout.ms`: past it the broker aborts a transaction.
+    pub transaction_timeout: Duration,
+}
+
+/// librdkafka's default `transaction.timeout.ms`.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `transaction.timeout.ms` a producer config sets, or librdkafka's default.
+pub fn transaction_timeout(producer_config: &rdkafka::ClientConfig) -> Duration {
+    producer_config
+        .get("transaction.timeout.ms")
+        .and_then(|ms| ms.trim().parse().ok())
+        .map_or(DEFAULT_TRANSACTION_TIMEOUT, Duration::from_millis)
 }
 
 impl Delivery {
@@ -242,6 +256,7 @@ impl Delivery {
             transaction: Mutex::new(transaction::Transaction::default()),
             transaction_interval: settings.transaction_interval,
             transaction_max_events: settings.transaction_max_events,
+            transaction_timeout: settings.transaction_timeout,
             transaction_seconds: metrics::histogram!(telemetry::TRANSACTION_COMMIT_SECONDS),
             rewound: Mutex::new(Vec::new()),
         })
@@ -430,12 +445,18 @@ impl Delivery {
             Target::Republish => self.consent_topic.clone(),
             Target::Hold => self.hold_topic.clone().unwrap_or_default(),
         };
-        telemetry::error("delivery", "write_failed");
-        tracing::error!(%topic, %error, "write failed for good; stopping without committing past it");
         let mut failure = lock(&self.failure);
-        if failure.is_none() {
-            *failure = Some(WriteFailed { topic, error });
+        if failure.is_some() {
+            // Stopping already: the first failure was reported.
+            return;
         }
+        telemetry::error("delivery", "write_failed");
+        if self.is_fenced(&error) {
+            self.log_fenced(&error);
+        } else {
+            tracing::error!(%topic, %error, "write failed for good; stopping without committing past it");
+        }
+        *failure = Some(WriteFailed { topic, error });
     }
 
     /// Events read but not judged could not be sought back to after an aborted transaction:
@@ -657,6 +678,7 @@ mod tests {
                 transaction_interval: Duration::from_millis(100),
                 transaction_max_events: 100,
                 startup_timeout: Duration::from_secs(1),
+                transaction_timeout: Duration::from_secs(60),
             },
             EventMetrics::register(["out"]),
             metrics::counter!("test_republished"),

@@ -21,6 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::producer_stats::ProducerStats;
 use super::tag::{InputPartition, Target};
 use super::{create_producer, lock, serve_queued, Delivery, WriteFailed};
+use crate::config::Guarantee;
 use crate::telemetry;
 
 /// Consecutive aborts after which the enforcer gives up (a write that can never succeed
@@ -29,18 +30,25 @@ const MAX_CONSECUTIVE_ABORTS: u32 = 5;
 
 /// Fencing errors: another producer with this transactional.id has taken over (or this one
 /// may not use it). A replacement would fence the other in turn, so the service stops.
+/// librdkafka reports a fenced producer with its own `__FENCED` code as well as the broker's.
+const FENCING: [RDKafkaErrorCode; 5] = [
+    RDKafkaErrorCode::Fenced,
+    RDKafkaErrorCode::ProducerFenced,
+    RDKafkaErrorCode::InvalidProducerEpoch,
+    RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+    RDKafkaErrorCode::ClusterAuthorizationFailed,
+];
+
+fn fencing(code: RDKafkaErrorCode) -> bool {
+    FENCING.contains(&code)
+}
+
 fn fenced(error: &KafkaError) -> bool {
     let code = match error {
-        KafkaError::Transaction(error) => error.code(),
-        _ => return false,
+        KafkaError::Transaction(error) => Some(error.code()),
+        other => other.rdkafka_error_code(),
     };
-    matches!(
-        code,
-        RDKafkaErrorCode::ProducerFenced
-            | RDKafkaErrorCode::InvalidProducerEpoch
-            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-            | RDKafkaErrorCode::ClusterAuthorizationFailed
-    )
+    code.is_some_and(fencing)
 }
 
 /// How long one resumable abort call waits before delivery reports are served again.
@@ -245,7 +253,7 @@ impl Delivery {
             txn.consecutive_aborts += 1;
             txn.consecutive_aborts
         };
-        if fenced(&error) || aborts > MAX_CONSECUTIVE_ABORTS {
+        if self.is_fenced(&error) || aborts > MAX_CONSECUTIVE_ABORTS {
             return self.give_up(error, aborts);
         }
         tracing::warn!(%error, "transaction aborted; judging its events again");
@@ -259,7 +267,7 @@ impl Delivery {
             // The aborted writes' reports (purged or delivered-then-aborted) belong to this
             // transaction: settle them before its state is cleared.
             Ok(()) => self.settle(),
-            Err(error) if fenced(&error) => return self.give_up(error, aborts),
+            Err(error) if self.is_fenced(&error) => return self.give_up(error, aborts),
             Err(error) => {
                 telemetry::error("delivery", "producer_renewed");
                 tracing::warn!(%error, "the transactional producer cannot go on; replacing it");
@@ -337,11 +345,42 @@ impl Delivery {
         Ok(())
     }
 
+    /// Whether `error`, or the fatal error behind it, says this producer is fenced.
+    pub(super) fn is_fenced(&self, error: &KafkaError) -> bool {
+        self.guarantee == Guarantee::ExactlyOnce
+            && (fenced(error)
+                || self
+                    .producer
+                    .load()
+                    .client()
+                    .fatal_error()
+                    .is_some_and(|(code, _)| fencing(code)))
+    }
+
+    /// Logs why a fenced producer stops: another instance took its transactional id, or the
+    /// broker aborted a transaction open too long (librdkafka reports both as fencing).
+    pub(super) fn log_fenced(&self, error: &KafkaError) {
+        let open_for = lock(&self.transaction).started.map(|s| s.elapsed());
+        if open_for.is_some_and(|open| open >= self.transaction_timeout) {
+            tracing::error!(
+                %error,
+                open_secs = open_for.map_or(0, |d| d.as_secs()),
+                "the broker aborted the transaction, open longer than transaction.timeout.ms; stopping"
+            );
+        } else {
+            tracing::error!(%error, "fenced: another instance uses this delivery.transactional_id; stopping");
+        }
+    }
+
     fn give_up(&self, error: KafkaError, aborts: u32) -> Outcome {
         let mut failure = lock(&self.failure);
         if failure.is_none() {
             telemetry::error("delivery", "transaction_fatal");
-            tracing::error!(%error, aborts, "transaction failed for good; stopping");
+            if self.is_fenced(&error) {
+                self.log_fenced(&error);
+            } else {
+                tracing::error!(%error, aborts, "transaction failed for good; stopping");
+            }
             *failure = Some(WriteFailed {
                 topic: "(transaction)".to_owned(),
                 error,

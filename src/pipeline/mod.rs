@@ -32,7 +32,7 @@ use crate::decision::Rule;
 use crate::delivery::limits::WriteLimits;
 use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::transaction::Outcome;
-use crate::delivery::{Delivery, Settings, Topics, WriteFailed};
+use crate::delivery::{self, Delivery, Settings, Topics, WriteFailed};
 use crate::kafka::{self, StartupError};
 use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
@@ -106,8 +106,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     let mut input_topics = config.input.topics.clone();
     input_topics.extend(hold_topic.clone());
     let destinations = config.destinations.iter().map(|d| d.name.as_str());
+    let producer_config = kafka::producer_config(config);
     let delivery = Arc::new(Delivery::new(
-        &kafka::producer_config(config),
+        &producer_config,
         Topics {
             input: input_topics.clone(),
             destinations: config
@@ -124,6 +125,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             transaction_interval: Duration::from_millis(config.delivery.transaction_interval_ms),
             transaction_max_events: config.delivery.transaction_max_events,
             startup_timeout: Duration::from_secs(config.kafka.startup_timeout_secs),
+            transaction_timeout: delivery::transaction_timeout(&producer_config),
         },
         EventMetrics::register(destinations),
         metrics::counter!(telemetry::CONSENT_RECORDS_REPUBLISHED),
