@@ -324,6 +324,30 @@ fn at_least_once_across_kill_9_loses_nothing_and_leaks_nothing() {
     assert!(leaked.is_empty(), "{} events leaked", leaked.len());
 }
 
+#[test]
+fn sigterm_with_a_full_producer_queue_exits_0_and_loses_nothing() {
+    let mut s = Scenario::new(
+        "sigterm-queue-full",
+        vec![Destination::new("amplitude", &["analytics"])],
+    );
+    s.extra = "[kafka.producer_properties]\n\"queue.buffering.max.messages\" = \"50\"\n".to_owned();
+    produce(&s.consent, &analytics_consents(100, consented));
+    produce(&s.input, &track_events(0..20_000, 100));
+    let mut enforcer = s.start_ready();
+    std::thread::sleep(Duration::from_secs(1));
+    enforcer.signal("TERM");
+    let status = enforcer.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "log:\n{}", enforcer.logs());
+    // What it did not finish, the next instance does.
+    let _next = s.start_ready();
+    s.wait_processed();
+    let got: HashSet<String> = message_ids(&s.delivered("amplitude")).into_iter().collect();
+    let missing = (0..20_000)
+        .filter(|i| consented(i % 100) && !got.contains(&format!("e{i}")))
+        .count();
+    assert_eq!(missing, 0, "consented events lost");
+}
+
 /// Acknowledgements are settled as fast as the broker gives them: a trickle of events, each
 /// written to six destinations, is committed within seconds of the last one. (When each turn
 /// of the pipeline served one produce response, the acknowledgements of six partitions per

@@ -172,6 +172,8 @@ pub struct Delivery {
     republished: metrics::Counter,
     republish_in_flight: Mutex<usize>,
     stopping: Arc<AtomicBool>,
+    /// A write was not sent because the queue was full while stopping.
+    not_sent_at_stop: AtomicBool,
     guarantee: Guarantee,
     transaction: Mutex<transaction::Transaction>,
     transaction_interval: Duration,
@@ -252,6 +254,7 @@ impl Delivery {
             republished,
             republish_in_flight: Mutex::new(0),
             stopping,
+            not_sent_at_stop: AtomicBool::new(false),
             guarantee: settings.guarantee,
             transaction: Mutex::new(transaction::Transaction::default()),
             transaction_interval: settings.transaction_interval,
@@ -260,6 +263,12 @@ impl Delivery {
             transaction_seconds: metrics::histogram!(telemetry::TRANSACTION_COMMIT_SECONDS),
             rewound: Mutex::new(Vec::new()),
         })
+    }
+
+    /// True if stopping left a write unsent (a full queue): its event is read again by the
+    /// next owner, and in exactly-once the last transaction was aborted for it.
+    pub fn not_sent_at_stop(&self) -> bool {
+        self.not_sent_at_stop.load(Ordering::Relaxed)
     }
 
     /// True once SIGTERM or SIGINT asked the service to stop.
@@ -365,6 +374,20 @@ impl Delivery {
                     }
                     producer.poll(Duration::from_millis(1));
                     self.settle();
+                }
+                Err((error @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // Stopping with a full queue: not sent, and no failure. Its event is not
+                    // done, so nothing from it on is committed and the next owner reads it
+                    // again; in exactly-once its transaction is aborted rather than
+                    // committed without it.
+                    if tag.target != Target::Republish {
+                        lock(&self.progress).fail_unsent(tag.input, tag.seq);
+                        if self.guarantee == Guarantee::ExactlyOnce {
+                            self.transaction_failed(error.clone());
+                        }
+                        self.not_sent_at_stop.store(true, Ordering::Relaxed);
+                    }
+                    return Err(error);
                 }
                 Err((error, _)) => {
                     if tag.target != Target::Republish {

@@ -299,7 +299,10 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     tracing::info!("stopping: draining in-flight writes");
     let drained = match delivery.guarantee() {
         Guarantee::ExactlyOnce => {
+            // An abort for a write left unsent at the stop is clean: nothing is lost, its
+            // events are read again by the next owner.
             delivery.commit_transaction(&consumer, drain_timeout) != Outcome::Aborted
+                || delivery.not_sent_at_stop()
         }
         Guarantee::AtLeastOnce => {
             let drained = delivery.drain(None, drain_timeout);
