@@ -58,12 +58,23 @@ impl PartitionProgress {
 pub struct Progress {
     partitions: HashMap<InputPartition, PartitionProgress>,
     in_flight: usize,
+    /// The next sequence number of each partition no longer tracked: a partition assigned
+    /// again goes on from it, so a late acknowledgement of a write from its earlier
+    /// assignment (a drain that timed out) can never credit an event of the new one.
+    retired: HashMap<InputPartition, u32>,
 }
 
 impl Progress {
     /// Starts tracking an event; returns its sequence number for the tags of its writes.
     pub fn begin(&mut self, input: InputPartition, offset: i64) -> u32 {
-        let partition = self.partitions.entry(input).or_default();
+        let retired = &mut self.retired;
+        let partition = self
+            .partitions
+            .entry(input)
+            .or_insert_with(|| PartitionProgress {
+                front_seq: retired.remove(&input).unwrap_or(0),
+                ..PartitionProgress::default()
+            });
         let seq = partition
             .front_seq
             .wrapping_add(partition.entries.len() as u32);
@@ -213,6 +224,10 @@ impl Progress {
         for input in inputs {
             if let Some(partition) = self.partitions.remove(input) {
                 self.in_flight -= partition.in_flight();
+                let next = partition
+                    .front_seq
+                    .wrapping_add(partition.entries.len() as u32);
+                self.retired.insert(*input, next);
             }
         }
     }
@@ -321,6 +336,21 @@ mod tests {
         progress.unpark(P, held);
         progress.acknowledge(P, last);
         assert_eq!(progress.to_commit(None), vec![]);
+    }
+
+    #[test]
+    fn a_late_acknowledgement_from_an_earlier_assignment_credits_nothing() {
+        let mut progress = Progress::default();
+        let old = event(&mut progress, 10, 1);
+        // Revoked before the write was acknowledged, then assigned again.
+        progress.remove(&[P]);
+        let new = event(&mut progress, 10, 1);
+        assert_ne!(old, new);
+        progress.acknowledge(P, old);
+        assert_eq!(progress.to_commit(None), vec![]);
+        assert_eq!(progress.in_flight(None), 1);
+        progress.acknowledge(P, new);
+        assert_eq!(progress.to_commit(None), vec![(P, 11)]);
     }
 
     #[test]
