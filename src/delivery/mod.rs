@@ -437,9 +437,12 @@ impl Delivery {
                 (Some(error), _) if self.guarantee == Guarantee::ExactlyOnce => {
                     // The transaction will abort and its events be judged again.
                     progress.acknowledge(tag.input, tag.seq);
-                    telemetry::error("delivery", "write_failed_in_transaction");
-                    tracing::warn!(%error, "a write failed; its transaction will be aborted");
-                    self.transaction_failed(error);
+                    // Once per transaction: an abort purges every write in flight, and each
+                    // comes back failed.
+                    if self.transaction_failed(error.clone()) {
+                        telemetry::error("delivery", "write_failed_in_transaction");
+                        tracing::warn!(%error, "a write failed; its transaction will be aborted");
+                    }
                 }
                 (None, target) => {
                     progress.acknowledge(tag.input, tag.seq);

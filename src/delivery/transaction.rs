@@ -125,9 +125,12 @@ impl Delivery {
         }
     }
 
-    /// Notes a failed write: the transaction can only be aborted.
-    pub(super) fn transaction_failed(&self, error: KafkaError) {
-        lock(&self.transaction).failed.get_or_insert(error);
+    /// Notes a failed write: the transaction can only be aborted. True for its first one.
+    pub(super) fn transaction_failed(&self, error: KafkaError) -> bool {
+        let failed = &mut lock(&self.transaction).failed;
+        let first = failed.is_none();
+        failed.get_or_insert(error);
+        first
     }
 
     /// True if the open transaction is old or large enough to commit.
