@@ -504,11 +504,26 @@ impl Delivery {
     /// re-publishes) is acknowledged, a write fails, or `timeout` passes. True if all were
     /// acknowledged.
     pub fn drain(&self, only: Option<&[InputPartition]>, timeout: Duration) -> bool {
+        self.drain_writes(only, only.is_none(), timeout)
+    }
+
+    /// Waits for the event writes (not the re-published consent states) to be acknowledged.
+    pub fn drain_events(&self, timeout: Duration) -> bool {
+        self.drain_writes(None, false, timeout)
+    }
+
+    /// Like [`Delivery::drain`], counting re-published consent states only if `republished`.
+    pub(super) fn drain_writes(
+        &self,
+        only: Option<&[InputPartition]>,
+        republished: bool,
+        timeout: Duration,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             self.settle();
             let pending = lock(&self.progress).in_flight(only)
-                + if only.is_none() {
+                + if republished {
                     *lock(&self.republish_in_flight)
                 } else {
                     0

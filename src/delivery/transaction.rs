@@ -197,7 +197,8 @@ impl Delivery {
         // Every write must be acknowledged before the offsets are computed. A write still
         // unacknowledged must not commit without its event's offset (a crash before the next
         // commit would write it twice): abort instead, and judge those events again.
-        let drained = self.drain(None, timeout);
+        // Re-published consent states are written outside the transaction: not waited for.
+        let drained = self.drain_writes(None, false, timeout);
         if let Some(error) = lock(&self.transaction).failed.clone() {
             return Err(error);
         }

@@ -605,7 +605,8 @@ impl ConsentEffects for Effects<'_> {
                 // Wait as long as it takes: applying the revocation while writes judged
                 // before it may still land would break the guarantee. Acknowledgements are
                 // served meanwhile, and a stop or a failed write ends the wait.
-                if self.delivery.drain(None, self.drain_timeout) {
+                // Only event writes: a re-published consent state is no judged event.
+                if self.delivery.drain_events(self.drain_timeout) {
                     return true;
                 }
                 if self.delivery.failure().is_some() || self.delivery.stopping() {
