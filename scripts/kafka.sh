@@ -102,7 +102,11 @@ port_open() {
 
 start() {
   fetch
-  if is_running; then log "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"; return 0; fi
+  if is_running; then
+    log "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"
+    wait_ready
+    return 0
+  fi
   if port_open "$port"; then
     log "127.0.0.1:$port is taken by another process; set KAFKA_PORT or stop it"
     exit 1
@@ -117,10 +121,19 @@ start() {
       { cat "$run/format.log" >&2; exit 1; }
   fi
   log "starting Kafka $version on 127.0.0.1:$port (log: $logfile)"
+  # Emptied here: the background shell's own redirection can come after the first look for
+  # "started" below, which an earlier start's log would then answer.
+  : >"$logfile"
   nohup bash -c "exec $(printf '%q ' java -Xmx"${KAFKA_HEAP:-768m}" -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$run/log4j2.properties" -cp "$libs/*" kafka.Kafka "$run/server.properties")" \
-    >"$logfile" 2>&1 </dev/null &
+    >>"$logfile" 2>&1 </dev/null &
   echo $! >"$pidfile"
+  wait_ready
+}
+
+# Waits until the broker started by this script serves (its log says so), at most
+# KAFKA_START_TIMEOUT seconds.
+wait_ready() {
   local timeout=${KAFKA_START_TIMEOUT:-180} started=$SECONDS
   while [ $((SECONDS - started)) -lt "$timeout" ]; do
     if ! is_running; then log "broker exited during start-up:"; tail -n 30 "$logfile" >&2; exit 1; fi
