@@ -57,13 +57,17 @@ pub fn configured_topics(config: &Config) -> Vec<(String, String)> {
     for (i, dest) in config.destinations.iter().enumerate() {
         topics.push((dest.topic.clone(), format!("destination[{i}].topic")));
     }
+    if let (true, Some(topic)) = (config.hold.enabled, &config.hold.topic) {
+        topics.push((topic.clone(), "hold.topic".to_owned()));
+    }
     topics
 }
 
-/// Checks that the cluster answers within `kafka.startup_timeout_secs` and that every
-/// configured topic exists. Returns the partition count of each topic.
+/// Checks, with the clients' `kafka.properties` (a secured cluster answers nothing else),
+/// that the cluster answers within `kafka.startup_timeout_secs` and that every configured
+/// topic exists. Returns the partition count of each topic.
 pub fn check_topics(config: &Config) -> Result<HashMap<String, usize>, StartupError> {
-    let consumer: BaseConsumer = base(config)
+    let consumer: BaseConsumer = with_user_properties(base(config), config, Role::Admin)
         .set("group.id", &config.kafka.group_id)
         .set("socket.connection.setup.timeout.ms", "5000")
         .create()

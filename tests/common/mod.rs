@@ -735,6 +735,11 @@ impl Enforcer {
         }
     }
 
+    /// The exit status, if it has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
     pub fn kill9(&mut self) {
         self.signal("KILL");
         self.wait_exit(WAIT);
