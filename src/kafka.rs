@@ -13,8 +13,8 @@ use rdkafka::statistics::Statistics;
 
 use crate::config::{Config, Guarantee};
 pub use startup::{
-    check_copartitioned, check_topics, configured_topics, warn_if_consent_topic_not_compacted,
-    StartupError,
+    check_copartitioned, check_topics, configured_topics, is_transient, retry,
+    warn_if_consent_topic_not_compacted, StartupError,
 };
 
 /// librdkafka settings that the delivery guarantee rests on; `kafka.properties` may not

@@ -1,4 +1,5 @@
-//! Start-up against the cluster: the hold topic, co-partitioned mode with the hold.
+//! Start-up against the cluster: topics created just before, the hold topic, co-partitioned
+//! mode with the hold.
 
 mod common;
 
@@ -8,6 +9,18 @@ use common::*;
 
 fn destinations() -> Vec<Destination> {
     vec![Destination::new("amplitude", &["analytics"])]
+}
+
+/// Writes the config with `startup_timeout_secs` and starts an enforcer on it.
+fn start_with_timeout(s: &Scenario, startup_timeout_secs: u64) -> Enforcer {
+    let port = free_port();
+    let path = s.dir.join(format!("enforcer-{port}.toml"));
+    let config = s.config(port).replace(
+        "[kafka]\n",
+        &format!("[kafka]\nstartup_timeout_secs = {startup_timeout_secs}\n"),
+    );
+    std::fs::write(&path, config).unwrap();
+    Enforcer::start(&path, port)
 }
 
 /// Waits until /readyz answers 200; panics if the enforcer exits first.
@@ -40,6 +53,39 @@ fn stop(mut enforcer: Enforcer) {
         "{}",
         enforcer.logs()
     );
+}
+
+#[test]
+fn enforcer_started_right_after_its_topics_were_created_becomes_ready() {
+    // Right after creation a partition's leader can answer "not leader" for a moment (the
+    // broker's metadata shows it before the partition is loaded), the longer the more
+    // partitions were created: with 48 consent partitions, many starts fall inside it. The
+    // last round is exactly-once, whose producer's init also waits on the cluster.
+    for round in 0..6 {
+        let exactly_once = round == 5;
+        let hold = unique("startup-race.hold");
+        let mut s = Scenario::just_created("startup-race", destinations(), 3, 48, &[(&hold, 3)]);
+        // Every start-up step that talks to the cluster: topic metadata (the hold topic
+        // too), consent watermarks, and in the last round the transactional producer's init.
+        s.extra = format!("[hold]\nenabled = true\ntopic = \"{hold}\"\n");
+        if exactly_once {
+            s.delivery_extra = format!(
+                "guarantee = \"exactly_once\"\ntransactional_id = \"{}-a\"",
+                s.group
+            );
+        }
+        let mut enforcer = start_with_timeout(&s, 30);
+        wait_ready_or_exit(&mut enforcer, &format!("round {round}"));
+        let message = format!("m{round}");
+        s.send_consent(
+            "u1",
+            &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+        );
+        s.send_events(&[("u1", &track("u1", &message))]);
+        s.wait_processed_by(&enforcer);
+        assert_eq!(message_ids(&s.delivered("amplitude")), [message]);
+        stop(enforcer);
+    }
 }
 
 #[test]

@@ -195,8 +195,11 @@ pub struct Settings {
     pub guarantee: Guarantee,
     pub transaction_interval: Duration,
     pub transaction_max_events: usize,
-    /// Bounds `init_transactions` at start.
+    /// Bounds `init_transactions` when the producer is replaced.
     pub startup_timeout: Duration,
+    /// Start-up's deadline: transient errors of `init_transactions` at start are retried
+    /// until then.
+    pub init_deadline: Instant,
 }
 
 impl Delivery {
@@ -213,7 +216,11 @@ impl Delivery {
         if settings.guarantee == Guarantee::ExactlyOnce {
             // Fences an earlier incarnation with the same transactional.id and aborts its
             // open transaction.
-            producer.init_transactions(settings.startup_timeout)?;
+            crate::kafka::retry(
+                settings.init_deadline,
+                "initialising transactions",
+                |left| producer.init_transactions(left),
+            )?;
             let mut plain = producer_config.clone();
             plain.remove("transactional.id");
             republisher = Some(create_producer(&plain, None)?);
@@ -650,6 +657,7 @@ mod tests {
                 transaction_interval: Duration::from_millis(100),
                 transaction_max_events: 100,
                 startup_timeout: Duration::from_secs(1),
+                init_deadline: Instant::now() + Duration::from_secs(1),
             },
             EventMetrics::register(["out"]),
             metrics::counter!("test_republished"),

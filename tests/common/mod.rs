@@ -477,6 +477,66 @@ impl Scenario {
         input_partitions: i32,
         consent_partitions: i32,
     ) -> Scenario {
+        let scenario = Scenario::named(name, destinations, input_partitions);
+        create_topic(&scenario.input, input_partitions, false);
+        create_topic(&scenario.consent, consent_partitions, true);
+        create_topic(&scenario.dead_letter, 1, false);
+        for dest in &scenario.destinations {
+            create_topic_with(&dest.topic, dest.partitions, &dest.topic_config);
+        }
+        scenario
+    }
+
+    /// Like `with_topics`, but every topic (and `extra_topics`, unconfigured) is created in one
+    /// request, without waiting for the broker's metadata to show them: as a deploy script that
+    /// starts the enforcer right after creating its topics would.
+    pub fn just_created(
+        name: &str,
+        destinations: Vec<Destination>,
+        input_partitions: i32,
+        consent_partitions: i32,
+        extra_topics: &[(&str, i32)],
+    ) -> Scenario {
+        let scenario = Scenario::named(name, destinations, input_partitions);
+        let mut topics = vec![
+            NewTopic::new(
+                &scenario.input,
+                input_partitions,
+                TopicReplication::Fixed(1),
+            ),
+            NewTopic::new(
+                &scenario.consent,
+                consent_partitions,
+                TopicReplication::Fixed(1),
+            )
+            .set("cleanup.policy", "compact"),
+            NewTopic::new(&scenario.dead_letter, 1, TopicReplication::Fixed(1)),
+        ];
+        for dest in &scenario.destinations {
+            let mut topic = NewTopic::new(&dest.topic, dest.partitions, TopicReplication::Fixed(1));
+            for (key, value) in &dest.topic_config {
+                topic = topic.set(key, value);
+            }
+            topics.push(topic);
+        }
+        for (topic, partitions) in extra_topics {
+            topics.push(NewTopic::new(
+                topic,
+                *partitions,
+                TopicReplication::Fixed(1),
+            ));
+        }
+        let results = runtime()
+            .block_on(admin().create_topics(&topics, &AdminOptions::new()))
+            .expect("create topics");
+        for result in results {
+            result.expect("topic created");
+        }
+        scenario
+    }
+
+    /// The names and config of a scenario; its topics are not created.
+    fn named(name: &str, destinations: Vec<Destination>, input_partitions: i32) -> Scenario {
         let id = unique(name);
         let destinations: Vec<Destination> = destinations
             .into_iter()
@@ -500,12 +560,6 @@ impl Scenario {
             delivery_extra: String::new(),
         };
         std::fs::create_dir_all(&scenario.dir).unwrap();
-        create_topic(&scenario.input, input_partitions, false);
-        create_topic(&scenario.consent, consent_partitions, true);
-        create_topic(&scenario.dead_letter, 1, false);
-        for dest in &scenario.destinations {
-            create_topic_with(&dest.topic, dest.partitions, &dest.topic_config);
-        }
         scenario
     }
 

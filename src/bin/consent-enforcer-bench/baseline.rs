@@ -63,6 +63,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
             transaction_interval: Duration::from_millis(100),
             transaction_max_events: 10_000,
             startup_timeout: Duration::from_secs(30),
+            init_deadline: Instant::now() + Duration::from_secs(30),
         },
         EventMetrics::register(args.destinations.iter().map(String::as_str)),
         metrics::counter!("unused"),
