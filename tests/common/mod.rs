@@ -44,17 +44,26 @@ pub fn bootstrap() -> &'static str {
 
 /// Runs `scripts/kafka.sh COMMAND` for the broker on 127.0.0.1:`port`; panics if it fails.
 pub fn kafka_script(command: &str, port: &str) {
+    kafka_script_with(command, port, &[]);
+}
+
+/// `kafka_script` with more environment for the script (e.g. `KAFKA_SECURE`); returns what it
+/// printed on stdout.
+pub fn kafka_script_with(command: &str, port: &str, env: &[(&str, &str)]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-    let status = Command::new("bash")
+    let output = Command::new("bash")
         .arg(script)
         .arg(command)
         .env("KAFKA_PORT", port)
-        .status()
+        .envs(env.iter().copied())
+        .stderr(Stdio::inherit())
+        .output()
         .expect("run scripts/kafka.sh");
     assert!(
-        status.success(),
+        output.status.success(),
         "scripts/kafka.sh {command} failed for the broker on port {port}"
     );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -623,6 +632,15 @@ impl Scenario {
         let path = self.dir.join(format!("enforcer-{instance}-{port}.toml"));
         std::fs::write(&path, self.config(port).replace("{instance}", instance)).unwrap();
         Enforcer::start(&path, port)
+    }
+
+    /// Starts an enforcer that reaches the cluster at `servers` (its `KAFKA_BOOTSTRAP_SERVERS`),
+    /// e.g. through another listener than the one the test helpers use.
+    pub fn start_through(&self, servers: &str) -> Enforcer {
+        let port = free_port();
+        let path = self.dir.join(format!("enforcer-{port}.toml"));
+        std::fs::write(&path, self.config(port).replace("{instance}", "a")).unwrap();
+        Enforcer::start_with_bootstrap(&path, port, servers)
     }
 
     /// Starts an enforcer and waits until it judges events.
