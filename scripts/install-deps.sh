@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing consent-enforcer needs and a fresh Debian/Ubuntu machine
 # may lack: a C toolchain and pkg-config with OpenSSL headers (librdkafka is built from
-# source), a Java runtime and Maven (the local Kafka broker), and curl. Rust itself comes from
-# rustup (https://rustup.rs); Debian's packaged cargo is too old for the dependencies.
+# source), a Java runtime and Maven (the local Kafka broker), curl, and openssl (the local
+# broker's certificates). Rust itself comes from rustup (https://rustup.rs); Debian's
+# packaged cargo is too old for the dependencies.
 set -euo pipefail
 
 missing=()
@@ -17,6 +18,8 @@ need perl perl
 need java openjdk-17-jre-headless
 need mvn maven
 need curl curl
+# Certificates for the local broker's SSL listener (scripts/kafka.sh, KAFKA_SECURE=1).
+need openssl openssl
 # OpenSSL headers for librdkafka's TLS/SASL support.
 if ! pkg-config --exists openssl 2>/dev/null; then missing+=(libssl-dev); fi
 # zlib headers for librdkafka's gzip codec.

@@ -13,6 +13,7 @@
 #   scripts/kafka.sh reset       stop and delete the data
 #   scripts/kafka.sh status      exit 0 if it runs
 #   scripts/kafka.sh bootstrap   print the bootstrap address
+#   scripts/kafka.sh tls-dir     print the folder of the KAFKA_SECURE=1 certificates (PEM)
 #   scripts/kafka.sh tool CLASS ARGS...   run a Kafka CLI class (e.g. org.apache.kafka.tools.TopicCommand)
 #
 # Environment:
@@ -20,6 +21,12 @@
 #   KAFKA_PORT                  client port (default 9092); the controller uses KAFKA_PORT+1
 #   KAFKA_HEAP                  JVM heap (default 768m)
 #   KAFKA_START_TIMEOUT         seconds to wait for the broker to serve (default 180)
+#   KAFKA_SECURE=1              also listen with SASL_PLAINTEXT (SCRAM-SHA-512) on KAFKA_PORT+2
+#                               and with SSL (client certificate required) on KAFKA_PORT+3;
+#                               the certificates are made with openssl into `tls-dir`: ca.pem,
+#                               and client.pem with client.key (CN=enforcer) for clients
+#   KAFKA_SCRAM_USER            the SCRAM-SHA-512 user (default enforcer)
+#   KAFKA_SCRAM_PASSWORD        its password (default enforcer-secret)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,6 +40,14 @@ run="$cache/broker-$port"
 data="$run/data"
 pidfile="$run/broker.pid"
 logfile="$run/broker.log"
+secure=${KAFKA_SECURE:-0}
+sasl_port=$((port + 2))
+ssl_port=$((port + 3))
+tls="$run/tls"
+scram_user=${KAFKA_SCRAM_USER:-enforcer}
+scram_password=${KAFKA_SCRAM_PASSWORD:-enforcer-secret}
+# The broker's keystore password: test material, on this machine only.
+store_password=broker-keystore
 
 log() { echo "kafka.sh: $*" >&2; }
 
@@ -52,17 +67,49 @@ java_cmd() {
     -Dlog4j2.configurationFile="$run/log4j2.properties" -cp "$libs/*" "$@"
 }
 
+# A CA, a broker certificate for 127.0.0.1/localhost (PKCS12 keystore) and a client
+# certificate (PEM, for librdkafka), made once per broker folder.
+make_tls() {
+  if [ -f "$tls/.complete" ]; then return 0; fi
+  command -v openssl >/dev/null || { log "openssl not found: install it (apt-get install openssl)"; exit 1; }
+  rm -rf "$tls" && mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+      -subj "/CN=consent-enforcer local CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    for name in broker client; do
+      if [ "$name" = broker ]; then cn=localhost usage=serverAuth; else cn=enforcer usage=clientAuth; fi
+      openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "/CN=$cn"
+      printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=%s\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' \
+        "$usage" >"$name.ext"
+      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile "$name.ext" -out "$name.pem"
+    done
+    openssl pkcs12 -export -in broker.pem -inkey broker.key -certfile ca.pem -name broker \
+      -passout "pass:$store_password" -out broker.p12
+    rm -f ./*.csr ./*.ext ca.srl
+  ) >"$run/tls.log" 2>&1 || { cat "$run/tls.log" >&2; exit 1; }
+  touch "$tls/.complete"
+}
+
 write_config() {
   mkdir -p "$run"
+  local listeners="PLAINTEXT://127.0.0.1:$port" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [ "$secure" = 1 ]; then
+    make_tls
+    listeners="$listeners,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SSL://127.0.0.1:$ssl_port"
+    protocols="$protocols,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL"
+  fi
   cat >"$run/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$data
 num.partitions=1
 auto.create.topics.enable=false
@@ -78,6 +125,19 @@ group.initial.rebalance.delay.ms=0
 log.cleaner.backoff.ms=1000
 log.retention.check.interval.ms=10000
 EOF
+  if [ "$secure" = 1 ]; then
+    cat >>"$run/server.properties" <<EOF
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.ssl.ssl.keystore.type=PKCS12
+listener.name.ssl.ssl.keystore.location=$tls/broker.p12
+listener.name.ssl.ssl.keystore.password=$store_password
+listener.name.ssl.ssl.key.password=$store_password
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$tls/ca.pem
+listener.name.ssl.ssl.client.auth=required
+EOF
+  fi
   cat >"$run/log4j2.properties" <<EOF
 rootLogger.level=WARN
 rootLogger.appenderRef.stdout.ref=STDOUT
@@ -102,7 +162,11 @@ port_open() {
 
 start() {
   fetch
-  if is_running; then log "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"; return 0; fi
+  if is_running; then
+    log "already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"
+    wait_ready
+    return 0
+  fi
   if port_open "$port"; then
     log "127.0.0.1:$port is taken by another process; set KAFKA_PORT or stop it"
     exit 1
@@ -113,19 +177,38 @@ start() {
     # What `StorageTool random-uuid` prints (16 random bytes, URL-safe base64 without padding),
     # without starting a JVM for it.
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" >"$run/format.log" 2>&1 ||
-      { cat "$run/format.log" >&2; exit 1; }
+    local scram=()
+    if [ "$secure" = 1 ]; then
+      # KRaft takes SCRAM credentials at format time, from the broker's own tool.
+      scram=(--add-scram "SCRAM-SHA-512=[name=$scram_user,password=$scram_password]")
+    fi
+    java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$run/server.properties" "${scram[@]}" \
+      >"$run/format.log" 2>&1 || { cat "$run/format.log" >&2; exit 1; }
+    if [ "$secure" = 1 ]; then scram_marker >"$data/.scram"; fi
   fi
   log "starting Kafka $version on 127.0.0.1:$port (log: $logfile)"
+  # Emptied here: the background shell's own redirection can come after the first look for
+  # "started" below, which an earlier start's log would then answer.
+  : >"$logfile"
   nohup bash -c "exec $(printf '%q ' java -Xmx"${KAFKA_HEAP:-768m}" -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$run/log4j2.properties" -cp "$libs/*" kafka.Kafka "$run/server.properties")" \
-    >"$logfile" 2>&1 </dev/null &
+    >>"$logfile" 2>&1 </dev/null &
   echo $! >"$pidfile"
+  wait_ready
+}
+
+# Waits until the broker started by this script serves (its log says so), at most
+# KAFKA_START_TIMEOUT seconds.
+wait_ready() {
   local timeout=${KAFKA_START_TIMEOUT:-180} started=$SECONDS
   while [ $((SECONDS - started)) -lt "$timeout" ]; do
     if ! is_running; then log "broker exited during start-up:"; tail -n 30 "$logfile" >&2; exit 1; fi
     if grep -q "Kafka Server started\|\[BrokerServer id=1\] Transition from STARTING to STARTED" "$logfile" 2>/dev/null; then
+      if [ "$secure" = 1 ]; then add_scram_user; fi
       log "ready: 127.0.0.1:$port after $((SECONDS - started)) s"
+      if [ "$secure" = 1 ]; then
+        log "also SASL_PLAINTEXT (SCRAM-SHA-512, user $scram_user) on 127.0.0.1:$sasl_port and SSL on 127.0.0.1:$ssl_port (certificates: $tls)"
+      fi
       return 0
     fi
     sleep 0.5
@@ -136,8 +219,27 @@ start() {
   exit 1
 }
 
+# Which SCRAM user and password the data holds, without the password itself.
+scram_marker() {
+  printf '%s %s\n' "$scram_user" "$(printf '%s' "$scram_password" | sha256sum | cut -d' ' -f1)"
+}
+
+# Data formatted without this SCRAM user (or with another password) gets it through the
+# PLAINTEXT listener, from the broker's own tool.
+add_scram_user() {
+  if [ "$(cat "$data/.scram" 2>/dev/null)" = "$(scram_marker)" ]; then return 0; fi
+  java_cmd kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$port" --alter --entity-type users \
+    --entity-name "$scram_user" --add-config "SCRAM-SHA-512=[password=$scram_password]" \
+    >"$run/scram.log" 2>&1 || { cat "$run/scram.log" >&2; exit 1; }
+  scram_marker >"$data/.scram"
+}
+
 ensure() {
-  is_running && port_open "$port" || start
+  if is_running && port_open "$port"; then
+    if [ "$secure" = 1 ]; then add_scram_user; fi
+    return 0
+  fi
+  start
 }
 
 stop() {
@@ -163,6 +265,7 @@ case "${1:-}" in
   reset) stop; rm -rf "$run" ;;
   status) is_running ;;
   bootstrap) echo "127.0.0.1:$port" ;;
+  tls-dir) echo "$tls" ;;
   tool) shift; fetch; write_config; java_cmd "$@" ;;
-  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

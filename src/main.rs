@@ -78,13 +78,28 @@ fn main() -> ExitCode {
             match run(loaded) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    tracing::error!("{error:#}");
-                    eprintln!("error: {error:#}");
+                    let error = describe(&error);
+                    tracing::error!("{error}");
+                    eprintln!("error: {error}");
                     ExitCode::from(EXIT_RUNTIME)
                 }
             }
         }
     }
+}
+
+/// The error and each cause it does not already name: most errors here include their cause's
+/// text, and `{:#}` would repeat it.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

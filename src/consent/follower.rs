@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -21,7 +21,7 @@ use super::record::{parse_key, parse_value};
 use super::table::RecordOutcome;
 use super::{ConsentState, ConsentTable, Rejection};
 use crate::config::{Config, ConsentMode};
-use crate::kafka::{consent_consumer_config, KafkaContext, LagGauge};
+use crate::kafka::{consent_consumer_config, retry, KafkaContext, LagGauge};
 use crate::telemetry::{self, ConsentMetrics};
 use crate::vocabulary::{CategorySet, Vocabulary};
 
@@ -269,12 +269,14 @@ struct Applier {
 
 impl ConsentFollower {
     /// Starts following the consent topic: every partition from its beginning, or in
-    /// co-partitioned mode none yet (see [`ConsentFollower::follow`]).
+    /// co-partitioned mode none yet (see [`ConsentFollower::follow`]). Transient errors of the
+    /// cluster are retried until `deadline`.
     pub fn start(
         config: &Config,
         partitions: usize,
         vocabulary: Arc<Vocabulary>,
         metrics: ConsentMetrics,
+        deadline: Instant,
     ) -> KafkaResult<ConsentFollower> {
         let consumer: BaseConsumer<KafkaContext> = consent_consumer_config(config)
             .create_with_context(KafkaContext::new(Some(LagGauge::Total(
@@ -319,14 +321,19 @@ impl ConsentFollower {
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
-            follower.follow(&all)?;
+            follower.follow_by(&all, deadline)?;
         }
         Ok(follower)
     }
 
     /// Follows exactly `partitions` from now on: new ones are read from their beginning (and
     /// count as behind until read to the end they have now), dropped ones are forgotten.
+    /// Transient errors of the cluster are retried for `kafka.startup_timeout_secs`.
     pub fn follow(&mut self, partitions: &[i32]) -> KafkaResult<()> {
+        self.follow_by(partitions, Instant::now() + self.timeout)
+    }
+
+    fn follow_by(&mut self, partitions: &[i32], deadline: Instant) -> KafkaResult<()> {
         let added: Vec<i32> = partitions
             .iter()
             .copied()
@@ -356,9 +363,11 @@ impl ConsentFollower {
             let mut list = TopicPartitionList::new();
             for partition in &added {
                 list.add_partition_offset(&self.topic, *partition, Offset::Beginning)?;
-                let (low, high) =
+                // A partition just created can answer "not leader" for a moment.
+                let (low, high) = retry(deadline, "reading the consent topic's offsets", |left| {
                     self.consumer
-                        .fetch_watermarks(&self.topic, *partition, self.timeout)?;
+                        .fetch_watermarks(&self.topic, *partition, left)
+                })?;
                 if high > low {
                     self.behind.insert(*partition);
                 }

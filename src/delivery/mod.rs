@@ -199,10 +199,13 @@ pub struct Settings {
     pub guarantee: Guarantee,
     pub transaction_interval: Duration,
     pub transaction_max_events: usize,
-    /// Bounds `init_transactions` at start.
+    /// Bounds `init_transactions` when the producer is replaced.
     pub startup_timeout: Duration,
     /// The producer's `transaction.timeout.ms`: past it the broker aborts a transaction.
     pub transaction_timeout: Duration,
+    /// Start-up's deadline: transient errors of `init_transactions` at start are retried
+    /// until then.
+    pub init_deadline: Instant,
 }
 
 /// librdkafka's default `transaction.timeout.ms`.
@@ -230,7 +233,11 @@ impl Delivery {
         if settings.guarantee == Guarantee::ExactlyOnce {
             // Fences an earlier incarnation with the same transactional.id and aborts its
             // open transaction.
-            producer.init_transactions(settings.startup_timeout)?;
+            crate::kafka::retry(
+                settings.init_deadline,
+                "initialising transactions",
+                |left| producer.init_transactions(left),
+            )?;
             let mut plain = producer_config.clone();
             plain.remove("transactional.id");
             republisher = Some(create_producer(&plain, None)?);
@@ -720,6 +727,7 @@ mod tests {
                 transaction_max_events: 100,
                 startup_timeout: Duration::from_secs(1),
                 transaction_timeout: Duration::from_secs(60),
+                init_deadline: Instant::now() + Duration::from_secs(1),
             },
             EventMetrics::register(["out"]),
             metrics::counter!("test_republished"),

@@ -76,7 +76,17 @@ pub struct Signals {
 
 /// Runs the enforcer until `signals.stopping` is set or a write fails for good.
 pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
-    let partitions = kafka::check_topics(config)?;
+    // One deadline for every wait on the cluster before the consent table is read.
+    let startup_secs = config.kafka.startup_timeout_secs;
+    let deadline = Instant::now() + Duration::from_secs(startup_secs);
+    let step_failed = |step| {
+        move |source| StartupError::Step {
+            step,
+            secs: startup_secs,
+            source,
+        }
+    };
+    let partitions = kafka::check_topics(config, deadline)?;
     if config.consent.mode == ConsentMode::Copartitioned {
         kafka::check_copartitioned(config, &partitions)?;
     }
@@ -84,7 +94,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         Ok(admin) => WriteLimits::read(
             config,
             &admin,
-            Duration::from_secs(config.kafka.startup_timeout_secs),
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1)),
         ),
         Err(error) => {
             tracing::warn!(%error, "cannot create an admin client to read the topics' max.message.bytes");
@@ -107,7 +119,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     input_topics.extend(hold_topic.clone());
     let destinations = config.destinations.iter().map(|d| d.name.as_str());
     let producer_config = kafka::producer_config(config);
-    let delivery = Arc::new(Delivery::new(
+    let delivery = Delivery::new(
         &producer_config,
         Topics {
             input: input_topics.clone(),
@@ -124,13 +136,16 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             guarantee: config.delivery.guarantee,
             transaction_interval: Duration::from_millis(config.delivery.transaction_interval_ms),
             transaction_max_events: config.delivery.transaction_max_events,
-            startup_timeout: Duration::from_secs(config.kafka.startup_timeout_secs),
+            startup_timeout: Duration::from_secs(startup_secs),
             transaction_timeout: delivery::transaction_timeout(&producer_config),
+            init_deadline: deadline,
         },
         EventMetrics::register(destinations),
         metrics::counter!(telemetry::CONSENT_RECORDS_REPUBLISHED),
         signals.stopping.clone(),
-    )?);
+    )
+    .map_err(step_failed("starting the producer"))?;
+    let delivery = Arc::new(delivery);
 
     let consent_partitions = partitions.get(&config.consent.topic).copied().unwrap_or(1);
     let mut follower = ConsentFollower::start(
@@ -138,7 +153,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         consent_partitions,
         vocabulary.clone(),
         ConsentMetrics::register(),
-    )?;
+        deadline,
+    )
+    .map_err(step_failed("starting to read the consent topic"))?;
     let drain_timeout = Duration::from_secs(config.delivery.drain_timeout_secs);
     let hold = hold_topic.as_ref().map(|topic| {
         RefCell::new(Hold::new(

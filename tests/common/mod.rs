@@ -47,17 +47,26 @@ pub fn bootstrap() -> &'static str {
 
 /// Runs `scripts/kafka.sh COMMAND` for the broker on 127.0.0.1:`port`; panics if it fails.
 pub fn kafka_script(command: &str, port: &str) {
+    kafka_script_with(command, port, &[]);
+}
+
+/// `kafka_script` with more environment for the script (e.g. `KAFKA_SECURE`); returns what it
+/// printed on stdout.
+pub fn kafka_script_with(command: &str, port: &str, env: &[(&str, &str)]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-    let status = Command::new("bash")
+    let output = Command::new("bash")
         .arg(script)
         .arg(command)
         .env("KAFKA_PORT", port)
-        .status()
+        .envs(env.iter().copied())
+        .stderr(Stdio::inherit())
+        .output()
         .expect("run scripts/kafka.sh");
     assert!(
-        status.success(),
+        output.status.success(),
         "scripts/kafka.sh {command} failed for the broker on port {port}"
     );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -541,6 +550,66 @@ impl Scenario {
         input_partitions: i32,
         consent_partitions: i32,
     ) -> Scenario {
+        let scenario = Scenario::named(name, destinations, input_partitions);
+        create_topic(&scenario.input, input_partitions, false);
+        create_topic(&scenario.consent, consent_partitions, true);
+        create_topic(&scenario.dead_letter, 1, false);
+        for dest in &scenario.destinations {
+            create_topic_with(&dest.topic, dest.partitions, &dest.topic_config);
+        }
+        scenario
+    }
+
+    /// Like `with_topics`, but every topic (and `extra_topics`, unconfigured) is created in one
+    /// request, without waiting for the broker's metadata to show them: as a deploy script that
+    /// starts the enforcer right after creating its topics would.
+    pub fn just_created(
+        name: &str,
+        destinations: Vec<Destination>,
+        input_partitions: i32,
+        consent_partitions: i32,
+        extra_topics: &[(&str, i32)],
+    ) -> Scenario {
+        let scenario = Scenario::named(name, destinations, input_partitions);
+        let mut topics = vec![
+            NewTopic::new(
+                &scenario.input,
+                input_partitions,
+                TopicReplication::Fixed(1),
+            ),
+            NewTopic::new(
+                &scenario.consent,
+                consent_partitions,
+                TopicReplication::Fixed(1),
+            )
+            .set("cleanup.policy", "compact"),
+            NewTopic::new(&scenario.dead_letter, 1, TopicReplication::Fixed(1)),
+        ];
+        for dest in &scenario.destinations {
+            let mut topic = NewTopic::new(&dest.topic, dest.partitions, TopicReplication::Fixed(1));
+            for (key, value) in &dest.topic_config {
+                topic = topic.set(key, value);
+            }
+            topics.push(topic);
+        }
+        for (topic, partitions) in extra_topics {
+            topics.push(NewTopic::new(
+                topic,
+                *partitions,
+                TopicReplication::Fixed(1),
+            ));
+        }
+        let results = runtime()
+            .block_on(admin().create_topics(&topics, &AdminOptions::new()))
+            .expect("create topics");
+        for result in results {
+            result.expect("topic created");
+        }
+        scenario
+    }
+
+    /// The names and config of a scenario; its topics are not created.
+    fn named(name: &str, destinations: Vec<Destination>, input_partitions: i32) -> Scenario {
         let id = unique(name);
         let destinations: Vec<Destination> = destinations
             .into_iter()
@@ -564,12 +633,6 @@ impl Scenario {
             delivery_extra: String::new(),
         };
         std::fs::create_dir_all(&scenario.dir).unwrap();
-        create_topic(&scenario.input, input_partitions, false);
-        create_topic(&scenario.consent, consent_partitions, true);
-        create_topic(&scenario.dead_letter, 1, false);
-        for dest in &scenario.destinations {
-            create_topic_with(&dest.topic, dest.partitions, &dest.topic_config);
-        }
         scenario
     }
 
@@ -633,6 +696,15 @@ impl Scenario {
         let path = self.dir.join(format!("enforcer-{instance}-{port}.toml"));
         std::fs::write(&path, self.config(port).replace("{instance}", instance)).unwrap();
         Enforcer::start(&path, port)
+    }
+
+    /// Starts an enforcer that reaches the cluster at `servers` (its `KAFKA_BOOTSTRAP_SERVERS`),
+    /// e.g. through another listener than the one the test helpers use.
+    pub fn start_through(&self, servers: &str) -> Enforcer {
+        let port = free_port();
+        let path = self.dir.join(format!("enforcer-{port}.toml"));
+        std::fs::write(&path, self.config(port).replace("{instance}", "a")).unwrap();
+        Enforcer::start_with_bootstrap(&path, port, servers)
     }
 
     /// Starts an enforcer and waits until it judges events.
@@ -802,6 +874,11 @@ impl Enforcer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The exit status, if it has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait")
     }
 
     pub fn kill9(&mut self) {

@@ -64,6 +64,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
             transaction_max_events: 10_000,
             startup_timeout: Duration::from_secs(30),
             transaction_timeout: consent_enforcer::delivery::DEFAULT_TRANSACTION_TIMEOUT,
+            init_deadline: Instant::now() + Duration::from_secs(30),
         },
         EventMetrics::register(args.destinations.iter().map(String::as_str)),
         metrics::counter!("unused"),

@@ -1,0 +1,770 @@
+//! Start-up's dealings with the cluster: the checks (reachable, authenticated, every topic
+//! there with a leader for each partition, co-partitioned counts, consent topic compacted),
+//! and the retrying of transient errors until the one deadline, `kafka.startup_timeout_secs`.
+//!
+//! A cluster that is still settling (topics just created, a leader being elected, a
+//! coordinator loading) is waited for; a lasting error (authentication, authorization, a
+//! missing topic) fails start-up at once, with the field or setting to fix.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::metadata::Metadata;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::{base, with_user_properties, KafkaContext, Role};
+use crate::config::Config;
+
+/// The longest single wait for the cluster's metadata, so that an authentication failure,
+/// reported apart from the request, ends start-up soon.
+const METADATA_SLICE: Duration = Duration::from_secs(1);
+/// The shortest time events are served between two tries, enough to empty the queue.
+const EVENTS_MIN_WAIT: Duration = Duration::from_millis(10);
+/// The shortest wait given to a try, even when the deadline is (almost) reached.
+const MIN_TRY: Duration = Duration::from_millis(200);
+/// The first pause between tries; it doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a topic may be absent from the metadata before it counts as missing: a topic
+/// created just before start-up can take a moment to reach the broker's metadata.
+const MISSING_TOPIC_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("could not reach Kafka at {servers} within kafka.startup_timeout_secs = {secs} s: {source}{}", last_error_note(.last_error))]
+    Unreachable {
+        servers: String,
+        secs: u64,
+        source: Box<KafkaError>,
+        /// The last error librdkafka reported about the connection (e.g. a TLS handshake).
+        last_error: Option<String>,
+    },
+    #[error("authentication failed at Kafka {servers}: {reason}; check the credentials (sasl.username, sasl.password) or the client certificate in kafka.properties")]
+    AuthenticationFailed { servers: String, reason: String },
+    #[error("topic {topic:?} ({field}) does not exist; create it before starting the enforcer")]
+    MissingTopic { topic: String, field: String },
+    #[error("topic {topic:?} ({field}) cannot be used: {reason}")]
+    BadTopic {
+        topic: String,
+        field: String,
+        reason: String,
+    },
+    #[error("topic {topic:?} ({field}) was not ready within kafka.startup_timeout_secs = {secs} s: {reason}")]
+    TopicNotReady {
+        topic: String,
+        field: String,
+        secs: u64,
+        reason: String,
+    },
+    #[error("consent.mode = \"copartitioned\" needs equal partition counts: {field} = {topic:?} has {partitions}, consent.topic = {consent_topic:?} has {consent_partitions}")]
+    NotCopartitioned {
+        topic: String,
+        field: String,
+        partitions: usize,
+        consent_topic: String,
+        consent_partitions: usize,
+    },
+    #[error("start-up failed while {step} (transient errors are retried for kafka.startup_timeout_secs = {secs} s): {source}")]
+    Step {
+        step: &'static str,
+        secs: u64,
+        source: KafkaError,
+    },
+    #[error("cannot create Kafka client: {0}")]
+    Client(#[source] KafkaError),
+}
+
+fn last_error_note(last_error: &Option<String>) -> String {
+    last_error
+        .as_deref()
+        .map(|error| format!(" (last error from the cluster: {error})"))
+        .unwrap_or_default()
+}
+
+/// Whether waiting can fix an error from the cluster: a leader being elected, a coordinator
+/// loading, a broker not reachable yet, a request that timed out. Anything else (an
+/// authentication or authorization failure, a bad request) is lasting.
+pub fn is_transient(error: &KafkaError) -> bool {
+    if let KafkaError::Transaction(error) = error {
+        return error.is_retriable() || is_transient_code(error.code());
+    }
+    error.rdkafka_error_code().is_some_and(is_transient_code)
+}
+
+fn is_transient_code(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        code,
+        // The cluster is settling: topics just created, a leader or coordinator moving.
+        LeaderNotAvailable
+            | NotLeaderForPartition
+            | PreferredLeaderNotAvailable
+            | FencedLeaderEpoch
+            | UnknownLeaderEpoch
+            | ReplicaNotAvailable
+            | NotEnoughReplicas
+            | NotEnoughReplicasAfterAppend
+            | OffsetNotAvailable
+            | KafkaStorageError
+            | NotController
+            | CoordinatorLoadInProgress
+            | CoordinatorNotAvailable
+            | NotCoordinator
+            | WaitingForCoordinator
+            | ConcurrentTransactions
+            // A topic the metadata already shows, not yet known where the request went.
+            | UnknownTopicOrPartition
+            | UnknownTopic
+            | UnknownPartition
+            // The network, or a broker not up (yet).
+            | RequestTimedOut
+            | NetworkException
+            | BrokerNotAvailable
+            | OperationTimedOut
+            | TimedOutQueue
+            | BrokerTransportFailure
+            | AllBrokersDown
+            | Resolve
+            | Retry
+    )
+}
+
+/// Whether librdkafka reports a failed authentication (SASL) with this code.
+fn is_authentication_failure(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed
+    )
+}
+
+/// Tries `attempt` until it succeeds, fails with a lasting error, or `deadline` passes (then
+/// the last error is returned). Each try is given the time left (at least `MIN_TRY`).
+pub fn retry<T>(
+    deadline: Instant,
+    step: &'static str,
+    mut attempt: impl FnMut(Duration) -> KafkaResult<T>,
+) -> KafkaResult<T> {
+    let mut backoff = FIRST_BACKOFF;
+    let mut reported = false;
+    loop {
+        let error = match attempt(time_left(deadline).max(MIN_TRY)) {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let left = time_left(deadline);
+        if !is_transient(&error) || left.is_zero() {
+            return Err(error);
+        }
+        report_transient(step, &error, &mut reported);
+        std::thread::sleep(backoff.min(left));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn time_left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Logs the first transient error of a step at info, the others at debug.
+fn report_transient(step: &'static str, error: &dyn std::fmt::Display, reported: &mut bool) {
+    if *reported {
+        tracing::debug!(step, %error, "the cluster is not ready yet; retrying");
+    } else {
+        *reported = true;
+        tracing::info!(
+            step,
+            %error,
+            "the cluster is not ready yet; retrying until kafka.startup_timeout_secs"
+        );
+    }
+}
+
+/// Every topic the config names, with the field that names it.
+pub fn configured_topics(config: &Config) -> Vec<(String, String)> {
+    let mut topics: Vec<(String, String)> = config
+        .input
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(i, topic)| (topic.clone(), format!("input.topics[{i}]")))
+        .collect();
+    topics.push((config.consent.topic.clone(), "consent.topic".to_owned()));
+    topics.push((
+        config.dead_letter.topic.clone(),
+        "dead_letter.topic".to_owned(),
+    ));
+    for (i, dest) in config.destinations.iter().enumerate() {
+        topics.push((dest.topic.clone(), format!("destination[{i}].topic")));
+    }
+    if let (true, Some(topic)) = (config.hold.enabled, &config.hold.topic) {
+        topics.push((topic.clone(), "hold.topic".to_owned()));
+    }
+    topics
+}
+
+/// The metadata client's context: librdkafka's logs as usual, and the errors it reports
+/// apart from any request (a failed authentication, a TLS handshake) kept for start-up.
+struct StartupContext {
+    logs: KafkaContext,
+    last_error: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl StartupContext {
+    fn last_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.last_error
+            .lock()
+            .map(|last| last.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl ClientContext for StartupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.logs.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let (Some(code), Ok(mut last)) = (error.rdkafka_error_code(), self.last_error.lock()) {
+            // "All brokers down" follows the error that says why.
+            if code != RDKafkaErrorCode::AllBrokersDown || last.is_none() {
+                *last = Some((code, reason.to_owned()));
+            }
+        }
+        self.logs.error(error, reason);
+    }
+}
+
+impl ConsumerContext for StartupContext {}
+
+/// Checks, by `deadline`, that the cluster answers and accepts the client's credentials, and
+/// that every configured topic exists with a leader for each partition. Returns the partition
+/// count of each topic.
+pub fn check_topics(
+    config: &Config,
+    deadline: Instant,
+) -> Result<HashMap<String, usize>, StartupError> {
+    let mut client = with_user_properties(base(config), config, Role::Admin);
+    client
+        .set("group.id", &config.kafka.group_id)
+        .set("socket.connection.setup.timeout.ms", "5000");
+    let consumer: BaseConsumer<StartupContext> = client
+        .create_with_context(StartupContext {
+            logs: KafkaContext::new(None),
+            last_error: Mutex::new(None),
+        })
+        .map_err(StartupError::Client)?;
+    let servers = &config.kafka.bootstrap_servers;
+    let secs = config.kafka.startup_timeout_secs;
+    let configured = configured_topics(config);
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let mut reported = false;
+    loop {
+        let slice = time_left(deadline).clamp(MIN_TRY, METADATA_SLICE);
+        let waiting = match consumer.fetch_metadata(None, slice) {
+            Ok(metadata) => {
+                let missing_is_final = started.elapsed() >= MISSING_TOPIC_GRACE;
+                match assess(&configured, &topic_views(&metadata), missing_is_final) {
+                    Assessment::Usable(partitions) => return Ok(partitions),
+                    Assessment::Lasting(problem) => return Err(problem.into_error(secs)),
+                    Assessment::Settling(problem) => Waiting::Topic(problem),
+                }
+            }
+            Err(source) if !is_transient(&source) => {
+                return Err(match source.rdkafka_error_code() {
+                    Some(code) if is_authentication_failure(code) => {
+                        StartupError::AuthenticationFailed {
+                            servers: servers.clone(),
+                            reason: source.to_string(),
+                        }
+                    }
+                    _ => StartupError::Step {
+                        step: "reading the cluster's metadata",
+                        secs,
+                        source,
+                    },
+                });
+            }
+            Err(error) => Waiting::Cluster(error),
+        };
+        serve_events(&consumer, backoff.min(time_left(deadline)));
+        let last_error = consumer.context().last_error();
+        if let Some((code, reason)) = &last_error {
+            if is_authentication_failure(*code) {
+                return Err(StartupError::AuthenticationFailed {
+                    servers: servers.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        if time_left(deadline).is_zero() {
+            return Err(match waiting {
+                Waiting::Topic(problem) => problem.into_error(secs),
+                Waiting::Cluster(source) => StartupError::Unreachable {
+                    servers: servers.clone(),
+                    secs,
+                    source: Box::new(source),
+                    last_error: last_error.map(|(_, reason)| reason),
+                },
+            });
+        }
+        let why = match &waiting {
+            Waiting::Topic(problem) => format!(
+                "topic {:?} ({}): {}",
+                problem.topic, problem.field, problem.reason
+            ),
+            Waiting::Cluster(error) => error.to_string(),
+        };
+        report_transient("checking the topics", &why, &mut reported);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// What the metadata client waits for.
+enum Waiting {
+    Topic(TopicProblem),
+    Cluster(KafkaError),
+}
+
+/// Serves what librdkafka queued for the client (its logs, and errors reported apart from any
+/// request, into the context) for `wait`, and at least long enough to empty the queue.
+fn serve_events(consumer: &BaseConsumer<StartupContext>, wait: Duration) {
+    let until = Instant::now() + wait.max(EVENTS_MIN_WAIT);
+    loop {
+        let left = time_left(until);
+        if left.is_zero() {
+            return;
+        }
+        // Returns early on an error event (served into the context all the same).
+        let _ = consumer.poll(left);
+    }
+}
+
+/// What start-up needs to know of one topic in the metadata.
+#[derive(Debug, Clone, PartialEq)]
+struct TopicView {
+    name: String,
+    error: Option<RDKafkaErrorCode>,
+    /// Each partition's leader (negative: none) and error.
+    partitions: Vec<(i32, Option<RDKafkaErrorCode>)>,
+}
+
+fn topic_views(metadata: &Metadata) -> Vec<TopicView> {
+    metadata
+        .topics()
+        .iter()
+        .map(|topic| TopicView {
+            name: topic.name().to_owned(),
+            error: topic.error().map(RDKafkaErrorCode::from),
+            partitions: topic
+                .partitions()
+                .iter()
+                .map(|p| (p.leader(), p.error().map(RDKafkaErrorCode::from)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Why a configured topic cannot be used yet.
+#[derive(Debug, Clone, PartialEq)]
+struct TopicProblem {
+    topic: String,
+    field: String,
+    kind: ProblemKind,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ProblemKind {
+    Missing,
+    Unusable,
+    NotReady,
+}
+
+impl TopicProblem {
+    fn into_error(self, secs: u64) -> StartupError {
+        let TopicProblem {
+            topic,
+            field,
+            kind,
+            reason,
+        } = self;
+        match kind {
+            ProblemKind::Missing => StartupError::MissingTopic { topic, field },
+            ProblemKind::Unusable => StartupError::BadTopic {
+                topic,
+                field,
+                reason,
+            },
+            ProblemKind::NotReady => StartupError::TopicNotReady {
+                topic,
+                field,
+                secs,
+                reason,
+            },
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Assessment {
+    /// Every topic is there, each partition with a leader: the partition counts.
+    Usable(HashMap<String, usize>),
+    /// Waiting may fix it.
+    Settling(TopicProblem),
+    /// Waiting will not fix it.
+    Lasting(TopicProblem),
+}
+
+/// Judges the configured topics (name, field) by the metadata. A topic absent from it is
+/// settling until `missing_is_final`; a lasting problem of any topic wins over a settling one.
+fn assess(
+    configured: &[(String, String)],
+    found: &[TopicView],
+    missing_is_final: bool,
+) -> Assessment {
+    let mut partitions = HashMap::new();
+    let mut settling = None;
+    for (topic, field) in configured {
+        let problem = |kind, reason: String| TopicProblem {
+            topic: topic.clone(),
+            field: field.clone(),
+            kind,
+            reason,
+        };
+        let view = found
+            .iter()
+            .find(|view| &view.name == topic)
+            .filter(|view| view.error != Some(RDKafkaErrorCode::UnknownTopicOrPartition));
+        let Some(view) = view else {
+            let missing = problem(ProblemKind::Missing, "UnknownTopicOrPartition".to_owned());
+            if missing_is_final {
+                return Assessment::Lasting(missing);
+            }
+            settling.get_or_insert(missing);
+            continue;
+        };
+        let partition_error = view
+            .partitions
+            .iter()
+            .find_map(|(leader, error)| match error {
+                // Some follower is down: the partition is served by its leader all the same.
+                Some(RDKafkaErrorCode::ReplicaNotAvailable) | None if *leader >= 0 => None,
+                Some(code) => Some(*code),
+                None => Some(RDKafkaErrorCode::LeaderNotAvailable),
+            });
+        match view.error.or(partition_error) {
+            None if view.partitions.is_empty() => {
+                return Assessment::Lasting(problem(
+                    ProblemKind::Unusable,
+                    "it has no partitions".to_owned(),
+                ))
+            }
+            None => {
+                partitions.insert(topic.clone(), view.partitions.len());
+            }
+            Some(code) if is_transient_code(code) => {
+                settling.get_or_insert(problem(ProblemKind::NotReady, format!("{code:?}")));
+            }
+            Some(code) => {
+                return Assessment::Lasting(problem(ProblemKind::Unusable, format!("{code:?}")))
+            }
+        }
+    }
+    match settling {
+        Some(problem) => Assessment::Settling(problem),
+        None => Assessment::Usable(partitions),
+    }
+}
+
+/// In co-partitioned mode, every input topic (and the hold topic) must have as many
+/// partitions as the consent topic, so that partition `p` of each holds the same users.
+pub fn check_copartitioned(
+    config: &Config,
+    partitions: &HashMap<String, usize>,
+) -> Result<(), StartupError> {
+    let consent = partitions.get(&config.consent.topic).copied().unwrap_or(0);
+    let mut inputs: Vec<(String, String)> = config
+        .input
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(i, topic)| (topic.clone(), format!("input.topics[{i}]")))
+        .collect();
+    if let (true, Some(topic)) = (config.hold.enabled, &config.hold.topic) {
+        inputs.push((topic.clone(), "hold.topic".to_owned()));
+    }
+    for (topic, field) in inputs {
+        let count = partitions.get(&topic).copied().unwrap_or(0);
+        if count != consent {
+            return Err(StartupError::NotCopartitioned {
+                topic,
+                field,
+                partitions: count,
+                consent_topic: config.consent.topic.clone(),
+                consent_partitions: consent,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Warns (does not fail) when the consent topic is not compacted: without compaction the
+/// table is still correct, but start-up reads the topic's whole history. Transient errors
+/// are retried until `kafka.startup_timeout_secs`.
+pub async fn warn_if_consent_topic_not_compacted(config: &Config) {
+    let deadline = Instant::now() + Duration::from_secs(config.kafka.startup_timeout_secs);
+    let admin: AdminClient<DefaultClientContext> =
+        match with_user_properties(base(config), config, Role::Admin).create() {
+            Ok(admin) => admin,
+            Err(err) => {
+                tracing::warn!(%err, "cannot check the consent topic's cleanup.policy");
+                return;
+            }
+        };
+    let resource = ResourceSpecifier::Topic(&config.consent.topic);
+    let mut backoff = FIRST_BACKOFF;
+    let policy = loop {
+        let options = AdminOptions::new().request_timeout(Some(time_left(deadline).max(MIN_TRY)));
+        let error = match admin.describe_configs([&resource], &options).await {
+            Ok(mut results) => match results.pop() {
+                Some(Ok(resource)) => {
+                    break resource
+                        .get("cleanup.policy")
+                        .and_then(|entry| entry.value.clone())
+                }
+                Some(Err(code)) => KafkaError::AdminOp(code),
+                // A missing topic is reported by the start-up check, with its field.
+                None => return,
+            },
+            Err(error) => error,
+        };
+        let transient = is_transient(&error)
+            || matches!(&error, KafkaError::AdminOp(code) if is_transient_code(*code));
+        let left = time_left(deadline);
+        if transient && !left.is_zero() {
+            tokio::time::sleep(backoff.min(left)).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
+        // A missing topic is reported by the start-up check, with its field.
+        if !matches!(error, KafkaError::AdminOp(_)) {
+            tracing::warn!(%error, "cannot check the consent topic's cleanup.policy");
+        }
+        return;
+    };
+    match policy {
+        Some(policy) if policy.split(',').any(|p| p.trim() == "compact") => {}
+        other => tracing::warn!(
+            topic = %config.consent.topic,
+            cleanup_policy = other.as_deref().unwrap_or("unknown"),
+            "consent topic is not compacted: start-up will read its whole history, and \
+             retention may delete states still in force; set cleanup.policy=compact"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configured() -> Vec<(String, String)> {
+        vec![
+            ("events".to_owned(), "input.topics[0]".to_owned()),
+            ("hold".to_owned(), "hold.topic".to_owned()),
+        ]
+    }
+
+    fn topic(name: &str, partitions: &[(i32, Option<RDKafkaErrorCode>)]) -> TopicView {
+        TopicView {
+            name: name.to_owned(),
+            error: None,
+            partitions: partitions.to_vec(),
+        }
+    }
+
+    fn led(partitions: usize) -> Vec<(i32, Option<RDKafkaErrorCode>)> {
+        vec![(1, None); partitions]
+    }
+
+    fn problem_of(assessment: Assessment) -> (&'static str, String, ProblemKind) {
+        match assessment {
+            Assessment::Usable(_) => ("usable", String::new(), ProblemKind::NotReady),
+            Assessment::Settling(p) => ("settling", p.field, p.kind),
+            Assessment::Lasting(p) => ("lasting", p.field, p.kind),
+        }
+    }
+
+    #[test]
+    fn leader_election_and_coordinator_loading_are_transient() {
+        for code in [
+            RDKafkaErrorCode::LeaderNotAvailable,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::CoordinatorLoadInProgress,
+            RDKafkaErrorCode::CoordinatorNotAvailable,
+            RDKafkaErrorCode::NotCoordinator,
+            RDKafkaErrorCode::OperationTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+        ] {
+            assert!(is_transient(&KafkaError::MetadataFetch(code)), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn authentication_authorization_and_bad_requests_are_lasting() {
+        for code in [
+            RDKafkaErrorCode::Authentication,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+            RDKafkaErrorCode::InvalidReplicationFactor,
+            RDKafkaErrorCode::SSL,
+        ] {
+            assert!(!is_transient(&KafkaError::MetadataFetch(code)), "{code:?}");
+        }
+        assert!(!is_transient(&KafkaError::ClientCreation(
+            "bad config".to_owned()
+        )));
+        assert!(is_authentication_failure(RDKafkaErrorCode::Authentication));
+        assert!(is_authentication_failure(
+            RDKafkaErrorCode::SaslAuthenticationFailed
+        ));
+    }
+
+    #[test]
+    fn topics_with_a_leader_for_every_partition_are_usable_with_their_counts() {
+        let found = [topic("events", &led(3)), topic("hold", &led(3))];
+        let Assessment::Usable(partitions) = assess(&configured(), &found, true) else {
+            panic!("not usable");
+        };
+        assert_eq!(partitions.get("events"), Some(&3));
+        assert_eq!(partitions.get("hold"), Some(&3));
+    }
+
+    #[test]
+    fn a_missing_hold_topic_is_lasting_and_named_by_its_field() {
+        let found = [topic("events", &led(3))];
+        assert_eq!(
+            problem_of(assess(&configured(), &found, true)),
+            ("lasting", "hold.topic".to_owned(), ProblemKind::Missing)
+        );
+    }
+
+    #[test]
+    fn a_topic_absent_just_after_start_is_waited_for() {
+        let found = [topic("events", &led(3))];
+        assert_eq!(
+            problem_of(assess(&configured(), &found, false)),
+            ("settling", "hold.topic".to_owned(), ProblemKind::Missing)
+        );
+    }
+
+    #[test]
+    fn a_partition_without_a_leader_is_settling() {
+        let found = [
+            topic("events", &[(1, None), (-1, None)]),
+            topic("hold", &led(1)),
+        ];
+        assert_eq!(
+            problem_of(assess(&configured(), &found, true)),
+            (
+                "settling",
+                "input.topics[0]".to_owned(),
+                ProblemKind::NotReady
+            )
+        );
+        let found = [
+            topic("events", &[(1, Some(RDKafkaErrorCode::LeaderNotAvailable))]),
+            topic("hold", &led(1)),
+        ];
+        assert_eq!(
+            problem_of(assess(&configured(), &found, true)),
+            (
+                "settling",
+                "input.topics[0]".to_owned(),
+                ProblemKind::NotReady
+            )
+        );
+    }
+
+    #[test]
+    fn a_partition_with_a_follower_down_is_usable() {
+        let found = [
+            topic(
+                "events",
+                &[(1, Some(RDKafkaErrorCode::ReplicaNotAvailable))],
+            ),
+            topic("hold", &led(1)),
+        ];
+        assert!(matches!(
+            assess(&configured(), &found, true),
+            Assessment::Usable(_)
+        ));
+    }
+
+    #[test]
+    fn an_unauthorized_topic_is_lasting_even_while_another_settles() {
+        let mut denied = topic("hold", &[]);
+        denied.error = Some(RDKafkaErrorCode::TopicAuthorizationFailed);
+        let found = [topic("events", &[(-1, None)]), denied];
+        assert_eq!(
+            problem_of(assess(&configured(), &found, false)),
+            ("lasting", "hold.topic".to_owned(), ProblemKind::Unusable)
+        );
+    }
+
+    #[test]
+    fn retry_gives_up_at_once_on_a_lasting_error() {
+        let mut tries = 0;
+        let result: KafkaResult<()> =
+            retry(Instant::now() + Duration::from_secs(60), "testing", |_| {
+                tries += 1;
+                Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::TopicAuthorizationFailed,
+                ))
+            });
+        assert!(result.is_err());
+        assert_eq!(tries, 1);
+    }
+
+    #[test]
+    fn retry_waits_out_transient_errors() {
+        let mut tries = 0;
+        let result = retry(Instant::now() + Duration::from_secs(60), "testing", |_| {
+            tries += 1;
+            if tries < 3 {
+                Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition,
+                ))
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(result.ok(), Some(3));
+    }
+
+    #[test]
+    fn retry_stops_at_the_deadline_with_the_last_error() {
+        let started = Instant::now();
+        let result: KafkaResult<()> =
+            retry(started + Duration::from_millis(300), "testing", |_| {
+                Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::LeaderNotAvailable,
+                ))
+            });
+        assert!(matches!(
+            result,
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::LeaderNotAvailable
+            ))
+        ));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
