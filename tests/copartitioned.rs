@@ -117,3 +117,54 @@ fn a_consent_change_reaches_the_instance_that_owns_the_user() {
     assert_eq!(message_ids(&s.delivered("amplitude")), ["granted"]);
     assert!(enforcer.metric("consent_enforcer_consent_states") >= 1.0);
 }
+
+/// A partition of two other than the one the enforcer's murmur2 partitioner gives `key`, as
+/// a producer partitioning by another hash (librdkafka's default CRC32) may choose.
+fn other_partition(key: &str) -> i32 {
+    1 - java_partition(key.as_bytes(), 2)
+}
+
+#[test]
+fn a_stale_record_is_overridden_in_its_own_partition_and_a_held_event_released_there() {
+    let mut s = scenario("copart-own-partition", 2, 2);
+    let hold_topic = format!("{}.hold", s.group);
+    create_topic(&hold_topic, 2, false);
+    s.extra = format!("[hold]\nenabled = true\ntopic = \"{hold_topic}\"\nmax_age = \"10m\"\n");
+    // u1's consent and events are in the partition another producer's hash chose.
+    let p = other_partition("u1");
+    produce_to_partition(
+        &s.consent,
+        p,
+        "u1",
+        &consent(&[], &["analytics"], &rfc3339_from_now(-1_000)),
+    );
+    produce_to_partition(
+        &s.consent,
+        p,
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+    );
+    let u2 = "u2";
+    let q = other_partition(u2);
+    let enforcer = s.start_ready();
+    enforcer.wait_metric("consent_enforcer_consent_records_republished_total", 1.0);
+    // The newer state is re-published where the stale record is, so compaction keeps it.
+    let republished: Vec<Record> = read_all(&s.consent)
+        .into_iter()
+        .filter(|r| r.header("consent-enforcer-republished").is_some())
+        .collect();
+    assert_eq!(republished.len(), 1);
+    assert_eq!(republished[0].partition, p);
+    // A held event goes to the hold partition of its input partition, whose table sees its
+    // user's first choice.
+    produce_to_partition(&s.input, q, u2, &track(u2, "m1"));
+    enforcer.wait_metric("consent_enforcer_held_events", 1.0);
+    produce_to_partition(
+        &s.consent,
+        q,
+        u2,
+        &consent(&["analytics"], &[], &rfc3339_from_now(0)),
+    );
+    enforcer.wait_metric("consent_enforcer_held_events_released_total", 1.0);
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
+}

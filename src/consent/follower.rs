@@ -38,8 +38,10 @@ pub trait ConsentEffects {
     /// "nothing granted"): the user has a consent source now.
     fn applied(&mut self, user: &str);
 
-    /// Writes `state` back to the consent topic (after a stale record; see `record`).
-    fn republish(&mut self, user: &str, state: ConsentState);
+    /// Writes `state` back to the consent topic, to `partition`, where the stale record is
+    /// (compaction keeps the last record of a key per partition; a producer that does not
+    /// partition like the enforcer's would otherwise put the override elsewhere).
+    fn republish(&mut self, user: &str, partition: i32, state: ConsentState);
 }
 
 /// End offsets of the consent partitions at one moment, and how many partitions the topic
@@ -561,7 +563,7 @@ impl ConsentFollower {
         if self.behind.is_empty() && !applier.to_republish.is_empty() {
             for (partition, user) in std::mem::take(&mut applier.to_republish) {
                 if let Some(state) = applier.table_of(partition).republishable(&user) {
-                    effects.republish(&user, state);
+                    effects.republish(&user, partition, state);
                 }
             }
         }

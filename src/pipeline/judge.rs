@@ -33,6 +33,9 @@ pub struct Judge<'a> {
     pub timestamp_tolerance_ms: i64,
     /// The hold topic, when the hold is enabled.
     pub hold_topic: Option<&'a str>,
+    /// Co-partitioned mode: a held event goes to the hold partition of its input partition's
+    /// number, whose consent table is the one that sees its user.
+    pub copartitioned: bool,
 }
 
 /// Where one event's writes are tracked.
@@ -157,6 +160,7 @@ impl Judge<'_> {
                 }
                 if let (false, Some(topic)) = (waiting_for.is_empty(), self.hold_topic) {
                     let mut record = outgoing.record(topic, slot.tag(Target::Hold));
+                    record.partition = self.copartitioned.then_some(message.partition());
                     record.headers =
                         Some(hold::held_headers(message, &waiting_for.join(","), now_ms));
                     let _ = self.delivery.send(record);

@@ -209,6 +209,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         max_event_bytes: config.input.max_event_bytes,
         timestamp_tolerance_ms: config.consent.history_window.as_millis(),
         hold_topic: hold_topic.as_deref(),
+        copartitioned: config.consent.mode == ConsentMode::Copartitioned,
     };
     let mut last_expiry_scan = Instant::now();
     let copartitioned = config.consent.mode == ConsentMode::Copartitioned;
@@ -644,7 +645,7 @@ impl ConsentEffects for Effects<'_> {
         }
     }
 
-    fn republish(&mut self, user: &str, state: ConsentState) {
+    fn republish(&mut self, user: &str, partition: i32, state: ConsentState) {
         let value = encode_value(&state, self.vocabulary);
         let tag = Tag {
             target: Target::Republish,
@@ -655,6 +656,7 @@ impl ConsentEffects for Effects<'_> {
             seq: 0,
         };
         let record = BaseRecord::with_opaque_to(self.consent_topic, tag.encode())
+            .partition(partition)
             .key(user.as_bytes())
             .payload(value.as_slice())
             .headers(OwnedHeaders::new().insert(Header {

@@ -138,6 +138,41 @@ pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) 
     }
 }
 
+/// Kafka's Java `Utils.murmur2`, which the default Java partitioner applies to keys.
+pub fn java_murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+pub fn java_partition(key: &[u8], partitions: u32) -> i32 {
+    ((java_murmur2(key) & 0x7fff_ffff) % partitions) as i32
+}
+
 /// Sets one config of an existing topic (the others return to their defaults).
 pub fn set_topic_config(name: &str, key: &str, value: &str) {
     let change = AlterConfig::new(ResourceSpecifier::Topic(name)).set(key, value);
