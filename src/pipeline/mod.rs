@@ -351,9 +351,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
 }
 
 /// After an aborted transaction rewound the consumer, events read but not judged are dropped
-/// and read again: those of rewound partitions from the rewind offsets on (held events of
-/// theirs too), the others by seeking their partitions back to the first one dropped, since
-/// nothing else would make the consumer read them again.
+/// and read again: every partition with dropped events is sought back to the first of them
+/// (or to the rewind offset, if earlier), since events read after the abort's own seek are
+/// among them; held events of rewound partitions are forgotten from the rewind offsets on.
 fn after_rewind(
     delivery: &Delivery,
     consumer: &BaseConsumer<EventConsumerContext>,

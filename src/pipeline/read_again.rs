@@ -18,20 +18,24 @@ impl ReadAgain {
         first.1 = first.1.min(offset);
     }
 
-    /// The seeks still needed, as (topic, partition, offset): the abort already rewound a
-    /// partition to `rewound`'s offset, which reads its dropped events again if it lies at or
-    /// before the first of them; every other partition with dropped events is sought back to
-    /// the first, since nothing else would make the consumer read them again.
+    /// The seeks needed, as (topic, partition, offset): every partition with dropped events
+    /// is sought back to the first of them, or to where the abort rewound it if that is
+    /// earlier. A partition the abort rewound needs the seek too: a read that returned events
+    /// before the abort (inside its rebalance callback) can go on returning events from the
+    /// rewound position, and those are among the dropped ones, past the consumer's position.
     pub fn seeks(self, rewound: &[(InputPartition, i64)]) -> Vec<(String, i32, i64)> {
         let mut seeks: Vec<(String, i32, i64)> = self
             .0
             .into_iter()
-            .filter(|(input, (_, first))| {
-                !rewound
+            .map(|(input, (topic, first))| {
+                let rewind = rewound
                     .iter()
-                    .any(|(r, rewind_offset)| r == input && rewind_offset <= first)
+                    .filter(|(r, _)| *r == input)
+                    .map(|(_, offset)| *offset)
+                    .min();
+                let to = rewind.map_or(first, |rewind| rewind.min(first));
+                (topic, i32::from(input.partition), to)
             })
-            .map(|(input, (topic, first))| (topic, i32::from(input.partition), first))
             .collect();
         seeks.sort();
         seeks
@@ -62,13 +66,17 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_rewound_to_or_before_its_first_dropped_event_needs_no_seek() {
+    fn a_rewound_partition_with_dropped_events_is_sought_back_to_the_rewind_offset() {
+        // Events 70.. were read again after the abort's own seek to 70, then dropped: the
+        // consumer is past them, so only another seek reads them again.
         let mut read_again = ReadAgain::default();
         read_again.dropped(input(0), "events", 50);
         read_again.dropped(input(1), "events", 70);
-        assert!(read_again
-            .seeks(&[(input(0), 40), (input(1), 70)])
-            .is_empty());
+        read_again.dropped(input(1), "events", 75);
+        assert_eq!(
+            read_again.seeks(&[(input(0), 40), (input(1), 70), (input(2), 5)]),
+            vec![("events".to_owned(), 0, 40), ("events".to_owned(), 1, 70)]
+        );
     }
 
     #[test]
@@ -92,7 +100,7 @@ mod tests {
         read_again.dropped(hold, "events.hold", 5);
         assert_eq!(
             read_again.seeks(&[(input(0), 10)]),
-            vec![("events.hold".to_owned(), 0, 5)]
+            vec![("events".to_owned(), 0, 10), ("events.hold".to_owned(), 0, 5)]
         );
     }
 }
