@@ -4,6 +4,8 @@
 mod startup;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -12,6 +14,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
 use crate::config::{Config, Guarantee};
+use crate::consent::hidden::HiddenRecords;
 pub use startup::{
     check_copartitioned, check_topics, configured_topics, is_transient, retry,
     warn_if_consent_topic_not_compacted, StartupError,
@@ -179,6 +182,8 @@ fn hostname() -> String {
 pub struct KafkaContext {
     /// The gauge set from statistics: consumer lag summed per topic.
     lag: Option<LagGauge>,
+    /// For the consent consumer: records held back behind open transactions.
+    hidden: Option<Arc<Mutex<HiddenRecords>>>,
 }
 
 pub enum LagGauge {
@@ -190,7 +195,13 @@ pub enum LagGauge {
 
 impl KafkaContext {
     pub fn new(lag: Option<LagGauge>) -> KafkaContext {
-        KafkaContext { lag }
+        KafkaContext { lag, hidden: None }
+    }
+
+    /// Also tracks, from statistics, consent records hidden behind open transactions.
+    pub fn with_hidden(mut self, hidden: Arc<Mutex<HiddenRecords>>) -> KafkaContext {
+        self.hidden = Some(hidden);
+        self
     }
 }
 
@@ -220,6 +231,27 @@ impl ClientContext for KafkaContext {
     }
 
     fn stats(&self, statistics: Statistics) {
+        if let Some(hidden) = &self.hidden {
+            let now = Instant::now();
+            let mut hidden = hidden
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for partition in statistics
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.values())
+            {
+                if partition.partition >= 0 && partition.hi_offset >= 0 && partition.ls_offset >= 0
+                {
+                    hidden.observe(
+                        partition.partition,
+                        partition.hi_offset,
+                        partition.ls_offset,
+                        now,
+                    );
+                }
+            }
+        }
         let Some(lag) = &self.lag else { return };
         let mut per_topic: HashMap<&str, i64> = HashMap::new();
         for (name, topic) in &statistics.topics {

@@ -410,3 +410,50 @@ fn a_late_event_from_before_the_history_kept_is_no_consent_even_under_when_missi
         1.0
     );
 }
+
+#[test]
+fn a_revocation_behind_a_transaction_left_open_on_the_consent_topic_fails_closed() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let mut s = Scenario::new("hidden-revocation", amplitude());
+    s.consent_extra = "max_staleness_ms = 2000\nmax_wait_ms = 500".to_owned();
+    s.send_consent("u1", &grant_now());
+    let enforcer = s.start_ready();
+    // Another writer of the consent topic opens a transaction there and leaves it open:
+    // everything written after it sits above the last stable offset, invisible.
+    let writer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", format!("{}-cmp", s.group))
+        .create()
+        .expect("transactional producer");
+    writer.init_transactions(WAIT).expect("init_transactions");
+    writer.begin_transaction().expect("begin_transaction");
+    writer
+        .send(
+            BaseRecord::<str, str>::to(&s.consent)
+                .key("other")
+                .payload(&grant_now()),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    writer.flush(WAIT).expect("flush");
+    s.send_consent("u1", &revoke_now());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while enforcer.get("/readyz").map(|r| r.0) != Some(503) {
+        assert!(
+            Instant::now() < deadline,
+            "still ready; log:\n{}",
+            enforcer.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(s.delivered("amplitude").is_empty());
+    // Once the transaction ends, the revocation is read and judges the event.
+    writer.abort_transaction(WAIT).expect("abort_transaction");
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+    assert_eq!(enforcer.get("/readyz").map(|r| r.0), Some(200));
+}

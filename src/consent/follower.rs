@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::hidden::HiddenRecords;
 use super::record::{parse_key, parse_value};
 use super::table::RecordOutcome;
 use super::{ConsentState, ConsentTable, Rejection};
@@ -241,6 +242,8 @@ pub struct ConsentFollower {
     start_ends: HashMap<i32, i64>,
     /// How far each partition is known to be applied: every record before it is in the table.
     applied_to: HashMap<i32, i64>,
+    /// Consent records held back behind open transactions, from the consumer's statistics.
+    hidden: Arc<Mutex<HiddenRecords>>,
     /// A revocation could not be applied (the service is stopping or failed): the table is
     /// no longer current, and is never reported as caught up again.
     halted: bool,
@@ -280,10 +283,12 @@ impl ConsentFollower {
         metrics: ConsentMetrics,
         deadline: Instant,
     ) -> KafkaResult<ConsentFollower> {
+        let hidden = Arc::new(Mutex::new(HiddenRecords::default()));
         let consumer: BaseConsumer<KafkaContext> = consent_consumer_config(config)
-            .create_with_context(KafkaContext::new(Some(LagGauge::Total(
-                metrics.lag.clone(),
-            ))))?;
+            .create_with_context(
+                KafkaContext::new(Some(LagGauge::Total(metrics.lag.clone())))
+                    .with_hidden(hidden.clone()),
+            )?;
         let sampler = Sampler::start(
             consent_consumer_config(config).create_with_context(KafkaContext::new(None))?,
             config.consent.topic.clone(),
@@ -317,6 +322,7 @@ impl ConsentFollower {
             behind: HashSet::new(),
             start_ends: HashMap::new(),
             applied_to: HashMap::new(),
+            hidden,
             halted: false,
             partitions_changed: false,
             follow_failing: false,
@@ -358,6 +364,9 @@ impl ConsentFollower {
                 self.start_ends.remove(partition);
                 self.applied_to.remove(partition);
                 self.applier.forget_partition(*partition);
+                if let Ok(mut hidden) = self.hidden.lock() {
+                    hidden.forget(*partition);
+                }
             }
             self.consumer.incremental_unassign(&list)?;
         }
@@ -392,6 +401,15 @@ impl ConsentFollower {
     /// The table to judge an event of (input or consent) partition `partition` with.
     pub fn table_for(&self, partition: i32) -> &ConsentTable {
         self.applier.table_of(partition)
+    }
+
+    /// How long acknowledged consent records may have been invisible behind a transaction
+    /// left open on a consent partition (see [`HiddenRecords`]).
+    pub fn hidden_for(&self) -> Duration {
+        self.hidden
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .hidden_for(Instant::now())
     }
 
     /// Users in the tables.

@@ -3,6 +3,7 @@
 //! ([`follower`]).
 
 pub mod follower;
+pub mod hidden;
 pub mod history;
 pub mod key;
 pub mod record;

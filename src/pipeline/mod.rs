@@ -260,11 +260,15 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         }
         follower.poll(Duration::ZERO, CONSENT_RECORDS_PER_TURN, &mut effects);
         if current.is_some() || freshness.probe_due() {
-            let fresh = match &mut current {
+            let caught_up = match &mut current {
                 Some(batch) => freshness.catch_up(&mut batch.sample, &mut follower, &mut effects),
                 None => freshness.probe(&mut follower, &mut effects),
             };
-            freshness.report(fresh, signals);
+            // Caught up with the stable offsets, but acknowledged records may sit above them
+            // behind a transaction left open: then the table is not current either.
+            let hidden = follower.hidden_for() >= freshness.max_staleness;
+            let fresh = caught_up && !hidden;
+            freshness.report(fresh, hidden, signals);
             read_again([&mut current, &mut ahead]);
             if fresh {
                 if let Some(batch) = current.take() {
@@ -530,8 +534,9 @@ impl Freshness {
         }
     }
 
-    /// Tracks staleness and readiness after a catch-up.
-    fn report(&mut self, fresh: bool, signals: &Signals) {
+    /// Tracks staleness and readiness after a catch-up. `hidden`: consent records have been
+    /// held back behind an open transaction for `max_staleness` already (stale at once).
+    fn report(&mut self, fresh: bool, hidden: bool, signals: &Signals) {
         if fresh {
             self.fresh_at = Instant::now();
             if self.stale {
@@ -539,6 +544,14 @@ impl Freshness {
                 set_ready(signals, true);
                 tracing::info!("consent topic readable again: judging events");
             }
+        } else if hidden && !self.stale {
+            self.stale = true;
+            set_ready(signals, false);
+            telemetry::error("consent", "hidden_by_open_transaction");
+            tracing::error!(
+                max_staleness_ms = self.max_staleness.as_millis() as u64,
+                "consent records are held back behind a transaction left open on the consent topic: not judging events until it ends"
+            );
         } else if !self.stale && self.fresh_at.elapsed() >= self.max_staleness {
             self.stale = true;
             set_ready(signals, false);

@@ -100,7 +100,10 @@ mod tests {
         read_again.dropped(hold, "events.hold", 5);
         assert_eq!(
             read_again.seeks(&[(input(0), 10)]),
-            vec![("events".to_owned(), 0, 10), ("events.hold".to_owned(), 0, 5)]
+            vec![
+                ("events".to_owned(), 0, 10),
+                ("events.hold".to_owned(), 0, 5)
+            ]
         );
     }
 }
