@@ -226,3 +226,64 @@ fn exactly_once_two_instances_with_one_transactional_id_one_stops_and_nothing_is
     let (lost, leaked, duplicated) = verdict(&s, written);
     assert_eq!((lost, leaked, duplicated), (0, 0, 0));
 }
+
+#[test]
+fn a_stale_consent_table_keeps_the_instance_in_its_group_and_a_newcomer_gets_partitions() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::time::{Duration, Instant};
+
+    let mut s = scenario("stale-rebalance", false);
+    s.consent_extra = "max_wait_ms = 200\nmax_staleness_ms = 1000".to_owned();
+    // A member that stops polling for this long is dropped from the group by librdkafka.
+    s.kafka_properties =
+        "\"max.poll.interval.ms\" = \"7000\"\n\"session.timeout.ms\" = \"6000\"".to_owned();
+    let a = s.start_instance("a");
+    a.wait_ready();
+    // A transaction left open on the consent topic makes the table stale (not ready).
+    let writer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", format!("{}-cmp", s.group))
+        .create()
+        .expect("transactional producer");
+    writer.init_transactions(WAIT).expect("init_transactions");
+    writer.begin_transaction().expect("begin_transaction");
+    writer
+        .send(
+            BaseRecord::<str, str>::to(&s.consent)
+                .key("other")
+                .payload("{}"),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    writer.flush(WAIT).expect("flush");
+    produce(&s.consent, &analytics_consents(1, |_| true));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.get("/readyz").map(|r| r.0) != Some(503) {
+        assert!(Instant::now() < deadline, "never stale; log:\n{}", a.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Enough events for both of its batches to wait, longer than max.poll.interval.ms.
+    produce(&s.input, &events(0..5_000));
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(
+        !a.logs().contains("maximum poll interval"),
+        "dropped from the group while waiting; log:\n{}",
+        a.logs()
+    );
+    let b = s.start_instance("b");
+    let started = Instant::now();
+    while !b.logs().contains("partitions assigned") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the newcomer got no partitions; a:\n{}\nb:\n{}",
+            a.logs(),
+            b.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    writer.abort_transaction(WAIT).expect("abort_transaction");
+    s.wait_processed();
+    let (lost, leaked, _) = verdict(&s, 5_000);
+    assert_eq!((lost, leaked), (0, 0));
+}

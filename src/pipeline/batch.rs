@@ -59,6 +59,17 @@ impl<'c> Batch<'c> {
         })
     }
 
+    /// Adds the events of `later`, read after these: the sample asked for these does not
+    /// cover them, so a new one is to be asked for.
+    pub fn extend(&mut self, later: Batch<'c>) {
+        let offset = self.events.len();
+        for (index, made) in later.marks.0 {
+            self.marks.note(offset + index, made);
+        }
+        self.events.extend(later.events);
+        self.sample = None;
+    }
+
     /// Assignments numbered from the result on were made after the event at `index` was
     /// read: an event of such a partition was read under an earlier assignment, and the
     /// consumer reads it again from the committed offset.
@@ -112,5 +123,18 @@ mod tests {
         assert_eq!(marks.before(2), 4);
         assert_eq!(marks.before(3), 5);
         assert_eq!(marks.before(4), 5);
+    }
+
+    #[test]
+    fn extending_marks_keeps_each_runs_assignment() {
+        let mut marks = AssignmentMarks::default();
+        marks.note(0, 4);
+        let later = AssignmentMarks(vec![(0, 4), (2, 6)]);
+        for (index, made) in later.0 {
+            marks.note(3 + index, made);
+        }
+        assert_eq!(marks.0, vec![(0, 4), (5, 6)]);
+        assert_eq!(marks.before(4), 4);
+        assert_eq!(marks.before(5), 6);
     }
 }

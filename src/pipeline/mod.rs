@@ -8,6 +8,7 @@
 
 mod batch;
 mod hold;
+mod input_pause;
 mod judge;
 mod read_again;
 mod rebalance;
@@ -38,6 +39,7 @@ use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
 use batch::Batch;
 use hold::Hold;
+use input_pause::InputPause;
 use judge::Judge;
 use read_again::ReadAgain;
 use rebalance::EventConsumerContext;
@@ -224,6 +226,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     // sample's round trip overlaps with judging instead of adding to it.
     let mut current: Option<Batch<'_>> = None;
     let mut ahead: Option<Batch<'_>> = None;
+    let mut input_pause = InputPause::default();
     let read_again = |batches: [&mut Option<Batch<'_>>; 2]| {
         after_rewind(&delivery, &consumer, batches, hold.as_ref(), drain_timeout);
     };
@@ -269,8 +272,16 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             let hidden = follower.hidden_for() >= freshness.max_staleness;
             let fresh = caught_up && !hidden;
             freshness.report(fresh, hidden, signals);
+            if let (false, Some(waiting)) = (fresh, ahead.as_mut()) {
+                input_pause.serve(&consumer, &delivery, waiting);
+            }
             read_again([&mut current, &mut ahead]);
             if fresh {
+                let hold_full = hold.as_ref().is_some_and(|h| h.borrow().full());
+                input_pause.resume(
+                    &consumer,
+                    hold_full.then_some(hold_topic.as_deref()).flatten(),
+                );
                 if let Some(batch) = current.take() {
                     let now = now_ms();
                     for (index, message) in batch.events.iter().enumerate() {
