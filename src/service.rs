@@ -89,6 +89,9 @@ pub async fn run(
         finished = &mut done_rx => finished.map_err(|_| ServiceError::Panicked)?,
         _ = &mut shutdown => {
             tracing::info!("shutdown requested");
+            if let Ok(mut deadline) = signals.stop_deadline.lock() {
+                *deadline = Some(std::time::Instant::now() + Duration::from_secs(drain_secs));
+            }
             signals.stopping.store(true, Ordering::SeqCst);
             let bound = Duration::from_secs(drain_secs) + CLOSE_GRACE;
             match tokio::time::timeout(bound, &mut done_rx).await {

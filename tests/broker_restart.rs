@@ -1,5 +1,6 @@
-//! Exactly-once across a broker restart. The broker is restarted, so this binary starts its
-//! own (on 127.0.0.1:19192) rather than disturb the tests sharing the usual one.
+//! Exactly-once across broker faults: a restart, and a broker paused during shutdown. The
+//! broker is restarted and paused, so this binary starts its own (on 127.0.0.1:19192) rather
+//! than disturb the tests sharing the usual one; its tests take turns.
 
 mod common;
 
@@ -13,12 +14,41 @@ fn broker(command: &str) {
     kafka_script(command, PORT);
 }
 
-#[test]
-fn exactly_once_across_a_broker_restart_delivers_each_consented_event_once() {
+/// The tests of this binary share its broker, one at a time.
+fn own_broker() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     broker("fresh");
     // The helpers read the broker address once, from here on.
     std::env::set_var(TEST_BOOTSTRAP_ENV, format!("127.0.0.1:{PORT}"));
     assert_eq!(bootstrap(), format!("127.0.0.1:{PORT}"));
+    turn
+}
+
+/// Sends `signal` to the broker process.
+fn signal_broker(signal: &str) {
+    let dir = std::env::var("CONSENT_ENFORCER_CACHE_DIR").map_or_else(
+        |_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/consent-enforcer")
+        },
+        std::path::PathBuf::from,
+    );
+    let pid =
+        std::fs::read_to_string(dir.join(format!("broker-{PORT}/broker.pid"))).expect("broker pid");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.trim())
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} the broker");
+}
+
+#[test]
+fn exactly_once_across_a_broker_restart_delivers_each_consented_event_once() {
+    let _turn = own_broker();
 
     let mut s = Scenario::with_partitions(
         "eos-broker-restart",
@@ -58,6 +88,46 @@ fn exactly_once_across_a_broker_restart_delivers_each_consented_event_once() {
         (lost, leaked, duplicated),
         (0, 0, 0),
         "log:\n{}",
+        enforcer.logs()
+    );
+    broker("stop");
+}
+
+#[test]
+fn exactly_once_shutdown_with_the_broker_paused_ends_within_the_drain_timeout() {
+    let _turn = own_broker();
+    let mut s = Scenario::with_partitions(
+        "eos-broker-paused",
+        vec![Destination::new("amplitude", &["analytics"])],
+        3,
+    );
+    s.delivery_extra = format!(
+        "guarantee = \"exactly_once\"\ntransactional_id = \"{}-a\"",
+        s.group
+    );
+    produce(&s.consent, &analytics_consents(20, |u| u % 2 == 0));
+    let port = free_port();
+    let config = s.dir.join("paused.toml");
+    let text = s
+        .config(port)
+        .replace("drain_timeout_secs = 20", "drain_timeout_secs = 5");
+    std::fs::write(&config, text).expect("write config");
+    let mut enforcer = Enforcer::start(&config, port);
+    enforcer.wait_ready();
+    produce(&s.input, &track_events(0..20_000, 20));
+    enforcer.wait_metric("consent_enforcer_events_received_total", 2_000.0);
+    // The broker stops answering, then SIGTERM: draining, committing and aborting all wait
+    // on it, and together they must end within delivery.drain_timeout_secs.
+    signal_broker("STOP");
+    let stopped_at = std::time::Instant::now();
+    enforcer.signal("TERM");
+    let status = enforcer.wait_exit(std::time::Duration::from_secs(30));
+    let took = stopped_at.elapsed();
+    signal_broker("CONT");
+    println!("paused broker: exit {status:?} after {took:?}");
+    assert!(
+        took <= std::time::Duration::from_millis(6_500),
+        "stopped after {took:?} ({status:?}); log:\n{}",
         enforcer.logs()
     );
     broker("stop");

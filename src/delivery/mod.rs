@@ -174,6 +174,9 @@ pub struct Delivery {
     stopping: Arc<AtomicBool>,
     /// A write was not sent because the queue was full while stopping.
     not_sent_at_stop: AtomicBool,
+    /// Once stopping: when the stop must be done (`delivery.drain_timeout_secs` after the
+    /// signal). Every wait is bounded by it from then on, a commit under way included.
+    stop_deadline: Arc<Mutex<Option<Instant>>>,
     guarantee: Guarantee,
     transaction: Mutex<transaction::Transaction>,
     transaction_interval: Duration,
@@ -227,6 +230,7 @@ impl Delivery {
         metrics: EventMetrics,
         republished: metrics::Counter,
         stopping: Arc<AtomicBool>,
+        stop_deadline: Arc<Mutex<Option<Instant>>>,
     ) -> KafkaResult<Delivery> {
         let producer = create_producer(producer_config, Some(ProducerStats::register()))?;
         let mut republisher = None;
@@ -262,6 +266,7 @@ impl Delivery {
             republish_in_flight: Mutex::new(0),
             stopping,
             not_sent_at_stop: AtomicBool::new(false),
+            stop_deadline,
             guarantee: settings.guarantee,
             transaction: Mutex::new(transaction::Transaction::default()),
             transaction_interval: settings.transaction_interval,
@@ -276,6 +281,28 @@ impl Delivery {
     /// next owner, and in exactly-once the last transaction was aborted for it.
     pub fn not_sent_at_stop(&self) -> bool {
         self.not_sent_at_stop.load(Ordering::Relaxed)
+    }
+
+    /// From now on, every wait (drains, commits, aborts, revocations) ends by `deadline`,
+    /// unless the stop signal set an earlier one.
+    pub fn stop_by(&self, deadline: Instant) {
+        lock(&self.stop_deadline).get_or_insert(deadline);
+    }
+
+    /// `timeout`, or what is left of the stop's deadline if that is less.
+    pub fn bounded(&self, timeout: Duration) -> Duration {
+        timeout.min(
+            self.cut(Instant::now() + timeout, Duration::ZERO)
+                .saturating_duration_since(Instant::now()),
+        )
+    }
+
+    /// `deadline`, or the stop's deadline less `reserve` if that is earlier.
+    pub(super) fn cut(&self, deadline: Instant, reserve: Duration) -> Instant {
+        match *lock(&self.stop_deadline) {
+            Some(stop) => deadline.min(stop.checked_sub(reserve).unwrap_or(stop)),
+            None => deadline,
+        }
     }
 
     /// True once SIGTERM or SIGINT asked the service to stop.
@@ -511,23 +538,27 @@ impl Delivery {
     /// re-publishes) is acknowledged, a write fails, or `timeout` passes. True if all were
     /// acknowledged.
     pub fn drain(&self, only: Option<&[InputPartition]>, timeout: Duration) -> bool {
-        self.drain_writes(only, only.is_none(), timeout)
+        self.drain_writes(only, only.is_none(), timeout, Duration::ZERO)
     }
 
     /// Waits for the event writes (not the re-published consent states) to be acknowledged.
     pub fn drain_events(&self, timeout: Duration) -> bool {
-        self.drain_writes(None, false, timeout)
+        self.drain_writes(None, false, timeout, Duration::ZERO)
     }
 
-    /// Like [`Delivery::drain`], counting re-published consent states only if `republished`.
+    /// Like [`Delivery::drain`], counting re-published consent states only if `republished`;
+    /// once stopping, it ends `reserve` before the stop's deadline.
     pub(super) fn drain_writes(
         &self,
         only: Option<&[InputPartition]>,
         republished: bool,
         timeout: Duration,
+        reserve: Duration,
     ) -> bool {
-        let deadline = Instant::now() + timeout;
+        let until = Instant::now() + timeout;
         loop {
+            // Again each time: a stop can come during the wait.
+            let deadline = self.cut(until, reserve);
             self.settle();
             let pending = lock(&self.progress).in_flight(only)
                 + if republished {
@@ -732,6 +763,7 @@ mod tests {
             EventMetrics::register(["out"]),
             metrics::counter!("test_republished"),
             Arc::new(AtomicBool::new(false)),
+            Arc::default(),
         )
         .expect("a producer is created without a broker")
     }

@@ -51,6 +51,13 @@ fn fenced(error: &KafkaError) -> bool {
     code.is_some_and(fencing)
 }
 
+/// The most of a commit's time kept for aborting if the commit fails.
+const ABORT_RESERVE: Duration = Duration::from_secs(5);
+
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
 /// How long one resumable abort call waits before delivery reports are served again.
 const ABORT_SLICE: Duration = Duration::from_millis(100);
 
@@ -154,17 +161,23 @@ impl Delivery {
         if !lock(&self.transaction).open {
             return Outcome::Idle;
         }
+        // The whole call, commit and any abort, within `timeout` (or what is left of the
+        // stop's deadline); a part is kept for the abort, so that the transaction is ended
+        // either way and read_committed readers do not wait for the broker's timeout.
+        let timeout = self.bounded(timeout);
+        let deadline = Instant::now() + timeout;
+        let commit_by = deadline - (timeout / 4).min(ABORT_RESERVE);
         if self.failure().is_some() {
             // The service is stopping on a failure: nothing more may commit. An abort now
             // spares read_committed consumers the wait for the transaction to time out; if
             // it fails, the next instance's `init_transactions` aborts the transaction.
-            if let Err(error) = self.abort_serving_reports(timeout) {
+            if let Err(error) = self.abort_serving_reports(left(deadline)) {
                 tracing::debug!(%error, "abort at a failure failed");
             }
             return Outcome::Aborted;
         }
         let started = Instant::now();
-        let result = self.try_commit(consumer, timeout);
+        let result = self.try_commit(consumer, commit_by);
         match result {
             Ok(()) => {
                 let mut txn = lock(&self.transaction);
@@ -185,20 +198,20 @@ impl Delivery {
                 metrics::counter!(telemetry::TRANSACTIONS, "result" => "committed").increment(1);
                 Outcome::Committed
             }
-            Err(error) => self.abort(consumer, timeout, error),
+            Err(error) => self.abort(consumer, left(deadline).max(ABORT_SLICE), error),
         }
     }
 
     fn try_commit<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<(), KafkaError> {
         // Every write must be acknowledged before the offsets are computed. A write still
         // unacknowledged must not commit without its event's offset (a crash before the next
         // commit would write it twice): abort instead, and judge those events again.
         // Re-published consent states are written outside the transaction: not waited for.
-        let drained = self.drain_writes(None, false, timeout);
+        let drained = self.drain_writes(None, false, left(deadline), ABORT_RESERVE);
         if let Some(error) = lock(&self.transaction).failed.clone() {
             return Err(error);
         }
@@ -220,10 +233,10 @@ impl Delivery {
                 .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::InvalidGroupId))?;
             self.producer
                 .load()
-                .send_offsets_to_transaction(&list, &group, timeout)?;
+                .send_offsets_to_transaction(&list, &group, left(deadline))?;
         }
-        let deadline = Instant::now() + timeout;
         loop {
+            let deadline = self.cut(deadline, ABORT_RESERVE);
             match self
                 .producer
                 .load()
@@ -272,6 +285,9 @@ impl Delivery {
             // transaction: settle them before its state is cleared.
             Ok(()) => self.settle(),
             Err(error) if self.is_fenced(&error) => return self.give_up(error, aborts),
+            // Stopping: there is no time to replace the producer; the next instance's
+            // init_transactions aborts the transaction.
+            Err(error) if self.stopping() => return self.give_up(error, aborts),
             Err(error) => {
                 telemetry::error("delivery", "producer_renewed");
                 tracing::warn!(%error, "the transactional producer cannot go on; replacing it");
@@ -316,8 +332,9 @@ impl Delivery {
     /// its commit, rust-rdkafka's `abort_transaction` does not poll. So the abort is called in
     /// short slices (librdkafka resumes a timed-out abort) with the reports served between.
     fn abort_serving_reports(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let deadline = Instant::now() + timeout;
+        let until = Instant::now() + timeout;
         loop {
+            let deadline = self.cut(until, Duration::ZERO);
             let slice = ABORT_SLICE.min(deadline.saturating_duration_since(Instant::now()));
             let producer = self.producer.load();
             match producer.abort_transaction(slice) {

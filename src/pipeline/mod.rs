@@ -74,6 +74,8 @@ pub enum PipelineError {
 pub struct Signals {
     pub stopping: Arc<AtomicBool>,
     pub ready: Arc<AtomicBool>,
+    /// Set with `stopping`: when the stop must be done (`delivery.drain_timeout_secs` later).
+    pub stop_deadline: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 /// Runs the enforcer until `signals.stopping` is set or a write fails for good.
@@ -145,6 +147,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         EventMetrics::register(destinations),
         metrics::counter!(telemetry::CONSENT_RECORDS_REPUBLISHED),
         signals.stopping.clone(),
+        signals.stop_deadline.clone(),
     )
     .map_err(step_failed("starting the producer"))?;
     let delivery = Arc::new(delivery);
@@ -330,6 +333,10 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
 
     set_ready(signals, false);
     tracing::info!("stopping: draining in-flight writes");
+    // One deadline for the whole stop: draining, the last commit (or abort), and leaving the
+    // group all end within delivery.drain_timeout_secs of the signal (set with it), or of
+    // now when the loop ended for another reason.
+    delivery.stop_by(Instant::now() + drain_timeout);
     let drained = match delivery.guarantee() {
         Guarantee::ExactlyOnce => {
             // An abort for a write left unsent at the stop is clean: nothing is lost, its
@@ -338,7 +345,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 || delivery.not_sent_at_stop()
         }
         Guarantee::AtLeastOnce => {
-            let drained = delivery.drain(None, drain_timeout);
+            let drained = delivery.drain(None, delivery.bounded(drain_timeout));
             if let Err(error) = delivery.commit(&consumer, CommitMode::Sync, None) {
                 telemetry::error("commit", "shutdown");
                 tracing::warn!(%error, "final offset commit failed; uncommitted events will be redelivered");
@@ -349,7 +356,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     // Leaving the group revokes every partition: the rebalance callback finds nothing left
     // to drain and commits nothing new.
     consumer.unsubscribe();
-    drop(consumer);
+    close_by(consumer, Instant::now() + delivery.bounded(drain_timeout));
     if let Some(failure) = delivery.failure() {
         return Err(failure.into());
     }
@@ -363,6 +370,27 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     }
     tracing::info!("stopped cleanly: every acknowledged event committed");
     Ok(())
+}
+
+/// Closes the event consumer (leaving the group), waiting for it until `deadline` at most:
+/// librdkafka's own close waits for the coordinator, as long as the session lasts when the
+/// broker does not answer. Past the deadline the consumer is abandoned (the process is
+/// exiting; the group notices when the session times out).
+fn close_by(consumer: BaseConsumer<EventConsumerContext>, deadline: Instant) {
+    if consumer.close_queue().is_ok() {
+        while !consumer.closed() && Instant::now() < deadline {
+            consumer.poll(Duration::from_millis(20));
+        }
+    }
+    if consumer.closed() {
+        drop(consumer);
+    } else {
+        telemetry::error("consume", "close_timeout");
+        tracing::warn!(
+            "the group coordinator did not answer before the stop's deadline; leaving without it"
+        );
+        std::mem::forget(consumer);
+    }
 }
 
 /// After an aborted transaction rewound the consumer, events read but not judged are dropped

@@ -64,7 +64,8 @@ impl ConsumerContext for EventConsumerContext {
                     self.delivery.remove(&revoked);
                     return;
                 }
-                let drained = self.delivery.drain(Some(&revoked), self.drain_timeout);
+                let timeout = self.delivery.bounded(self.drain_timeout);
+                let drained = self.delivery.drain(Some(&revoked), timeout);
                 if consumer.assignment_lost() {
                     tracing::warn!("assignment lost: the group moved on, not committing");
                 } else if let Err(error) =

@@ -69,6 +69,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
         EventMetrics::register(args.destinations.iter().map(String::as_str)),
         metrics::counter!("unused"),
         Arc::new(AtomicBool::new(false)),
+        Arc::default(),
     )?;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.bootstrap)
