@@ -27,6 +27,88 @@ impl Scope<'_> {
     }
 }
 
+/// Whether serde_json refused a number beyond the range of `f64` (`1e400`), which is valid JSON.
+/// It does so wherever a value is read with `deserialize_any` (skipped values are only scanned).
+/// serde_json has no public error code; `number_out_of_range_is_recognised` pins its message.
+pub(crate) fn is_number_out_of_range(error: &serde_json::Error) -> bool {
+    error.is_syntax() && error.to_string().starts_with("number out of range")
+}
+
+/// `text` with every number replaced by `0`, for reading again a value in which serde_json
+/// refused a number ([`is_number_out_of_range`]). Every visitor here reads all numbers alike
+/// (as "not the type wanted"), so the copy reads as the original would. Only a whole number
+/// between delimiters is replaced, and strings are left alone, so the copy is valid JSON
+/// exactly when the original is.
+pub(crate) fn with_numbers_zeroed(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut zeroed = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut at = 0;
+    let mut in_string = false;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if in_string {
+            match byte {
+                b'\\' => at += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if (byte == b'-' || byte.is_ascii_digit())
+            && (at == 0 || is_delimiter(bytes[at - 1]))
+        {
+            let end = at + number_len(&bytes[at..]);
+            if end > at && bytes.get(end).is_none_or(|&next| is_delimiter(next)) {
+                // Both ends are ASCII, so both are char boundaries.
+                zeroed.push_str(&text[copied..at]);
+                zeroed.push('0');
+                copied = end;
+                at = end;
+                continue;
+            }
+        }
+        at += 1;
+    }
+    zeroed.push_str(&text[copied..]);
+    zeroed
+}
+
+fn is_delimiter(byte: u8) -> bool {
+    matches!(
+        byte,
+        b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b'[' | b']' | b'{' | b'}'
+    )
+}
+
+/// Length of the JSON number at the start of `bytes`
+/// (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`), or 0 if there is none.
+fn number_len(bytes: &[u8]) -> usize {
+    let digits = |from: usize| {
+        bytes[from.min(bytes.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let mut at = usize::from(bytes.first() == Some(&b'-'));
+    match bytes.get(at) {
+        Some(b'0') => at += 1,
+        Some(b'1'..=b'9') => at += digits(at),
+        _ => return 0,
+    }
+    if bytes.get(at) == Some(&b'.') && digits(at + 1) > 0 {
+        at += 1 + digits(at + 1);
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(bytes.get(at + 1), Some(b'+' | b'-')));
+        let exponent = digits(at + 1 + sign);
+        if exponent > 0 {
+            at += 1 + sign + exponent;
+        }
+    }
+    at
+}
+
 /// The visitors below accept any JSON value, because a field of an unexpected type is not an
 /// error here (it counts as absent); such values are still consumed so that their syntax is
 /// checked. This supplies the methods for numbers, null and arrays, which no visitor reads.
@@ -211,5 +293,46 @@ impl<'de> Visitor<'de> for GrantsSeed<'_> {
             }
         }
         Ok(Some(granted))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_out_of_range_is_recognised() {
+        let error = serde_json::from_str::<serde_json::Value>("[1e400]").unwrap_err();
+        assert!(is_number_out_of_range(&error), "{error}");
+        let error = serde_json::from_str::<serde_json::Value>("[1e4x]").unwrap_err();
+        assert!(!is_number_out_of_range(&error), "{error}");
+    }
+
+    #[test]
+    fn whole_numbers_are_zeroed_and_strings_kept() {
+        assert_eq!(
+            with_numbers_zeroed(r#"{"a":1e400,"b":[-12.5E+3, 0],"c":"1e400\"2","d":7}"#),
+            r#"{"a":0,"b":[0, 0],"c":"1e400\"2","d":0}"#
+        );
+    }
+
+    #[test]
+    fn invalid_numbers_are_left_invalid() {
+        for text in [
+            "[1e400.5]",
+            "[01]",
+            "[1.]",
+            "[-]",
+            "[1e]",
+            "[1e400x]",
+            "[--1]",
+            "[.5]",
+        ] {
+            let zeroed = with_numbers_zeroed(text);
+            assert!(
+                serde_json::from_str::<IgnoredAny>(&zeroed).is_err(),
+                "{text} became {zeroed}"
+            );
+        }
     }
 }

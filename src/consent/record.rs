@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 
 use super::ConsentState;
 use crate::json::{
-    seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed, KeySeed,
-    Scope,
+    self, seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed,
+    KeySeed, Scope,
 };
 use crate::vocabulary::{CategorySet, Vocabulary};
 
@@ -81,18 +81,16 @@ pub fn parse_value(
         return Ok(ConsentUpdate::Remove);
     };
     let text = std::str::from_utf8(bytes).map_err(|_| Rejection::NotJson)?;
-    let duplicate = Cell::new(false);
-    let scope = Scope {
-        vocabulary,
-        duplicate: &duplicate,
-    };
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let fields = RecordSeed(scope)
-        .deserialize(&mut deserializer)
-        .map_err(|_| Rejection::NotJson)?;
-    deserializer.end().map_err(|_| Rejection::NotJson)?;
+    let (fields, duplicate) = match read(text, vocabulary) {
+        // Valid JSON all the same: read it again with its numbers zeroed (cold path).
+        Err(error) if json::is_number_out_of_range(&error) => {
+            read(&json::with_numbers_zeroed(text), vocabulary)
+        }
+        read => read,
+    }
+    .map_err(|_| Rejection::NotJson)?;
     let fields = fields.ok_or(Rejection::NotObject)?;
-    if duplicate.get() {
+    if duplicate {
         return Err(Rejection::DuplicateKey);
     }
     let granted = fields.granted.ok_or(Rejection::BadPreferences)?;
@@ -105,6 +103,23 @@ pub fn parse_value(
         granted,
         updated_at_ms,
     }))
+}
+
+/// Reads the whole of `text`: the fields (`None` if it is not an object) and whether a field
+/// read appeared twice.
+fn read(
+    text: &str,
+    vocabulary: &Vocabulary,
+) -> Result<(Option<RecordFields>, bool), serde_json::Error> {
+    let duplicate = Cell::new(false);
+    let scope = Scope {
+        vocabulary,
+        duplicate: &duplicate,
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let fields = RecordSeed(scope).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((fields, duplicate.get()))
 }
 
 /// Parses RFC 3339 to Unix milliseconds (sub-millisecond digits are truncated toward the past).
@@ -320,6 +335,33 @@ mod tests {
                 0,
                 &vocabulary()
             ),
+            Err(Rejection::NotJson)
+        );
+    }
+
+    #[test]
+    fn out_of_range_category_value_grants_nothing_and_keeps_the_record() {
+        let value = r#"{"categoryPreferences":{"analytics":1e400,"advertising":true},"updatedAt":"2026-11-22T10:00:00Z","version":-1e999}"#;
+        assert_eq!(granted(parse(value)), (0b10, 1_795_341_600_000));
+    }
+
+    #[test]
+    fn out_of_range_updated_at_is_not_rfc3339() {
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{},"updatedAt":1e400}"#),
+            Err(Rejection::BadUpdatedAt)
+        );
+    }
+
+    #[test]
+    fn out_of_range_number_where_an_object_belongs_is_rejected_by_reason() {
+        assert_eq!(parse("1e400"), Err(Rejection::NotObject));
+        assert_eq!(
+            parse(r#"{"categoryPreferences":1e400}"#),
+            Err(Rejection::BadPreferences)
+        );
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{"analytics":1e400x}}"#),
             Err(Rejection::NotJson)
         );
     }
