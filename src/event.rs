@@ -489,7 +489,13 @@ mod tests {
     fn timestamp_is_read_when_it_is_rfc3339() {
         let view = parse_str(r#"{"userId":"u1","timestamp":"2026-11-22T10:00:00.250Z"}"#).unwrap();
         assert_eq!(view.timestamp_ms, Some(1_795_341_600_250));
-        for other in ["\"yesterday\"", "1795341600", "null", "{}"] {
+        for other in [
+            "\"yesterday\"",
+            "\"2026-11-22S10:00:00Z\"",
+            "1795341600",
+            "null",
+            "{}",
+        ] {
             let text = format!(r#"{{"userId":"u1","timestamp":{other}}}"#);
             assert_eq!(parse_str(&text).unwrap().timestamp_ms, None, "{text}");
         }

@@ -124,6 +124,11 @@ fn read(
 
 /// Parses RFC 3339 to Unix milliseconds (sub-millisecond digits are truncated toward the past).
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    // RFC 3339 separates date and time with "T" (either case; its note allows a space); the
+    // parser below takes any byte there.
+    if !matches!(text.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
     let time = OffsetDateTime::parse(text, &Rfc3339).ok()?;
     i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
@@ -282,6 +287,28 @@ mod tests {
     fn updated_at_is_compared_at_millisecond_precision() {
         let value = r#"{"categoryPreferences":{},"updatedAt":"2026-11-22T10:00:00.123999+01:00"}"#;
         assert_eq!(granted(parse(value)).1, 1_795_341_600_000 - 3_600_000 + 123);
+    }
+
+    #[test]
+    fn rfc3339_separates_date_and_time_with_t_or_a_space() {
+        for text in [
+            "2026-11-22T10:00:00Z",
+            "2026-11-22t10:00:00z",
+            "2026-11-22 10:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(text), Some(1_795_341_600_000), "{text}");
+        }
+        for text in [
+            "2026-11-22S10:00:00Z",
+            "2026-11-22_10:00:00Z",
+            "2026-11-22010:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(text), None, "{text}");
+        }
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{},"updatedAt":"2026-11-22S10:00:00Z"}"#),
+            Err(Rejection::BadUpdatedAt)
+        );
     }
 
     #[test]
