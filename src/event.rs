@@ -96,6 +96,9 @@ pub fn parse<'a>(
         read => read,
     }
     .map_err(|_| Malformed::NotJson)?;
+    if json::has_unpaired_surrogate(text) {
+        return Err(Malformed::NotJson);
+    }
     let view = view.ok_or(Malformed::NotObject)?;
     if duplicate {
         return Err(Malformed::DuplicateKey);
@@ -460,6 +463,22 @@ mod tests {
             parse(Some(invalid_utf8_in_skipped), 1_000, &vocabulary),
             Err(Malformed::NotJson)
         );
+    }
+
+    #[test]
+    fn unpaired_surrogate_in_any_string_is_not_json() {
+        for text in [
+            r#"{"userId":"u1","properties":{"title":"Caf\u00e9 \ud83d"}}"#,
+            r#"{"userId":"u1","traits":{"em\ud800ail":"a@example.com"}}"#,
+            r#"{"userId":"u1","context":{"page":{"title":"\udc00"}}}"#,
+            r#"{"userId":"\ud800"}"#,
+            r#"["\ud800"]"#,
+        ] {
+            assert_eq!(parse_str(text), Err(Malformed::NotJson), "{text}");
+        }
+        let view =
+            parse_str(r#"{"userId":"u\ud83d\ude00","properties":{"path":"C:\\ud800"}}"#).unwrap();
+        assert_eq!(view.user_id.as_deref(), Some("u\u{1f600}"));
     }
 
     #[test]

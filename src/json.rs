@@ -27,6 +27,44 @@ impl Scope<'_> {
     }
 }
 
+/// Whether `text`, which must be valid JSON, has an unpaired surrogate escape (`"\ud800"`) in
+/// any string: no UTF-8 text can hold that string, so the value is not UTF-8 JSON. serde_json
+/// refuses one in the strings it decodes, not in those it skips.
+pub(crate) fn has_unpaired_surrogate(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let hex = |at: usize| {
+        let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut from = 0;
+    // In valid JSON every backslash starts an escape inside a string. Most events have none,
+    // and memchr finds that out at a few bytes per cycle.
+    while let Some(at) = bytes
+        .get(from..)
+        .and_then(|rest| memchr::memchr(b'\\', rest))
+    {
+        let at = from + at;
+        from = at + 2;
+        if bytes.get(at + 1) != Some(&b'u') {
+            continue;
+        }
+        from = at + 6;
+        match hex(at + 2) {
+            Some(0xD800..=0xDBFF) => {
+                if bytes.get(at + 6..at + 8) != Some(b"\\u")
+                    || !matches!(hex(at + 8), Some(0xDC00..=0xDFFF))
+                {
+                    return true;
+                }
+                from = at + 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Whether serde_json refused a number beyond the range of `f64` (`1e400`), which is valid JSON.
 /// It does so wherever a value is read with `deserialize_any` (skipped values are only scanned).
 /// serde_json has no public error code; `number_out_of_range_is_recognised` pins its message.
@@ -299,6 +337,29 @@ impl<'de> Visitor<'de> for GrantsSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpaired_surrogates_are_found_in_any_string() {
+        for text in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"x\uDBFFy"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"\ud83d":1}"#,
+            r#"["\ud83d\u0041"]"#,
+            r#"["\ud83d\n"]"#,
+            r#"["\\\ud83d"]"#,
+        ] {
+            assert!(has_unpaired_surrogate(text), "{text}");
+        }
+        for text in [
+            r#"{"a":"\ud83d\ude00 \u00e9 \u0000"}"#,
+            r#"{"a":"\\ud800"}"#,
+            r#"{"a":"\\\\ud800","b":"\\"}"#,
+            r#"{"a":"no escapes at all"}"#,
+        ] {
+            assert!(!has_unpaired_surrogate(text), "{text}");
+        }
+    }
 
     #[test]
     fn number_out_of_range_is_recognised() {

@@ -89,6 +89,9 @@ pub fn parse_value(
         read => read,
     }
     .map_err(|_| Rejection::NotJson)?;
+    if json::has_unpaired_surrogate(text) {
+        return Err(Rejection::NotJson);
+    }
     let fields = fields.ok_or(Rejection::NotObject)?;
     if duplicate {
         return Err(Rejection::DuplicateKey);
@@ -389,6 +392,14 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"categoryPreferences":{"analytics":1e400x}}"#),
+            Err(Rejection::NotJson)
+        );
+    }
+
+    #[test]
+    fn unpaired_surrogate_in_any_string_is_not_json() {
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{"analytics":true},"source":"cmp \ud800"}"#),
             Err(Rejection::NotJson)
         );
     }
