@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 use super::ConsentState;
 use crate::json::{
@@ -136,11 +136,23 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
-/// Formats Unix milliseconds as RFC 3339 in UTC.
+/// Formats Unix milliseconds as RFC 3339, in UTC when its years (0000 to 9999) can hold the
+/// instant, else at the offset of at most 23:59 that brings it inside them: every instant
+/// [`parse_rfc3339_ms`] reads (`"0000-01-01T00:00:00+01:00"` is in the year -1 in UTC) is
+/// written so that it reads back.
 pub fn format_rfc3339_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|time| time.format(&Rfc3339).ok())
+    [(0, 0), (23, 59), (-23, -59)]
+        .into_iter()
+        .find_map(|(hours, minutes)| {
+            let offset = UtcOffset::from_hms(hours, minutes, 0).ok()?;
+            // The local time at that offset, stamped with it.
+            let local_ms = ms.checked_add(i64::from(offset.whole_seconds()) * 1_000)?;
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(local_ms) * 1_000_000)
+                .ok()?
+                .replace_offset(offset)
+                .format(&Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -409,6 +421,29 @@ mod tests {
         assert_eq!(parse_key(None), Err(Rejection::BadKey));
         assert_eq!(parse_key(Some(b"\xff")), Err(Rejection::BadKey));
         assert_eq!(parse_key(Some(b"user-1")), Ok("user-1"));
+    }
+
+    #[test]
+    fn state_from_the_edges_of_rfc3339_years_is_encoded_so_that_it_reads_back() {
+        let vocabulary = vocabulary();
+        for updated_at in [
+            "0000-01-01T00:00:00+01:00",
+            "0000-01-01T00:00:00.001+23:59",
+            "9999-12-31T23:59:59.999-23:59",
+            "0000-01-01T00:00:00Z",
+        ] {
+            let value = format!(r#"{{"categoryPreferences":{{}},"updatedAt":"{updated_at}"}}"#);
+            let Ok(ConsentUpdate::Set(state)) = parse(&value) else {
+                panic!("{value} is valid");
+            };
+            let bytes = encode_value(&state, &vocabulary);
+            assert_eq!(
+                parse_value(Some(&bytes), 0, &vocabulary),
+                Ok(ConsentUpdate::Set(state)),
+                "{updated_at} written as {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
     }
 
     #[test]
