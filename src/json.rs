@@ -3,6 +3,9 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::LazyLock;
+
+use memchr::memmem;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -31,21 +34,28 @@ impl Scope<'_> {
 /// any string: no UTF-8 text can hold that string, so the value is not UTF-8 JSON. serde_json
 /// refuses one in the strings it decodes, not in those it skips.
 pub(crate) fn has_unpaired_surrogate(text: &str) -> bool {
+    static UNICODE_ESCAPE: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\\u"));
     let bytes = text.as_bytes();
+    // Most events have no escape at all, which memchr finds out at a few bytes per cycle.
+    let Some(mut from) = memchr::memchr(b'\\', bytes) else {
+        return false;
+    };
     let hex = |at: usize| {
         let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
         u16::from_str_radix(digits, 16).ok()
     };
-    let mut from = 0;
-    // In valid JSON every backslash starts an escape inside a string. Most events have none,
-    // and memchr finds that out at a few bytes per cycle.
-    while let Some(at) = bytes
-        .get(from..)
-        .and_then(|rest| memchr::memchr(b'\\', rest))
-    {
-        let at = from + at;
+    while let Some(found) = bytes.get(from..).and_then(|rest| UNICODE_ESCAPE.find(rest)) {
+        let at = from + found;
         from = at + 2;
-        if bytes.get(at + 1) != Some(&b'u') {
+        // In valid JSON every backslash is in a string, and this one starts an escape unless
+        // an odd number of backslashes precede it (`\\u` is a backslash, then `u`).
+        let escaped = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if escaped % 2 == 1 {
             continue;
         }
         from = at + 6;
@@ -348,6 +358,8 @@ mod tests {
             r#"["\ud83d\u0041"]"#,
             r#"["\ud83d\n"]"#,
             r#"["\\\ud83d"]"#,
+            r#"["\ud83d\\ude00"]"#,
+            r#"["a\/b\"c\\d\\\\", "\ud800"]"#,
         ] {
             assert!(has_unpaired_surrogate(text), "{text}");
         }
