@@ -46,3 +46,14 @@ if command -v rustup >/dev/null 2>&1; then
       rustup component add "$component" >/dev/null 2>&1 || true
   done
 fi
+
+# cargo-fuzz, for scripts/fuzz.sh; fuzzing needs the nightly toolchain, so without it this is
+# skipped (scripts/fuzz.sh then says what is missing).
+if cargo +nightly --version >/dev/null 2>&1; then
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "install-deps: installing cargo-fuzz"
+    cargo install --locked cargo-fuzz
+  fi
+else
+  echo "install-deps: no nightly toolchain, so no cargo-fuzz (for scripts/fuzz.sh: rustup toolchain install nightly)"
+fi

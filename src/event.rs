@@ -11,7 +11,7 @@ use std::cell::Cell;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::json::{
-    seed_of_any_value, skip_bools_and_strings, skip_map, skip_numbers_null_and_arrays, Flag,
+    self, seed_of_any_value, skip_bools_and_strings, skip_map, skip_numbers_null_and_arrays, Flag,
     FlagSeed, GrantsSeed, KeySeed, NameSeed, Scope,
 };
 use crate::vocabulary::{CategorySet, IntegrationSet, Vocabulary};
@@ -87,23 +87,55 @@ pub fn parse<'a>(
     }
     // serde_json does not check UTF-8 inside strings it skips; this does, for the whole value.
     let text = std::str::from_utf8(bytes).map_err(|_| Malformed::NotJson)?;
-    let duplicate = Cell::new(false);
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let view = EventSeed {
-        vocabulary,
-        duplicate: &duplicate,
+    let (view, duplicate) = match read(text, vocabulary) {
+        // Valid JSON all the same: read it again with its numbers zeroed (cold path).
+        Err(error) if json::is_number_out_of_range(&error) => {
+            read(&json::with_numbers_zeroed(text), vocabulary)
+                .map(|(view, duplicate)| (view.map(EventView::into_owned), duplicate))
+        }
+        read => read,
     }
-    .deserialize(&mut deserializer)
     .map_err(|_| Malformed::NotJson)?;
-    deserializer.end().map_err(|_| Malformed::NotJson)?;
+    if json::has_unpaired_surrogate(text) {
+        return Err(Malformed::NotJson);
+    }
     let view = view.ok_or(Malformed::NotObject)?;
-    if duplicate.get() {
+    if duplicate {
         return Err(Malformed::DuplicateKey);
     }
     if view.user_id.is_none() && view.anonymous_id.is_none() {
         return Err(Malformed::NoIdentifier);
     }
     Ok(view)
+}
+
+/// Reads the whole of `text`: the view (`None` if it is not an object) and whether a field read
+/// appeared twice.
+fn read<'a>(
+    text: &'a str,
+    vocabulary: &Vocabulary,
+) -> Result<(Option<EventView<'a>>, bool), serde_json::Error> {
+    let duplicate = Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let view = EventSeed {
+        vocabulary,
+        duplicate: &duplicate,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((view, duplicate.get()))
+}
+
+impl EventView<'_> {
+    fn into_owned(self) -> EventView<'static> {
+        EventView {
+            user_id: self.user_id.map(|id| Cow::Owned(id.into_owned())),
+            anonymous_id: self.anonymous_id.map(|id| Cow::Owned(id.into_owned())),
+            integrations: self.integrations,
+            stamp: self.stamp,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
 }
 
 struct EventSeed<'v> {
@@ -434,6 +466,22 @@ mod tests {
     }
 
     #[test]
+    fn unpaired_surrogate_in_any_string_is_not_json() {
+        for text in [
+            r#"{"userId":"u1","properties":{"title":"Caf\u00e9 \ud83d"}}"#,
+            r#"{"userId":"u1","traits":{"em\ud800ail":"a@example.com"}}"#,
+            r#"{"userId":"u1","context":{"page":{"title":"\udc00"}}}"#,
+            r#"{"userId":"\ud800"}"#,
+            r#"["\ud800"]"#,
+        ] {
+            assert_eq!(parse_str(text), Err(Malformed::NotJson), "{text}");
+        }
+        let view =
+            parse_str(r#"{"userId":"u\ud83d\ude00","properties":{"path":"C:\\ud800"}}"#).unwrap();
+        assert_eq!(view.user_id.as_deref(), Some("u\u{1f600}"));
+    }
+
+    #[test]
     fn duplicate_keys_only_matter_among_fields_read() {
         assert!(parse_str(r#"{"userId":"u1","event":"a","event":"b"}"#).is_ok());
         for text in [
@@ -460,7 +508,13 @@ mod tests {
     fn timestamp_is_read_when_it_is_rfc3339() {
         let view = parse_str(r#"{"userId":"u1","timestamp":"2026-11-22T10:00:00.250Z"}"#).unwrap();
         assert_eq!(view.timestamp_ms, Some(1_795_341_600_250));
-        for other in ["\"yesterday\"", "1795341600", "null", "{}"] {
+        for other in [
+            "\"yesterday\"",
+            "\"2026-11-22S10:00:00Z\"",
+            "1795341600",
+            "null",
+            "{}",
+        ] {
             let text = format!(r#"{{"userId":"u1","timestamp":{other}}}"#);
             assert_eq!(parse_str(&text).unwrap().timestamp_ms, None, "{text}");
         }
@@ -493,6 +547,69 @@ mod tests {
         ] {
             assert_eq!(parse_str(text).unwrap().stamp, None, "{text}");
         }
+    }
+
+    #[test]
+    fn out_of_range_number_as_identifier_counts_as_absent() {
+        assert_eq!(
+            parse_str(r#"{"userId":1e400}"#),
+            Err(Malformed::NoIdentifier)
+        );
+        let view = parse_str(r#"{"userId":-1e400,"anonymousId":"a\u00e91"}"#).unwrap();
+        assert_eq!(view.user_id, None);
+        assert_eq!(view.anonymous_id.as_deref(), Some("a\u{e9}1"));
+    }
+
+    #[test]
+    fn out_of_range_number_in_a_skipped_field_is_valid_json() {
+        let view = parse_str(
+            r#"{"userId":"u1","properties":{"price":1e400,"big":[1E+99999999999,-1e309]}}"#,
+        )
+        .unwrap();
+        assert_eq!(view.user_id.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn out_of_range_number_at_the_top_level_is_not_an_object() {
+        assert_eq!(parse_str("1e400"), Err(Malformed::NotObject));
+        let digits = format!("[{}]", "9".repeat(400));
+        assert_eq!(parse_str(&digits), Err(Malformed::NotObject));
+    }
+
+    #[test]
+    fn out_of_range_numbers_in_read_fields_count_as_wrong_types() {
+        let view = parse_str(
+            r#"{"userId":"u1","timestamp":1e400,"integrations":{"All":1e400,"Amplitude":1e400,"Google Ads":false},"context":{"consent":{"categoryPreferences":{"analytics":1e400,"advertising":true}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(view.timestamp_ms, None);
+        assert!(!view.integrations.all_false);
+        assert_eq!(view.integrations.enabled, IntegrationSet::default());
+        assert_eq!(view.integrations.disabled, integration_bit("Google Ads"));
+        assert_eq!(view.stamp, Some(CategorySet::from_bits(0b10)));
+        let view =
+            parse_str(r#"{"userId":"u1","context":{"consent":{"categoryPreferences":1e400}}}"#)
+                .unwrap();
+        assert_eq!(view.stamp, Some(CategorySet::EMPTY));
+        assert_eq!(
+            parse_str(r#"{"userId":"u1","context":1e400}"#)
+                .unwrap()
+                .stamp,
+            None
+        );
+    }
+
+    #[test]
+    fn event_with_an_out_of_range_number_is_still_classified_in_order() {
+        assert_eq!(
+            parse_str(r#"{"userId":1e400,"x":}"#),
+            Err(Malformed::NotJson)
+        );
+        assert_eq!(parse_str(r#"{"userId":1e400.5}"#), Err(Malformed::NotJson));
+        assert_eq!(
+            parse_str(r#"{"userId":1e400,"userId":"u1"}"#),
+            Err(Malformed::DuplicateKey)
+        );
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::sync::LazyLock;
+
+use memchr::memmem;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -25,6 +28,133 @@ impl Scope<'_> {
         }
         *seen |= bit;
     }
+}
+
+/// Whether `text`, which must be valid JSON, has an unpaired surrogate escape (`"\ud800"`) in
+/// any string: no UTF-8 text can hold that string, so the value is not UTF-8 JSON. serde_json
+/// refuses one in the strings it decodes, not in those it skips.
+pub(crate) fn has_unpaired_surrogate(text: &str) -> bool {
+    static UNICODE_ESCAPE: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"\\u"));
+    let bytes = text.as_bytes();
+    // Most events have no escape at all, which memchr finds out at a few bytes per cycle.
+    let Some(mut from) = memchr::memchr(b'\\', bytes) else {
+        return false;
+    };
+    let hex = |at: usize| {
+        let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    while let Some(found) = bytes.get(from..).and_then(|rest| UNICODE_ESCAPE.find(rest)) {
+        let at = from + found;
+        from = at + 2;
+        // In valid JSON every backslash is in a string, and this one starts an escape unless
+        // an odd number of backslashes precede it (`\\u` is a backslash, then `u`).
+        let escaped = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if escaped % 2 == 1 {
+            continue;
+        }
+        from = at + 6;
+        match hex(at + 2) {
+            Some(0xD800..=0xDBFF) => {
+                if bytes.get(at + 6..at + 8) != Some(b"\\u")
+                    || !matches!(hex(at + 8), Some(0xDC00..=0xDFFF))
+                {
+                    return true;
+                }
+                from = at + 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Whether serde_json refused a number beyond the range of `f64` (`1e400`), which is valid JSON.
+/// It does so wherever a value is read with `deserialize_any` (skipped values are only scanned).
+/// serde_json has no public error code; `number_out_of_range_is_recognised` pins its message.
+pub(crate) fn is_number_out_of_range(error: &serde_json::Error) -> bool {
+    error.is_syntax() && error.to_string().starts_with("number out of range")
+}
+
+/// `text` with every number replaced by `0`, for reading again a value in which serde_json
+/// refused a number ([`is_number_out_of_range`]). Every visitor here reads all numbers alike
+/// (as "not the type wanted"), so the copy reads as the original would. Only a whole number
+/// between delimiters is replaced, and strings are left alone, so the copy is valid JSON
+/// exactly when the original is.
+pub(crate) fn with_numbers_zeroed(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut zeroed = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut at = 0;
+    let mut in_string = false;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if in_string {
+            match byte {
+                b'\\' => at += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if (byte == b'-' || byte.is_ascii_digit())
+            && (at == 0 || is_delimiter(bytes[at - 1]))
+        {
+            let end = at + number_len(&bytes[at..]);
+            if end > at && bytes.get(end).is_none_or(|&next| is_delimiter(next)) {
+                // Both ends are ASCII, so both are char boundaries.
+                zeroed.push_str(&text[copied..at]);
+                zeroed.push('0');
+                copied = end;
+                at = end;
+                continue;
+            }
+        }
+        at += 1;
+    }
+    zeroed.push_str(&text[copied..]);
+    zeroed
+}
+
+fn is_delimiter(byte: u8) -> bool {
+    matches!(
+        byte,
+        b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b'[' | b']' | b'{' | b'}'
+    )
+}
+
+/// Length of the JSON number at the start of `bytes`
+/// (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`), or 0 if there is none.
+fn number_len(bytes: &[u8]) -> usize {
+    let digits = |from: usize| {
+        bytes[from.min(bytes.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let mut at = usize::from(bytes.first() == Some(&b'-'));
+    match bytes.get(at) {
+        Some(b'0') => at += 1,
+        Some(b'1'..=b'9') => at += digits(at),
+        _ => return 0,
+    }
+    if bytes.get(at) == Some(&b'.') && digits(at + 1) > 0 {
+        at += 1 + digits(at + 1);
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(bytes.get(at + 1), Some(b'+' | b'-')));
+        let exponent = digits(at + 1 + sign);
+        if exponent > 0 {
+            at += 1 + sign + exponent;
+        }
+    }
+    at
 }
 
 /// The visitors below accept any JSON value, because a field of an unexpected type is not an
@@ -211,5 +341,71 @@ impl<'de> Visitor<'de> for GrantsSeed<'_> {
             }
         }
         Ok(Some(granted))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpaired_surrogates_are_found_in_any_string() {
+        for text in [
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"x\uDBFFy"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"\ud83d":1}"#,
+            r#"["\ud83d\u0041"]"#,
+            r#"["\ud83d\n"]"#,
+            r#"["\\\ud83d"]"#,
+            r#"["\ud83d\\ude00"]"#,
+            r#"["a\/b\"c\\d\\\\", "\ud800"]"#,
+        ] {
+            assert!(has_unpaired_surrogate(text), "{text}");
+        }
+        for text in [
+            r#"{"a":"\ud83d\ude00 \u00e9 \u0000"}"#,
+            r#"{"a":"\\ud800"}"#,
+            r#"{"a":"\\\\ud800","b":"\\"}"#,
+            r#"{"a":"no escapes at all"}"#,
+        ] {
+            assert!(!has_unpaired_surrogate(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn number_out_of_range_is_recognised() {
+        let error = serde_json::from_str::<serde_json::Value>("[1e400]").unwrap_err();
+        assert!(is_number_out_of_range(&error), "{error}");
+        let error = serde_json::from_str::<serde_json::Value>("[1e4x]").unwrap_err();
+        assert!(!is_number_out_of_range(&error), "{error}");
+    }
+
+    #[test]
+    fn whole_numbers_are_zeroed_and_strings_kept() {
+        assert_eq!(
+            with_numbers_zeroed(r#"{"a":1e400,"b":[-12.5E+3, 0],"c":"1e400\"2","d":7}"#),
+            r#"{"a":0,"b":[0, 0],"c":"1e400\"2","d":0}"#
+        );
+    }
+
+    #[test]
+    fn invalid_numbers_are_left_invalid() {
+        for text in [
+            "[1e400.5]",
+            "[01]",
+            "[1.]",
+            "[-]",
+            "[1e]",
+            "[1e400x]",
+            "[--1]",
+            "[.5]",
+        ] {
+            let zeroed = with_numbers_zeroed(text);
+            assert!(
+                serde_json::from_str::<IgnoredAny>(&zeroed).is_err(),
+                "{text} became {zeroed}"
+            );
+        }
     }
 }

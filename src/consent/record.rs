@@ -6,12 +6,12 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 use super::ConsentState;
 use crate::json::{
-    seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed, KeySeed,
-    Scope,
+    self, seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed,
+    KeySeed, Scope,
 };
 use crate::vocabulary::{CategorySet, Vocabulary};
 
@@ -81,18 +81,19 @@ pub fn parse_value(
         return Ok(ConsentUpdate::Remove);
     };
     let text = std::str::from_utf8(bytes).map_err(|_| Rejection::NotJson)?;
-    let duplicate = Cell::new(false);
-    let scope = Scope {
-        vocabulary,
-        duplicate: &duplicate,
-    };
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let fields = RecordSeed(scope)
-        .deserialize(&mut deserializer)
-        .map_err(|_| Rejection::NotJson)?;
-    deserializer.end().map_err(|_| Rejection::NotJson)?;
+    let (fields, duplicate) = match read(text, vocabulary) {
+        // Valid JSON all the same: read it again with its numbers zeroed (cold path).
+        Err(error) if json::is_number_out_of_range(&error) => {
+            read(&json::with_numbers_zeroed(text), vocabulary)
+        }
+        read => read,
+    }
+    .map_err(|_| Rejection::NotJson)?;
+    if json::has_unpaired_surrogate(text) {
+        return Err(Rejection::NotJson);
+    }
     let fields = fields.ok_or(Rejection::NotObject)?;
-    if duplicate.get() {
+    if duplicate {
         return Err(Rejection::DuplicateKey);
     }
     let granted = fields.granted.ok_or(Rejection::BadPreferences)?;
@@ -107,17 +108,51 @@ pub fn parse_value(
     }))
 }
 
+/// Reads the whole of `text`: the fields (`None` if it is not an object) and whether a field
+/// read appeared twice.
+fn read(
+    text: &str,
+    vocabulary: &Vocabulary,
+) -> Result<(Option<RecordFields>, bool), serde_json::Error> {
+    let duplicate = Cell::new(false);
+    let scope = Scope {
+        vocabulary,
+        duplicate: &duplicate,
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let fields = RecordSeed(scope).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((fields, duplicate.get()))
+}
+
 /// Parses RFC 3339 to Unix milliseconds (sub-millisecond digits are truncated toward the past).
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    // RFC 3339 separates date and time with "T" (either case; its note allows a space); the
+    // parser below takes any byte there.
+    if !matches!(text.as_bytes().get(10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
     let time = OffsetDateTime::parse(text, &Rfc3339).ok()?;
     i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
-/// Formats Unix milliseconds as RFC 3339 in UTC.
+/// Formats Unix milliseconds as RFC 3339, in UTC when its years (0000 to 9999) can hold the
+/// instant, else at the offset of at most 23:59 that brings it inside them: every instant
+/// [`parse_rfc3339_ms`] reads (`"0000-01-01T00:00:00+01:00"` is in the year -1 in UTC) is
+/// written so that it reads back.
 pub fn format_rfc3339_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|time| time.format(&Rfc3339).ok())
+    [(0, 0), (23, 59), (-23, -59)]
+        .into_iter()
+        .find_map(|(hours, minutes)| {
+            let offset = UtcOffset::from_hms(hours, minutes, 0).ok()?;
+            // The local time at that offset, stamped with it.
+            let local_ms = ms.checked_add(i64::from(offset.whole_seconds()) * 1_000)?;
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(local_ms) * 1_000_000)
+                .ok()?
+                .replace_offset(offset)
+                .format(&Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -270,6 +305,28 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339_separates_date_and_time_with_t_or_a_space() {
+        for text in [
+            "2026-11-22T10:00:00Z",
+            "2026-11-22t10:00:00z",
+            "2026-11-22 10:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(text), Some(1_795_341_600_000), "{text}");
+        }
+        for text in [
+            "2026-11-22S10:00:00Z",
+            "2026-11-22_10:00:00Z",
+            "2026-11-22010:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(text), None, "{text}");
+        }
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{},"updatedAt":"2026-11-22S10:00:00Z"}"#),
+            Err(Rejection::BadUpdatedAt)
+        );
+    }
+
+    #[test]
     fn missing_updated_at_takes_the_record_time() {
         assert_eq!(
             granted(parse(r#"{"categoryPreferences":{"advertising":true}}"#)),
@@ -325,10 +382,68 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_category_value_grants_nothing_and_keeps_the_record() {
+        let value = r#"{"categoryPreferences":{"analytics":1e400,"advertising":true},"updatedAt":"2026-11-22T10:00:00Z","version":-1e999}"#;
+        assert_eq!(granted(parse(value)), (0b10, 1_795_341_600_000));
+    }
+
+    #[test]
+    fn out_of_range_updated_at_is_not_rfc3339() {
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{},"updatedAt":1e400}"#),
+            Err(Rejection::BadUpdatedAt)
+        );
+    }
+
+    #[test]
+    fn out_of_range_number_where_an_object_belongs_is_rejected_by_reason() {
+        assert_eq!(parse("1e400"), Err(Rejection::NotObject));
+        assert_eq!(
+            parse(r#"{"categoryPreferences":1e400}"#),
+            Err(Rejection::BadPreferences)
+        );
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{"analytics":1e400x}}"#),
+            Err(Rejection::NotJson)
+        );
+    }
+
+    #[test]
+    fn unpaired_surrogate_in_any_string_is_not_json() {
+        assert_eq!(
+            parse(r#"{"categoryPreferences":{"analytics":true},"source":"cmp \ud800"}"#),
+            Err(Rejection::NotJson)
+        );
+    }
+
+    #[test]
     fn bad_keys_are_rejected() {
         assert_eq!(parse_key(None), Err(Rejection::BadKey));
         assert_eq!(parse_key(Some(b"\xff")), Err(Rejection::BadKey));
         assert_eq!(parse_key(Some(b"user-1")), Ok("user-1"));
+    }
+
+    #[test]
+    fn state_from_the_edges_of_rfc3339_years_is_encoded_so_that_it_reads_back() {
+        let vocabulary = vocabulary();
+        for updated_at in [
+            "0000-01-01T00:00:00+01:00",
+            "0000-01-01T00:00:00.001+23:59",
+            "9999-12-31T23:59:59.999-23:59",
+            "0000-01-01T00:00:00Z",
+        ] {
+            let value = format!(r#"{{"categoryPreferences":{{}},"updatedAt":"{updated_at}"}}"#);
+            let Ok(ConsentUpdate::Set(state)) = parse(&value) else {
+                panic!("{value} is valid");
+            };
+            let bytes = encode_value(&state, &vocabulary);
+            assert_eq!(
+                parse_value(Some(&bytes), 0, &vocabulary),
+                Ok(ConsentUpdate::Set(state)),
+                "{updated_at} written as {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,8 @@
+//! `cargo +nightly fuzz run consent_record`: see `oracle/record.rs` for what is checked.
+#![no_main]
+
+#[path = "../oracle/mod.rs"]
+#[allow(dead_code)] // each target uses one of the oracles
+mod oracle;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracle::record::check(data));
