@@ -64,7 +64,7 @@ fn assert_judged(config: GenConfig, steps: Vec<Step>, expected: &[Verdict]) {
         config,
         steps,
     };
-    if let Err(why) = check(&case, KnownDefects::Include, None) {
+    if let Err(why) = check(&case, KnownDefects::ALL, None) {
         panic!("{why}\n{}", shrink::describe(&case));
     }
     let mut model = Model::new(configs(&case.config.toml()).1);
