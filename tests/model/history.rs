@@ -52,7 +52,9 @@ pub enum Now<'a> {
 pub enum At<'a> {
     /// No state now, so none at any time.
     Absent,
-    /// Failed closed now: at every time.
+    /// Failed closed now: at every time. Reading: as a present state granting nothing and
+    /// newer than any (judged "unknown" instead, nothing observable changes: the "now" check
+    /// already denies).
     FailedClosed,
     /// Before the first recorded choice, or before the oldest state still known.
     Unknown,

@@ -172,7 +172,8 @@ impl Model {
         };
         let arrival = Arrival {
             meaning: record::read(value, &self.config.categories),
-            // "For a record without one, the time it is read."
+            // "For a record without one, the time it is read." Reading: it stands in for the
+            // Kafka timestamp for the cap on `updatedAt` too, not only for a missing one.
             record_time: kafka_timestamp_ms.unwrap_or(now_ms),
             now: now_ms,
         };
@@ -251,7 +252,7 @@ impl Model {
         );
         let user_then = user.as_ref().map(|t| t.at(time, window, max_changes));
         let anonymous_then = anonymous.as_ref().map(|t| t.at(time, window, max_changes));
-        // Every pairing of the two identifiers' candidates must allow.
+        // Reading: when both identifiers have several candidates, every pairing must allow.
         let then: Vec<Sources> = match (&user_then, &anonymous_then) {
             (Some(At::Unknown), _) | (_, Some(At::Unknown)) => {
                 trace.unknown_then = true;

@@ -14,8 +14,8 @@ pub enum Meaning {
     Malformed(&'static str),
     Valid {
         /// The configured categories whose value is JSON `true`: "the table stores no
-        /// others" (README, "Consent records"), so a choice that differs only in categories
-        /// no destination needs is a re-sent identical choice.
+        /// others" (README, "Consent records"). Reading: so a choice that differs only in
+        /// categories no destination needs is a re-sent identical choice.
         grants: Rc<BTreeSet<String>>,
         /// `None`: missing or `null` (the record's Kafka timestamp stands in).
         updated_at: Option<i64>,
