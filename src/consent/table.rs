@@ -205,12 +205,19 @@ impl ConsentTable {
                 let max_changes = self.history_max_changes;
                 // The same state again (a re-published state read back, a record sent twice)
                 // tells nothing new about any time.
-                if previous != state && max_changes > 0 && state.updated_at_ms >= horizon {
+                if previous == state {
+                    return None;
+                }
+                if max_changes > 0 && state.updated_at_ms >= horizon {
                     let history = self.history.entry(user.into()).or_default();
                     history.supersede(previous, state.updated_at_ms, horizon, max_changes);
                     if history.is_empty() {
                         self.history.remove(user);
                     }
+                } else {
+                    // `previous` ended before the window: not kept, and neither is anything
+                    // older, which would otherwise seem to have lasted until now.
+                    self.history.remove(user);
                 }
             }
             None => {
@@ -424,6 +431,18 @@ mod tests {
         set(&mut table, "u", 2, 200);
         assert_eq!(known(&table, "u", 100), [state(1, 70)]);
         assert_eq!(known(&table, "u", 50), [state(1, 10)]);
+    }
+
+    #[test]
+    fn a_state_that_ended_before_the_window_takes_the_older_history_with_it() {
+        let mut table = ConsentTable::new(60_000, 4);
+        let at = |bits, t| Ok(ConsentUpdate::Set(state(bits, t)));
+        table.apply_record("u", at(1, 0), NOW, 10_000);
+        table.apply_record("u", at(0, 1_000), NOW, 10_000);
+        // Stamped 2 s but applied at 200 s: the state from 1 s ended before the window.
+        table.apply_record("u", at(1, 2_000), NOW, 200_000);
+        assert_eq!(table.states_at("u", 1_500), StatesAt::Unknown);
+        assert_eq!(table.states_at("u", 500), StatesAt::Unknown);
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! The real code, composed as the service composes it (`Applier::apply` in
+//! src/consent/follower.rs, `Judge::event` in src/pipeline/judge.rs), answering in the
+//! model's terms so that the two can be compared.
+
+use std::rc::Rc;
+
+use consent_enforcer::config::Config;
+use consent_enforcer::consent::record::{parse_key, parse_value};
+use consent_enforcer::consent::{self, ConsentTable};
+use consent_enforcer::decision::{event_time_ms, Rule, Verdicts};
+use consent_enforcer::event;
+use consent_enforcer::vocabulary::{CategorySet, Vocabulary};
+
+use crate::model::{Judgement, RecordOutcome, Verdict};
+
+pub struct Real {
+    config: Rc<Config>,
+    vocabulary: Vocabulary,
+    rules: Vec<Rule>,
+    table: ConsentTable,
+}
+
+/// The config as the service loads it.
+pub fn config(toml: &str) -> Config {
+    let config = Config::parse(toml, "gen").expect("the generated config parses");
+    config.validate().expect("the generated config is valid");
+    config
+}
+
+impl Real {
+    pub fn new(config: Rc<Config>) -> Real {
+        let mut vocabulary = Vocabulary::from_config(&config);
+        let rules = Rule::from_config(&config, &mut vocabulary);
+        let table = ConsentTable::new(
+            config.consent.history_window.as_millis(),
+            config.consent.history_max_changes,
+        );
+        Real {
+            config,
+            vocabulary,
+            rules,
+            table,
+        }
+    }
+
+    /// Applies a consent record; also answers what `may_narrow` said before it was applied
+    /// (`None` for a record without a usable key).
+    pub fn record(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        kafka_timestamp_ms: Option<i64>,
+        now_ms: i64,
+    ) -> (Option<bool>, RecordOutcome) {
+        let Ok(user) = parse_key(key) else {
+            return (None, RecordOutcome::BadKey);
+        };
+        let record_time_ms = kafka_timestamp_ms.unwrap_or(now_ms);
+        let update = parse_value(value, record_time_ms, &self.vocabulary);
+        let all = self.vocabulary.all_categories();
+        let may_narrow = self.table.may_narrow(user, &update, record_time_ms, all);
+        let outcome = match self
+            .table
+            .apply_record(user, update, record_time_ms, now_ms)
+        {
+            consent::RecordOutcome::Stored { future_dated } => {
+                RecordOutcome::Stored { future_dated }
+            }
+            consent::RecordOutcome::Removed => RecordOutcome::Removed,
+            consent::RecordOutcome::Stale { stored } => RecordOutcome::Stale {
+                republished: self.names(stored.granted),
+                at: stored.updated_at_ms,
+            },
+            consent::RecordOutcome::FailedClosed(reason) => {
+                RecordOutcome::FailedClosed(reason.as_str())
+            }
+        };
+        (Some(may_narrow), outcome)
+    }
+
+    pub fn event(
+        &self,
+        value: Option<&[u8]>,
+        kafka_timestamp_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Judgement {
+        let view = match event::parse(value, self.config.input.max_event_bytes, &self.vocabulary) {
+            Ok(view) => view,
+            Err(reason) => return Judgement::DeadLetter(reason.as_str()),
+        };
+        let time = event_time_ms(
+            view.timestamp_ms,
+            kafka_timestamp_ms,
+            now_ms,
+            self.config.consent.history_window.as_millis(),
+        );
+        let verdicts = Verdicts::new(&self.table, &view, time);
+        Judgement::Judged(
+            self.rules
+                .iter()
+                .map(
+                    |rule| match verdicts.decide(&view, rule, self.config.consent.when_missing) {
+                        Ok(()) => Verdict::Deliver,
+                        Err(reason) => Verdict::Drop(reason.as_str()),
+                    },
+                )
+                .collect(),
+        )
+    }
+
+    /// The configured categories in `set`, in config order (the model's order too).
+    fn names(&self, set: CategorySet) -> Vec<String> {
+        (0..self.vocabulary.category_count())
+            .filter(|&i| set.contains(i))
+            .map(|i| self.vocabulary.category_name(i).to_owned())
+            .collect()
+    }
+}

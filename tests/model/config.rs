@@ -1,0 +1,111 @@
+//! The keys of the config the rules depend on, read from the TOML text with the README's
+//! defaults (section "Configuration"). The text is assumed valid: src validates it.
+
+use toml::{Table, Value};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `input.max_event_bytes`, default 1,000,000.
+    pub max_event_bytes: usize,
+    /// `consent.when_missing = "allow"` (default `"deny"`).
+    pub when_missing_allow: bool,
+    /// `consent.history_window`, default 7 days.
+    pub history_window_ms: i64,
+    /// `consent.history_max_changes`, default 8.
+    pub history_max_changes: usize,
+    pub destinations: Vec<Destination>,
+    /// Every category some destination names, in order of first mention.
+    pub categories: Vec<String>,
+    /// Every integration name some destination looks up.
+    pub integration_names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub name: String,
+    /// Default: the destination's name.
+    pub integration_names: Vec<String>,
+    /// `[]` = strictly necessary.
+    pub categories: Vec<String>,
+    /// `match = "any"` (default `"all"`).
+    pub match_any: bool,
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Config {
+        let root: Table = toml::from_str(text).expect("model: the config is TOML");
+        let section = |name: &str| root.get(name).and_then(Value::as_table);
+        let key = |table: &str, key: &str| section(table).and_then(|t| t.get(key)).cloned();
+        let integer = |value: Option<Value>, default: i64| {
+            value.and_then(|v| v.as_integer()).unwrap_or(default)
+        };
+        let destinations: Vec<Destination> = root
+            .get("destination")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().map(Destination::from_toml).collect())
+            .unwrap_or_default();
+        let mut categories: Vec<String> = Vec::new();
+        let mut integration_names: Vec<String> = Vec::new();
+        for dest in &destinations {
+            for category in &dest.categories {
+                if !categories.contains(category) {
+                    categories.push(category.clone());
+                }
+            }
+            for name in &dest.integration_names {
+                if !integration_names.contains(name) {
+                    integration_names.push(name.clone());
+                }
+            }
+        }
+        Config {
+            categories,
+            integration_names,
+            max_event_bytes: integer(key("input", "max_event_bytes"), 1_000_000) as usize,
+            when_missing_allow: key("consent", "when_missing")
+                .is_some_and(|v| v.as_str() == Some("allow")),
+            history_window_ms: key("consent", "history_window").map_or(7 * 86_400_000, |v| {
+                duration_ms(v.as_str().expect("a duration"))
+            }),
+            history_max_changes: integer(key("consent", "history_max_changes"), 8) as usize,
+            destinations,
+        }
+    }
+}
+
+impl Destination {
+    fn from_toml(value: &Value) -> Destination {
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .expect("a list")
+                .iter()
+                .map(|s| s.as_str().expect("a string").to_owned())
+                .collect()
+        };
+        let name = value["name"].as_str().expect("a name").to_owned();
+        Destination {
+            integration_names: value
+                .get("integration_names")
+                .map_or_else(|| vec![name.clone()], strings),
+            categories: strings(&value["categories"]),
+            match_any: value.get("match").and_then(Value::as_str) == Some("any"),
+            name,
+        }
+    }
+}
+
+/// `500ms`, `30s`, `10m`, `2h`, `7d`.
+fn duration_ms(text: &str) -> i64 {
+    let split = text.find(|c: char| !c.is_ascii_digit()).expect("a unit");
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().expect("a number");
+    number
+        * match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            other => panic!("model: unknown duration unit {other:?}"),
+        }
+}

@@ -1,0 +1,446 @@
+//! A deliberately naive reference model of the consent rules, written from the README alone
+//! ("The decision"; "Guarantees" 1-3; "Consent records"; the `input.max_event_bytes`,
+//! `consent.when_missing`, `consent.history_window`, `consent.history_max_changes` and
+//! `[[destination]]` keys) and sharing no code with `src/`: the config is read from its TOML
+//! text, events and consent records are read with serde_json into a plain JSON tree, every
+//! consent record of every identifier is kept in a list in arrival order, and every question
+//! is answered by replaying those lists from the start. Slow and obvious on purpose.
+//!
+//! Where the README leaves room for more than one reading, the one taken is marked
+//! `Reading:` where it is used.
+
+mod config;
+mod event;
+mod history;
+mod json;
+mod record;
+mod rfc3339;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+pub use config::{Config, Destination};
+use history::{Arrival, At, Now, Outcome, State, Timeline};
+use json::Json;
+
+/// What applying one consent record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Null or non-UTF-8 key: ignored.
+    BadKey,
+    Removed,
+    Stored {
+        future_dated: bool,
+    },
+    /// Ignored; the state re-published: its configured categories granted, and its time.
+    Stale {
+        republished: Vec<String>,
+        at: i64,
+    },
+    FailedClosed(&'static str),
+}
+
+/// What a person has stored now: `None` if neither identifier has a state, else the
+/// categories the newer state grants (nothing when failed closed).
+pub type Stored = Option<Rc<BTreeSet<String>>>;
+
+/// A consent record judged, not yet applied (see [`Model::prepare`]).
+pub struct Pending {
+    record: Option<(String, Arrival)>,
+    outcome: RecordOutcome,
+    changes_now: bool,
+}
+
+impl Pending {
+    /// Whether it changes what its identifier has stored now (the only thing a person's
+    /// "now" depends on).
+    pub fn changes_now(&self) -> bool {
+        self.changes_now
+    }
+}
+
+/// Deliver, or drop with the README's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Deliver,
+    Drop(&'static str),
+}
+
+/// What happens to one event: dead-lettered with a reason, or one verdict per destination in
+/// config order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    DeadLetter(&'static str),
+    Judged(Vec<Verdict>),
+}
+
+/// What made the difference in one judgement, to measure what the generated cases cover.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trace {
+    /// Some destination allowed now was dropped by the consent at the event's time.
+    pub then_dropped: bool,
+    /// An identifier's state at the event's time is unknown.
+    pub unknown_then: bool,
+    /// Several states may have been in force at the event's time (its own millisecond).
+    pub same_millisecond: bool,
+    /// An identifier of the event has superseded states no longer known: the bound that
+    /// evicted them (`"window"`, `"changes"`, `"states"`).
+    pub evicted_by: Option<&'static str>,
+    /// An identifier of the event is failed closed.
+    pub failed_closed: bool,
+    /// The event's `timestamp` was not taken as it is (capped, too old, or missing).
+    pub time_not_timestamp: bool,
+}
+
+/// The consent sources of an event at one time, combined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sources {
+    /// No source is present.
+    Missing,
+    /// Which state was in force is unknown: "no consent", whatever else says.
+    Unknown,
+    /// The categories every present source has `true`.
+    Granted(BTreeSet<String>),
+}
+
+/// A person's stored state at one time: the newer of the two identifiers' states.
+#[derive(Debug, Clone, Copy)]
+enum Person<'a> {
+    FailedClosed,
+    State(&'a State),
+}
+
+pub struct Model {
+    config: Rc<Config>,
+    /// Every consent record with a usable key, per identifier, in arrival order.
+    records: BTreeMap<String, Vec<Arrival>>,
+}
+
+impl Model {
+    pub fn new(config: Rc<Config>) -> Model {
+        Model {
+            config,
+            records: BTreeMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every identifier some consent record was keyed by.
+    pub fn identifiers(&self) -> Vec<String> {
+        self.records.keys().cloned().collect()
+    }
+
+    /// A consent record arrives (key and value as on the topic, `None` for null) at `now_ms`.
+    pub fn record(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        kafka_timestamp_ms: Option<i64>,
+        now_ms: i64,
+    ) -> RecordOutcome {
+        let pending = self.prepare(key, value, kafka_timestamp_ms, now_ms);
+        self.commit(pending)
+    }
+
+    /// A consent record read and judged against its identifier's records so far, not yet
+    /// applied.
+    pub fn prepare(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        kafka_timestamp_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Pending {
+        let Some(user) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
+            return Pending {
+                record: None,
+                outcome: RecordOutcome::BadKey,
+                changes_now: false,
+            };
+        };
+        let arrival = Arrival {
+            meaning: record::read(value, &self.config.categories),
+            // "For a record without one, the time it is read." Reading: it stands in for the
+            // Kafka timestamp for the cap on `updatedAt` too, not only for a missing one.
+            record_time: kafka_timestamp_ms.unwrap_or(now_ms),
+            now: now_ms,
+        };
+        let mut timeline = Timeline::replay(self.records.get(user).map_or(&[][..], Vec::as_slice));
+        let before = timeline.now_owned();
+        let outcome = match timeline.apply(&arrival) {
+            Outcome::Removed => RecordOutcome::Removed,
+            Outcome::Stored { future_dated } => RecordOutcome::Stored { future_dated },
+            Outcome::FailedClosed(reason) => RecordOutcome::FailedClosed(reason),
+            // "A re-published state lists only the categories the configuration knows."
+            Outcome::Stale { stored } => RecordOutcome::Stale {
+                republished: self
+                    .config
+                    .categories
+                    .iter()
+                    .filter(|c| stored.grants.contains(*c))
+                    .cloned()
+                    .collect(),
+                at: stored.at,
+            },
+        };
+        Pending {
+            changes_now: timeline.now_owned() != before,
+            record: Some((user.to_owned(), arrival)),
+            outcome,
+        }
+    }
+
+    /// Applies a prepared record.
+    pub fn commit(&mut self, pending: Pending) -> RecordOutcome {
+        if let Some((user, arrival)) = pending.record {
+            self.records.entry(user).or_default().push(arrival);
+        }
+        pending.outcome
+    }
+
+    fn timeline(&self, id: Option<&str>) -> Option<Timeline> {
+        id.map(|id| Timeline::replay(self.records.get(id).map_or(&[][..], Vec::as_slice)))
+    }
+
+    /// An event (its value as on the topic, `None` for null) is judged at `now_ms`.
+    pub fn event(
+        &self,
+        value: Option<&[u8]>,
+        kafka_timestamp_ms: Option<i64>,
+        now_ms: i64,
+    ) -> (Judgement, Trace) {
+        let mut trace = Trace::default();
+        let event = match event::read(value, &self.config) {
+            Ok(event) => event,
+            Err(reason) => return (Judgement::DeadLetter(reason), trace),
+        };
+        let time = self.event_time(event.timestamp_ms, kafka_timestamp_ms, now_ms);
+        trace.time_not_timestamp = event.timestamp_ms != Some(time);
+        let user = self.timeline(event.user_id.as_deref());
+        let anonymous = self.timeline(event.anonymous_id.as_deref());
+        let (window, max_changes) = (
+            self.config.history_window_ms,
+            self.config.history_max_changes,
+        );
+        for timeline in [&user, &anonymous].into_iter().flatten() {
+            trace.evicted_by = trace
+                .evicted_by
+                .or(timeline.evicted_by(window, max_changes));
+            trace.failed_closed |= matches!(timeline.now(), Now::FailedClosed);
+        }
+        let now = sources(
+            person(now_of(&user), now_of(&anonymous)),
+            event.stamp.as_ref(),
+        );
+        let user_then = user.as_ref().map(|t| t.at(time, window, max_changes));
+        let anonymous_then = anonymous.as_ref().map(|t| t.at(time, window, max_changes));
+        // Reading: when both identifiers have several candidates, every pairing must allow.
+        let then: Vec<Sources> = match (&user_then, &anonymous_then) {
+            (Some(At::Unknown), _) | (_, Some(At::Unknown)) => {
+                trace.unknown_then = true;
+                vec![Sources::Unknown]
+            }
+            _ => {
+                let (us, anons) = (candidates(&user_then), candidates(&anonymous_then));
+                trace.same_millisecond = us.len() > 1 || anons.len() > 1;
+                let mut all = Vec::new();
+                for u in &us {
+                    for a in &anons {
+                        all.push(sources(person(*u, *a), event.stamp.as_ref()));
+                    }
+                }
+                all
+            }
+        };
+        let verdicts = self
+            .config
+            .destinations
+            .iter()
+            .map(|dest| {
+                let verdict = judge(dest, &event.integrations, &now, &then, self.allow());
+                let now_only = judge(dest, &event.integrations, &now, &[], self.allow());
+                trace.then_dropped |= now_only == Verdict::Deliver && verdict != now_only;
+                verdict
+            })
+            .collect();
+        (Judgement::Judged(verdicts), trace)
+    }
+
+    /// What the person of each pair of identifiers has stored now.
+    pub fn persons_now(&self, pairs: &[(Option<String>, Option<String>)]) -> Vec<Stored> {
+        let timelines: BTreeMap<&str, Timeline> = pairs
+            .iter()
+            .flat_map(|(u, a)| [u, a])
+            .flatten()
+            .map(|id| (id.as_str(), self.timeline(Some(id)).expect("an identifier")))
+            .collect();
+        let now = |id: &Option<String>| {
+            id.as_ref()
+                .and_then(|id| match timelines[id.as_str()].now() {
+                    Now::Absent => None,
+                    Now::FailedClosed => Some(Person::FailedClosed),
+                    Now::State(state) => Some(Person::State(state)),
+                })
+        };
+        pairs
+            .iter()
+            .map(|(u, a)| match person(now(u), now(a))? {
+                Person::FailedClosed => Some(Rc::default()),
+                Person::State(state) => Some(Rc::clone(&state.grants)),
+            })
+            .collect()
+    }
+
+    /// Whether an event (without `integrations`) whose person has stored `before` (see
+    /// [`Model::persons_now`]) is delivered somewhere by the consent stored now, and would
+    /// not be if the person had stored `after`: the first such stamp (an index into
+    /// `stamps`), `when_missing = "allow"` or not, destination (an index), and its verdict
+    /// after.
+    pub fn first_narrowed(
+        &self,
+        before: &Stored,
+        after: &Stored,
+        stamps: &[Option<BTreeSet<String>>],
+    ) -> Option<(usize, bool, usize, Verdict)> {
+        let state = |person: &Stored| {
+            person.as_ref().map(|grants| State {
+                grants: Rc::clone(grants),
+                at: 0,
+            })
+        };
+        let (before, after) = (state(before), state(after));
+        for (i, stamp) in stamps.iter().enumerate() {
+            let was = sources(before.as_ref().map(Person::State), stamp.as_ref());
+            let is = sources(after.as_ref().map(Person::State), stamp.as_ref());
+            if was == is {
+                continue;
+            }
+            for allow in [false, true] {
+                for (d, dest) in self.config.destinations.iter().enumerate() {
+                    let verdict = judge(dest, &[], &is, &[], allow);
+                    if judge(dest, &[], &was, &[], allow) == Verdict::Deliver
+                        && verdict != Verdict::Deliver
+                    {
+                        return Some((i, allow, d, verdict));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn allow(&self) -> bool {
+        self.config.when_missing_allow
+    }
+
+    /// "The event's time is its `timestamp` field (RFC 3339) when sane, else the record's
+    /// Kafka timestamp": later than the record timestamp is capped at it, older than it by
+    /// more than `consent.history_window` gives way to it. "A record without a Kafka
+    /// timestamp has the time it is judged in its place."
+    fn event_time(&self, timestamp: Option<i64>, record: Option<i64>, now: i64) -> i64 {
+        let record = record.unwrap_or(now);
+        match timestamp {
+            Some(t) if record - t > self.config.history_window_ms => record,
+            Some(t) => t.min(record),
+            None => record,
+        }
+    }
+}
+
+fn now_of(timeline: &Option<Timeline>) -> Option<Person<'_>> {
+    match timeline.as_ref()?.now() {
+        Now::Absent => None,
+        Now::FailedClosed => Some(Person::FailedClosed),
+        Now::State(state) => Some(Person::State(state)),
+    }
+}
+
+/// The states an identifier may have had at the event's time (`None`: it had none).
+fn candidates<'a>(at: &Option<At<'a>>) -> Vec<Option<Person<'a>>> {
+    match at {
+        None | Some(At::Absent) => vec![None],
+        Some(At::FailedClosed) => vec![Some(Person::FailedClosed)],
+        Some(At::Known(states)) => states.iter().map(|s| Some(Person::State(s))).collect(),
+        Some(At::Unknown) => unreachable!("unknown is judged before pairing"),
+    }
+}
+
+/// "The newer (by `updatedAt`) of the states stored for the event's `userId` and for its
+/// `anonymousId`; the `userId` state wins a tie", a failed-closed one "newer than any state".
+fn person<'a>(user: Option<Person<'a>>, anonymous: Option<Person<'a>>) -> Option<Person<'a>> {
+    match (user, anonymous) {
+        (Some(Person::FailedClosed), _) | (_, Some(Person::FailedClosed)) => {
+            Some(Person::FailedClosed)
+        }
+        (Some(Person::State(u)), Some(Person::State(a))) if a.at > u.at => Some(Person::State(a)),
+        (Some(u), _) => Some(u),
+        (None, a) => a,
+    }
+}
+
+/// "A category is granted only if at least one source is present and every present source
+/// has it `true`."
+fn sources(person: Option<Person<'_>>, stamp: Option<&BTreeSet<String>>) -> Sources {
+    let stored = person.map(|p| match p {
+        Person::FailedClosed => BTreeSet::new(),
+        Person::State(state) => (*state.grants).clone(),
+    });
+    match (stored, stamp) {
+        (None, None) => Sources::Missing,
+        (Some(granted), None) => Sources::Granted(granted),
+        (None, Some(stamp)) => Sources::Granted(stamp.clone()),
+        (Some(granted), Some(stamp)) => {
+            Sources::Granted(granted.intersection(stamp).cloned().collect())
+        }
+    }
+}
+
+/// The decision table for one destination: steps 2 and 3, then steps 4 and 5 with the
+/// consent now and then with each candidate at the event's time; the first failing check
+/// gives the reason.
+fn judge(
+    dest: &Destination,
+    integrations: &[(Cow<'_, str>, Json<'_>)],
+    now: &Sources,
+    then: &[Sources],
+    allow: bool,
+) -> Verdict {
+    let value = |name: &str| integrations.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let off = dest
+        .integration_names
+        .iter()
+        .any(|n| value(n) == Some(&Json::Bool(false)));
+    let on = dest
+        .integration_names
+        .iter()
+        .any(|n| matches!(value(n), Some(Json::Bool(true) | Json::Object(_))));
+    if off || (value("All") == Some(&Json::Bool(false)) && !on) {
+        return Verdict::Drop("integrations");
+    }
+    if dest.categories.is_empty() {
+        return Verdict::Deliver;
+    }
+    for sources in std::iter::once(now).chain(then) {
+        match sources {
+            Sources::Unknown => return Verdict::Drop("no_consent"),
+            Sources::Missing if !allow => return Verdict::Drop("no_consent"),
+            Sources::Missing => {}
+            Sources::Granted(granted) => {
+                let has = |c: &String| granted.contains(c);
+                let allowed = if dest.match_any {
+                    dest.categories.iter().any(has)
+                } else {
+                    dest.categories.iter().all(has)
+                };
+                if !allowed {
+                    return Verdict::Drop("denied");
+                }
+            }
+        }
+    }
+    Verdict::Deliver
+}

@@ -1,0 +1,70 @@
+//! What one consent record says (README, "Consent records").
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use super::json::Json;
+use super::rfc3339;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Meaning {
+    /// A null value.
+    Tombstone,
+    /// The reason, as the README's metric label names it.
+    Malformed(&'static str),
+    Valid {
+        /// The configured categories whose value is JSON `true`: "the table stores no
+        /// others" (README, "Consent records"). Reading: so a choice that differs only in
+        /// categories no destination needs is a re-sent identical choice.
+        grants: Rc<BTreeSet<String>>,
+        /// `None`: missing or `null` (the record's Kafka timestamp stands in).
+        updated_at: Option<i64>,
+    },
+}
+
+/// Reading: the README lists the malformed cases as "value not JSON / not an object /
+/// duplicate field / `categoryPreferences` missing or not an object / `updatedAt` not RFC
+/// 3339", and its metric labels in the same order; a record with several faults is taken to
+/// get the first of them. "Duplicate field" is taken like the events' rule: a key that
+/// appears twice among the fields read (`categoryPreferences`, `updatedAt`, and the
+/// configured categories inside `categoryPreferences`); other fields are ignored, duplicated
+/// or not.
+pub fn read(value: Option<&[u8]>, configured: &[String]) -> Meaning {
+    let Some(bytes) = value else {
+        return Meaning::Tombstone;
+    };
+    let Some(json) = Json::parse(bytes) else {
+        return Meaning::Malformed("not_json");
+    };
+    if !json.is_object() {
+        return Meaning::Malformed("not_object");
+    }
+    let preferences = json.get("categoryPreferences");
+    let duplicate = json.count("categoryPreferences") > 1
+        || json.count("updatedAt") > 1
+        || preferences.is_some_and(|p| configured.iter().any(|c| p.count(c) > 1));
+    if duplicate {
+        return Meaning::Malformed("duplicate_key");
+    }
+    let Some(preferences) = preferences.filter(|p| p.is_object()) else {
+        return Meaning::Malformed("bad_preferences");
+    };
+    let updated_at = match json.get("updatedAt") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(text)) => match rfc3339::parse_ms(text) {
+            Some(ms) => Some(ms),
+            None => return Meaning::Malformed("bad_updated_at"),
+        },
+        Some(_) => return Meaning::Malformed("bad_updated_at"),
+    };
+    let grants: BTreeSet<String> = preferences
+        .entries()
+        .iter()
+        .filter(|(k, v)| *v == Json::Bool(true) && configured.iter().any(|c| c == k))
+        .map(|(k, _)| k.to_string())
+        .collect();
+    Meaning::Valid {
+        grants: Rc::new(grants),
+        updated_at,
+    }
+}
