@@ -84,7 +84,20 @@ fn check_freshness(s: Scenario) {
 
 #[test]
 fn revocation_wins_nothing_of_the_user_lands_after_it_is_applied() {
-    let s = Scenario::new("revocation-wins", amplitude());
+    check_revocation_wins(Scenario::new("revocation-wins", amplitude()));
+}
+
+#[test]
+fn exactly_once_revocation_wins_nothing_of_the_user_is_committed_after_it_is_applied() {
+    let mut s = Scenario::new("revocation-wins-eos", amplitude());
+    s.delivery_extra = format!(
+        "guarantee = \"exactly_once\"\ntransactional_id = \"{}-tx\"",
+        s.group
+    );
+    check_revocation_wins(s);
+}
+
+fn check_revocation_wins(s: Scenario) {
     s.send_consent(
         "u1",
         &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
@@ -109,11 +122,12 @@ fn revocation_wins_nothing_of_the_user_lands_after_it_is_applied() {
         "consent_enforcer_consent_records_applied_total",
         applied_before + 1.0,
     );
-    // Everything delivered so far was acknowledged before the revocation was applied.
-    let at_revocation = end_offsets(s.topic("amplitude")).values().sum::<i64>();
+    // Everything delivered so far was acknowledged (or committed, for a read_committed
+    // reader) before the revocation was applied.
+    let at_revocation = s.delivered("amplitude").len();
     stream.join().unwrap();
     s.wait_processed();
-    let after = end_offsets(s.topic("amplitude")).values().sum::<i64>();
+    let after = s.delivered("amplitude").len();
     assert_eq!(
         after, at_revocation,
         "events of the user landed after the revocation"

@@ -93,6 +93,7 @@ mod tests {
         };
         let mut targets = vec![
             Target::Republish,
+            Target::Hold,
             Target::Destination(0),
             Target::Destination(199),
         ];
