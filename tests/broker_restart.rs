@@ -95,16 +95,24 @@ fn exactly_once_across_a_broker_restart_delivers_each_consented_event_once() {
 
 #[test]
 fn exactly_once_shutdown_with_the_broker_paused_ends_within_the_drain_timeout() {
+    check_shutdown_with_the_broker_paused("eos-broker-paused", true);
+}
+
+#[test]
+fn at_least_once_shutdown_with_the_broker_paused_ends_within_the_drain_timeout() {
+    check_shutdown_with_the_broker_paused("alo-broker-paused", false);
+}
+
+fn check_shutdown_with_the_broker_paused(name: &str, exactly_once: bool) {
     let _turn = own_broker();
-    let mut s = Scenario::with_partitions(
-        "eos-broker-paused",
-        vec![Destination::new("amplitude", &["analytics"])],
-        3,
-    );
-    s.delivery_extra = format!(
-        "guarantee = \"exactly_once\"\ntransactional_id = \"{}-a\"",
-        s.group
-    );
+    let mut s =
+        Scenario::with_partitions(name, vec![Destination::new("amplitude", &["analytics"])], 3);
+    if exactly_once {
+        s.delivery_extra = format!(
+            "guarantee = \"exactly_once\"\ntransactional_id = \"{}-a\"",
+            s.group
+        );
+    }
     produce(&s.consent, &analytics_consents(20, |u| u % 2 == 0));
     let port = free_port();
     let config = s.dir.join("paused.toml");
@@ -116,15 +124,16 @@ fn exactly_once_shutdown_with_the_broker_paused_ends_within_the_drain_timeout() 
     enforcer.wait_ready();
     produce(&s.input, &track_events(0..20_000, 20));
     enforcer.wait_metric("consent_enforcer_events_received_total", 2_000.0);
-    // The broker stops answering, then SIGTERM: draining, committing and aborting all wait
-    // on it, and together they must end within delivery.drain_timeout_secs.
+    // The broker stops answering, then SIGTERM: draining, committing (and aborting) and
+    // leaving the group all wait on it, and together they must end within
+    // delivery.drain_timeout_secs.
     signal_broker("STOP");
     let stopped_at = std::time::Instant::now();
     enforcer.signal("TERM");
     let status = enforcer.wait_exit(std::time::Duration::from_secs(30));
     let took = stopped_at.elapsed();
     signal_broker("CONT");
-    println!("paused broker: exit {status:?} after {took:?}");
+    println!("{name}: exit {status:?} after {took:?}");
     assert!(
         took <= std::time::Duration::from_millis(6_500),
         "stopped after {took:?} ({status:?}); log:\n{}",

@@ -163,6 +163,7 @@ pub fn check(case: &Case, mut stats: Option<&mut Stats>) -> Result<(), String> {
 fn record_label(outcome: &RecordOutcome) -> String {
     match outcome {
         RecordOutcome::Stale { .. } => "stale".to_owned(),
+        RecordOutcome::StaleWhileFailed => "stale while failed closed".to_owned(),
         RecordOutcome::Stored { future_dated: true } => "stored future-dated".to_owned(),
         RecordOutcome::Stored { .. } => "stored".to_owned(),
         RecordOutcome::FailedClosed(reason) => format!("failed closed {reason}"),

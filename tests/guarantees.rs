@@ -471,3 +471,46 @@ fn a_revocation_behind_a_transaction_left_open_on_the_consent_topic_fails_closed
     assert!(s.delivered("amplitude").is_empty());
     assert_eq!(enforcer.get("/readyz").map(|r| r.0), Some(200));
 }
+
+#[test]
+fn start_up_waits_for_a_transaction_left_open_on_the_consent_topic() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let s = Scenario::new("hidden-at-start", amplitude());
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+    );
+    let writer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", format!("{}-cmp", s.group))
+        .create()
+        .expect("transactional producer");
+    writer.init_transactions(WAIT).expect("init_transactions");
+    writer.begin_transaction().expect("begin_transaction");
+    writer
+        .send(
+            BaseRecord::<str, str>::to(&s.consent)
+                .key("other")
+                .payload(&grant_now()),
+        )
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    writer.flush(WAIT).expect("flush");
+    // Acknowledged before the enforcer starts, but above the last stable offset.
+    s.send_consent("u1", &revoke_now());
+    let enforcer = s.start();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_ne!(
+        enforcer.get("/readyz").map(|r| r.0),
+        Some(200),
+        "ready with the consent topic not read to its end; log:\n{}",
+        enforcer.logs()
+    );
+    writer.abort_transaction(WAIT).expect("abort_transaction");
+    enforcer.wait_ready();
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+}

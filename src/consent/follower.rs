@@ -229,6 +229,8 @@ fn sample_ends(
 
 pub struct ConsentFollower {
     consumer: BaseConsumer<KafkaContext>,
+    /// Asks for high watermarks (`read_uncommitted`: above an open transaction too).
+    watermarks: BaseConsumer<KafkaContext>,
     sampler: Sampler,
     topic: String,
     timeout: Duration,
@@ -251,6 +253,8 @@ pub struct ConsentFollower {
     partitions_changed: bool,
     /// Following added partitions failed (logged once until it succeeds).
     follow_failing: bool,
+    /// Loading found records behind an open transaction (logged once).
+    hidden_at_start_reported: bool,
 }
 
 /// Applies records to the table (apart from the consumer, so a borrowed message can be
@@ -289,6 +293,9 @@ impl ConsentFollower {
                 KafkaContext::new(Some(LagGauge::Total(metrics.lag.clone())))
                     .with_hidden(hidden.clone()),
             )?;
+        let watermarks: BaseConsumer<KafkaContext> = consent_consumer_config(config)
+            .set("isolation.level", "read_uncommitted")
+            .create_with_context(KafkaContext::new(None))?;
         let sampler = Sampler::start(
             consent_consumer_config(config).create_with_context(KafkaContext::new(None))?,
             config.consent.topic.clone(),
@@ -305,6 +312,7 @@ impl ConsentFollower {
             .collect();
         let mut follower = ConsentFollower {
             consumer,
+            watermarks,
             sampler,
             topic: config.consent.topic.clone(),
             timeout: Duration::from_secs(config.kafka.startup_timeout_secs),
@@ -326,6 +334,7 @@ impl ConsentFollower {
             halted: false,
             partitions_changed: false,
             follow_failing: false,
+            hidden_at_start_reported: false,
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
@@ -375,8 +384,11 @@ impl ConsentFollower {
             for partition in &added {
                 list.add_partition_offset(&self.topic, *partition, Offset::Beginning)?;
                 // A partition just created can answer "not leader" for a moment.
+                // The high watermark, not the last stable offset a read_committed client is
+                // told: records behind a transaction left open count as written (loading
+                // waits for them, see `end_reached`).
                 let (low, high) = retry(deadline, "reading the consent topic's offsets", |left| {
-                    self.consumer
+                    self.watermarks
                         .fetch_watermarks(&self.topic, *partition, left)
                 })?;
                 if high > low {
@@ -457,6 +469,42 @@ impl ConsentFollower {
         self.applied_through(ends)
     }
 
+    /// At the end of what a `read_committed` reader can read of a partition still being
+    /// loaded: true unless records written before start sit above the last stable offset,
+    /// behind a transaction left open (then loading waits for it to end: no event is judged
+    /// before the topic is read to the end it had at start).
+    fn end_reached(&mut self, partition: i32) -> bool {
+        let Some(end) = self.start_ends.get(&partition).copied() else {
+            return true;
+        };
+        let mut query = TopicPartitionList::new();
+        if query
+            .add_partition_offset(&self.topic, partition, Offset::End)
+            .is_err()
+        {
+            return true;
+        }
+        let stable = self
+            .consumer
+            .offsets_for_times(query, self.timeout)
+            .ok()
+            .and_then(|answer| answer.elements().first().map(|e| e.offset()));
+        match stable {
+            Some(Offset::Offset(stable)) if stable < end => {
+                if !self.hidden_at_start_reported {
+                    self.hidden_at_start_reported = true;
+                    tracing::warn!(
+                        partition,
+                        "consent records are held back behind a transaction left open on the consent topic: loading waits for it to end"
+                    );
+                }
+                false
+            }
+            // Asking failed: the end of the partition is taken as reached, as it always was.
+            _ => true,
+        }
+    }
+
     /// Partitions followed in global mode: all of them, numbered from 0.
     fn followed_count(&self) -> i32 {
         self.assigned.last().map_or(0, |last| last + 1)
@@ -495,6 +543,10 @@ impl ConsentFollower {
         let followed = self
             .consumer
             .fetch_metadata(Some(&self.topic), self.timeout)
+            .and_then(|_| {
+                self.watermarks
+                    .fetch_metadata(Some(&self.topic), self.timeout)
+            })
             .and_then(|_| self.follow(&all));
         match followed {
             Ok(()) => {
@@ -559,7 +611,8 @@ impl ConsentFollower {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    if self.behind.remove(&partition) {
+                    if self.behind.contains(&partition) && self.end_reached(partition) {
+                        self.behind.remove(&partition);
                         // The end it had at start is reached, possibly past markers only.
                         if let Some(end) = self.start_ends.get(&partition) {
                             let applied = self.applied_to.entry(partition).or_insert(*end);
@@ -580,7 +633,7 @@ impl ConsentFollower {
         applier.metrics.states.set(states as f64);
         if self.behind.is_empty() && !applier.to_republish.is_empty() {
             for (partition, user) in std::mem::take(&mut applier.to_republish) {
-                if let Some(state) = applier.table_of(partition).republishable(&user) {
+                if let Some(state) = applier.table_of(partition).get(&user) {
                     effects.republish(&user, partition, state);
                 }
             }

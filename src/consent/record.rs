@@ -156,9 +156,18 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// What the enforcer re-publishes for a user failed closed, after a stale record: not a valid
+/// consent record (`categoryPreferences` is not an object), so reading it back fails the user
+/// closed again instead of bringing back the grants from before the malformed record.
+pub const FAILED_CLOSED_VALUE: &str = r#"{"categoryPreferences":null,"consentEnforcer":"failed closed: the last valid record was followed by a malformed one"}"#;
+
 /// Encodes a state the way the consent topic carries it, for re-publishing. Only the
 /// categories the configuration knows are in the table, so only those are written.
 pub fn encode_value(state: &ConsentState, vocabulary: &Vocabulary) -> Vec<u8> {
+    if state.is_failed_closed() {
+        // Read back (after a restart and compaction too) as malformed: failed closed again.
+        return FAILED_CLOSED_VALUE.as_bytes().to_vec();
+    }
     let preferences: serde_json::Map<String, serde_json::Value> = (0..vocabulary.category_count())
         .map(|i| {
             (
@@ -444,6 +453,15 @@ mod tests {
                 String::from_utf8_lossy(&bytes)
             );
         }
+    }
+
+    #[test]
+    fn a_failed_closed_state_is_re_published_as_a_malformed_record() {
+        let value = encode_value(&ConsentState::FAILED_CLOSED, &vocabulary());
+        assert_eq!(
+            parse(std::str::from_utf8(&value).unwrap()),
+            Err(Rejection::BadPreferences)
+        );
     }
 
     #[test]

@@ -188,10 +188,9 @@ impl ConsentTable {
     /// before a malformed record); returns that one if so.
     fn store(&mut self, user: &str, state: ConsentState, now_ms: i64) -> Option<ConsentState> {
         if self.bar(user).is_some_and(|bar| bar > state.updated_at_ms) {
-            return Some(match self.failed.get(user) {
-                Some(Some(valid)) => *valid,
-                _ => self.get(user).unwrap_or(state),
-            });
+            // What stays stored: for a user failed closed, the failed-closed state (whose
+            // re-published form reads back as malformed, not as the grants before it).
+            return Some(self.get(user).unwrap_or(state));
         }
         match self.states.get_mut(user) {
             Some(stored) if stored.is_failed_closed() => {
@@ -239,15 +238,6 @@ impl ConsentTable {
             .get(user)
             .and_then(|history| history.states().last());
         Some(oldest.unwrap_or(&current).updated_at_ms)
-    }
-
-    /// The state to re-publish after a stale record: the stored one, or for a user failed
-    /// closed the last valid state before it (a malformed record is never re-published).
-    pub fn republishable(&self, user: &str) -> Option<ConsentState> {
-        match self.get(user)? {
-            stored if stored.is_failed_closed() => self.failed.get(user).copied().flatten(),
-            stored => Some(stored),
-        }
     }
 
     /// The `updatedAt` a record must reach to be applied.
@@ -511,10 +501,11 @@ mod tests {
         assert_eq!(
             set(&mut table, "u", 3, 10),
             RecordOutcome::Stale {
-                stored: state(1, 20)
+                stored: ConsentState::FAILED_CLOSED
             }
         );
-        assert_eq!(table.republishable("u"), Some(state(1, 20)));
+        // Re-published as malformed: reading it back keeps the user failed closed.
+        assert_eq!(table.get("u"), Some(ConsentState::FAILED_CLOSED));
         assert_eq!(table.get("u"), Some(ConsentState::FAILED_CLOSED));
         assert_eq!(set(&mut table, "u", 3, 20), STORED);
         assert_eq!(table.get("u"), Some(state(3, 20)));

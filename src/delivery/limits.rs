@@ -59,10 +59,10 @@ impl WriteLimits {
     }
 }
 
+/// The `message.max.bytes` the enforcer's producer is created with.
 fn producer_max_bytes(config: &Config) -> usize {
-    [&config.kafka.producer_properties, &config.kafka.properties]
-        .iter()
-        .find_map(|properties| properties.get("message.max.bytes"))
+    crate::kafka::producer_config(config)
+        .get("message.max.bytes")
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(PRODUCER_DEFAULT_MAX_BYTES)
 }
@@ -113,14 +113,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_producers_limit_comes_from_the_properties_or_librdkafkas_default() {
+    fn the_producers_limit_is_the_one_the_producer_is_created_with() {
         let text = |extra: &str| {
             format!(
                 "[kafka]\nbootstrap_servers = \"x:1\"\n{extra}\n[input]\ntopics = [\"i\"]\n[consent]\ntopic = \"c\"\n[dead_letter]\ntopic = \"d\"\n[[destination]]\nname = \"a\"\ntopic = \"t\"\ncategories = []\n"
             )
         };
         let config = |extra: &str| Config::parse(&text(extra), "test").unwrap();
-        assert_eq!(WriteLimits::of_producer(&config("")).dead_letter, 1_000_000);
+        // The enforcer's own setting: room for the largest event plus 1 MiB.
+        assert_eq!(WriteLimits::of_producer(&config("")).dead_letter, 2_048_576);
         let set = config("[kafka.producer_properties]\n\"message.max.bytes\" = \"2000000\"");
         assert_eq!(WriteLimits::of_producer(&set).dead_letter, 2_000_000);
     }

@@ -46,7 +46,7 @@ impl InputPause {
         if !self.paused {
             return;
         }
-        self.paused = false;
+        // Tried again on the next fresh turn if this fails.
         let Ok(assignment) = consumer.assignment() else {
             return;
         };
@@ -56,9 +56,12 @@ impl InputPause {
                 list.add_partition(element.topic(), element.partition());
             }
         }
-        if let Err(error) = consumer.resume(&list) {
-            telemetry::error("consume", "resume");
-            tracing::warn!(%error, "cannot resume reading the input after a wait");
+        match consumer.resume(&list) {
+            Ok(()) => self.paused = false,
+            Err(error) => {
+                telemetry::error("consume", "resume");
+                tracing::warn!(%error, "cannot resume reading the input after a wait; retrying");
+            }
         }
     }
 

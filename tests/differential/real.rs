@@ -67,6 +67,9 @@ impl Real {
                 RecordOutcome::Stored { future_dated }
             }
             consent::RecordOutcome::Removed => RecordOutcome::Removed,
+            consent::RecordOutcome::Stale { stored } if stored.is_failed_closed() => {
+                RecordOutcome::StaleWhileFailed
+            }
             consent::RecordOutcome::Stale { stored } => RecordOutcome::Stale {
                 republished: self.names(stored.granted),
                 at: stored.updated_at_ms,

@@ -34,6 +34,9 @@ pub enum Outcome {
     Stale {
         stored: State,
     },
+    /// Ignored while failed closed: "the failed-closed state is re-published, as a record
+    /// that reads back as malformed".
+    StaleWhileFailed,
     FailedClosed(&'static str),
 }
 
@@ -106,6 +109,9 @@ impl Timeline {
                 let at = claimed.min(arrival.record_time);
                 if let Some(bar) = &self.last_valid {
                     if at < bar.at {
+                        if self.failed {
+                            return Outcome::StaleWhileFailed;
+                        }
                         return Outcome::Stale {
                             stored: bar.clone(),
                         };

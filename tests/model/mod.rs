@@ -38,6 +38,8 @@ pub enum RecordOutcome {
         republished: Vec<String>,
         at: i64,
     },
+    /// Ignored while failed closed; the failed-closed state re-published.
+    StaleWhileFailed,
     FailedClosed(&'static str),
 }
 
@@ -175,6 +177,7 @@ impl Model {
             Outcome::Removed => RecordOutcome::Removed,
             Outcome::Stored { future_dated } => RecordOutcome::Stored { future_dated },
             Outcome::FailedClosed(reason) => RecordOutcome::FailedClosed(reason),
+            Outcome::StaleWhileFailed => RecordOutcome::StaleWhileFailed,
             // "A re-published state lists only the categories the configuration knows."
             Outcome::Stale { stored } => RecordOutcome::Stale {
                 republished: self
