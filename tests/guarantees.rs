@@ -98,17 +98,41 @@ fn exactly_once_revocation_wins_nothing_of_the_user_is_committed_after_it_is_app
 }
 
 fn check_revocation_wins(s: Scenario) {
-    s.send_consent(
-        "u1",
-        &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
-    );
+    let grant = consent(&["analytics"], &[], &rfc3339_from_now(-60_000));
+    check_revocation(s, Some(grant), "u1", revoke_now(), |i| {
+        track("u1", &format!("e{i}"))
+    });
+}
+
+/// A revocation of the person, not of the key: `key`'s record narrows a person whose events
+/// carry both `u1` and `a1`.
+fn check_person_revocation(s: Scenario, key: &'static str, before: Option<String>) {
+    // Wider for this key than nothing, narrower for the person.
+    let revocation = consent(&["advertising"], &["analytics"], &rfc3339_from_now(0));
+    check_revocation(s, before, key, revocation, |i| {
+        format!(r#"{{"type":"track","userId":"u1","anonymousId":"a1","messageId":"e{i}"}}"#)
+    });
+}
+
+/// With u1 granted analytics by `before`, streams events made by `event` while `revocation`
+/// is written for `key`: nothing may land after the enforcer applied it.
+fn check_revocation(
+    s: Scenario,
+    before: Option<String>,
+    key: &str,
+    revocation: String,
+    event: fn(usize) -> String,
+) {
+    if let Some(grant) = before {
+        s.send_consent("u1", &grant);
+    }
     let enforcer = s.start_ready();
     // A steady stream of the user's events, in flight while the revocation arrives.
     let stream = {
         let input = s.input.clone();
         std::thread::spawn(move || {
             for i in 0..400 {
-                produce(&input, &[Record::new("u1", &track("u1", &format!("e{i}")))]);
+                produce(&input, &[Record::new("u1", &event(i))]);
             }
         })
     };
@@ -117,7 +141,7 @@ fn check_revocation_wins(s: Scenario) {
         20.0,
     );
     let applied_before = enforcer.metric("consent_enforcer_consent_records_applied_total");
-    s.send_consent("u1", &revoke_now());
+    s.send_consent(key, &revocation);
     enforcer.wait_metric(
         "consent_enforcer_consent_records_applied_total",
         applied_before + 1.0,
@@ -130,54 +154,12 @@ fn check_revocation_wins(s: Scenario) {
     let after = s.delivered("amplitude").len();
     assert_eq!(
         after, at_revocation,
-        "events of the user landed after the revocation"
+        "events of the person landed after the revocation"
     );
     assert!(
         enforcer.metric(
             r#"consent_enforcer_events_dropped_total{destination="amplitude",reason="denied"}"#
         ) > 0.0
-    );
-}
-
-/// A revocation of the person, not of the key: `revoking` is written for `key` while the
-/// person's events stream; nothing of them may land after it is applied.
-fn check_person_revocation(s: Scenario, key: &'static str, before: Option<String>) {
-    if let Some(grant) = before {
-        s.send_consent("u1", &grant);
-    }
-    let enforcer = s.start_ready();
-    let stream = {
-        let input = s.input.clone();
-        std::thread::spawn(move || {
-            for i in 0..400 {
-                let event = format!(
-                    r#"{{"type":"track","userId":"u1","anonymousId":"a1","messageId":"e{i}"}}"#
-                );
-                produce(&input, &[Record::new("u1", &event)]);
-            }
-        })
-    };
-    enforcer.wait_metric(
-        r#"consent_enforcer_events_delivered_total{destination="amplitude"}"#,
-        20.0,
-    );
-    let applied_before = enforcer.metric("consent_enforcer_consent_records_applied_total");
-    // Wider for this key than nothing, narrower for the person.
-    s.send_consent(
-        key,
-        &consent(&["advertising"], &["analytics"], &rfc3339_from_now(0)),
-    );
-    enforcer.wait_metric(
-        "consent_enforcer_consent_records_applied_total",
-        applied_before + 1.0,
-    );
-    let at_revocation = end_offsets(s.topic("amplitude")).values().sum::<i64>();
-    stream.join().unwrap();
-    s.wait_processed();
-    let after = end_offsets(s.topic("amplitude")).values().sum::<i64>();
-    assert_eq!(
-        after, at_revocation,
-        "events of the person landed after the revocation"
     );
 }
 
@@ -427,8 +409,7 @@ fn a_late_event_from_before_the_history_kept_is_no_consent_even_under_when_missi
 
 #[test]
 fn a_revocation_behind_a_transaction_left_open_on_the_consent_topic_fails_closed() {
-    use rdkafka::config::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::producer::Producer;
 
     let mut s = Scenario::new("hidden-revocation", amplitude());
     s.consent_extra = "max_staleness_ms = 2000\nmax_wait_ms = 500".to_owned();
@@ -436,22 +417,7 @@ fn a_revocation_behind_a_transaction_left_open_on_the_consent_topic_fails_closed
     let enforcer = s.start_ready();
     // Another writer of the consent topic opens a transaction there and leaves it open:
     // everything written after it sits above the last stable offset, invisible.
-    let writer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("transactional.id", format!("{}-cmp", s.group))
-        .create()
-        .expect("transactional producer");
-    writer.init_transactions(WAIT).expect("init_transactions");
-    writer.begin_transaction().expect("begin_transaction");
-    writer
-        .send(
-            BaseRecord::<str, str>::to(&s.consent)
-                .key("other")
-                .payload(&grant_now()),
-        )
-        .map_err(|(e, _)| e)
-        .expect("enqueue");
-    writer.flush(WAIT).expect("flush");
+    let writer = leave_a_transaction_open(&s.consent, &format!("{}-cmp", s.group));
     s.send_consent("u1", &revoke_now());
     let deadline = Instant::now() + Duration::from_secs(30);
     while enforcer.get("/readyz").map(|r| r.0) != Some(503) {
@@ -474,30 +440,14 @@ fn a_revocation_behind_a_transaction_left_open_on_the_consent_topic_fails_closed
 
 #[test]
 fn start_up_waits_for_a_transaction_left_open_on_the_consent_topic() {
-    use rdkafka::config::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::producer::Producer;
 
     let s = Scenario::new("hidden-at-start", amplitude());
     s.send_consent(
         "u1",
         &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
     );
-    let writer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("transactional.id", format!("{}-cmp", s.group))
-        .create()
-        .expect("transactional producer");
-    writer.init_transactions(WAIT).expect("init_transactions");
-    writer.begin_transaction().expect("begin_transaction");
-    writer
-        .send(
-            BaseRecord::<str, str>::to(&s.consent)
-                .key("other")
-                .payload(&grant_now()),
-        )
-        .map_err(|(e, _)| e)
-        .expect("enqueue");
-    writer.flush(WAIT).expect("flush");
+    let writer = leave_a_transaction_open(&s.consent, &format!("{}-cmp", s.group));
     // Acknowledged before the enforcer starts, but above the last stable offset.
     s.send_consent("u1", &revoke_now());
     let enforcer = s.start();

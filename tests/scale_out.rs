@@ -229,8 +229,7 @@ fn exactly_once_two_instances_with_one_transactional_id_one_stops_and_nothing_is
 
 #[test]
 fn a_stale_consent_table_keeps_the_instance_in_its_group_and_a_newcomer_gets_partitions() {
-    use rdkafka::config::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::producer::Producer;
     use std::time::{Duration, Instant};
 
     let mut s = scenario("stale-rebalance", false);
@@ -241,22 +240,7 @@ fn a_stale_consent_table_keeps_the_instance_in_its_group_and_a_newcomer_gets_par
     let a = s.start_instance("a");
     a.wait_ready();
     // A transaction left open on the consent topic makes the table stale (not ready).
-    let writer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("transactional.id", format!("{}-cmp", s.group))
-        .create()
-        .expect("transactional producer");
-    writer.init_transactions(WAIT).expect("init_transactions");
-    writer.begin_transaction().expect("begin_transaction");
-    writer
-        .send(
-            BaseRecord::<str, str>::to(&s.consent)
-                .key("other")
-                .payload("{}"),
-        )
-        .map_err(|(e, _)| e)
-        .expect("enqueue");
-    writer.flush(WAIT).expect("flush");
+    let writer = leave_a_transaction_open(&s.consent, &format!("{}-cmp", s.group));
     produce(&s.consent, &analytics_consents(1, |_| true));
     let deadline = Instant::now() + Duration::from_secs(30);
     while a.get("/readyz").map(|r| r.0) != Some(503) {

@@ -214,6 +214,25 @@ pub fn add_partitions(name: &str, total: usize) {
     }
 }
 
+/// Another writer of `topic` that opens a transaction there, writes one record in it and
+/// leaves it open: everything written to that partition after it sits above the last stable
+/// offset until the transaction ends (`abort_transaction` on the returned producer).
+pub fn leave_a_transaction_open(topic: &str, transactional_id: &str) -> BaseProducer {
+    let writer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("transactional.id", transactional_id)
+        .create()
+        .expect("transactional producer");
+    writer.init_transactions(WAIT).expect("init_transactions");
+    writer.begin_transaction().expect("begin_transaction");
+    writer
+        .send(BaseRecord::<str, str>::to(topic).key("other").payload("{}"))
+        .map_err(|(e, _)| e)
+        .expect("enqueue");
+    writer.flush(WAIT).expect("flush");
+    writer
+}
+
 /// Writes one record to an explicit partition with a producer of its own (the shared one may
 /// not know a partition just added) and waits for its acknowledgement.
 pub fn produce_to_partition(topic: &str, partition: i32, key: &str, value: &str) {
