@@ -98,11 +98,6 @@ fn exactly_once_shutdown_with_the_broker_paused_ends_within_the_drain_timeout() 
     check_shutdown_with_the_broker_paused("eos-broker-paused", true);
 }
 
-#[test]
-fn at_least_once_shutdown_with_the_broker_paused_ends_within_the_drain_timeout() {
-    check_shutdown_with_the_broker_paused("alo-broker-paused", false);
-}
-
 fn check_shutdown_with_the_broker_paused(name: &str, exactly_once: bool) {
     let _turn = own_broker();
     let mut s =

@@ -622,11 +622,6 @@ impl Delivery {
         result
     }
 
-    /// True while progress acknowledged is not yet recorded as committed.
-    pub fn has_uncommitted(&self) -> bool {
-        !lock(&self.progress).to_commit(None).is_empty()
-    }
-
     /// The broker's answer to a commit: partitions committed are recorded; the others are
     /// committed again next time.
     pub fn commit_answered(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {

@@ -346,11 +346,13 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         }
         Guarantee::AtLeastOnce => {
             let drained = delivery.drain(None, delivery.bounded(drain_timeout));
-            commit_before(
-                &delivery,
-                &consumer,
-                Instant::now() + delivery.bounded(drain_timeout),
-            );
+            // Synchronous: librdkafka's answers to asynchronous commits did not reach the
+            // commit callback here, so an asynchronous last commit could not be confirmed. Not
+            // bounded by the stop's deadline when the broker does not answer.
+            if let Err(error) = delivery.commit(&consumer, CommitMode::Sync, None) {
+                telemetry::error("commit", "shutdown");
+                tracing::warn!(%error, "final offset commit failed; uncommitted events will be redelivered");
+            }
             drained
         }
     };
@@ -371,32 +373,6 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     }
     tracing::info!("stopped cleanly: every acknowledged event committed");
     Ok(())
-}
-
-/// The last at-least-once commit, asynchronous so that the stop's deadline bounds it (a
-/// synchronous commit waits for the broker as long as its request may last): the broker's
-/// answer is served by polling the consumer, and the commit is sent again while unanswered.
-fn commit_before(
-    delivery: &Delivery,
-    consumer: &BaseConsumer<EventConsumerContext>,
-    deadline: Instant,
-) {
-    let mut sent = None::<Instant>;
-    while delivery.has_uncommitted() && Instant::now() < deadline {
-        if sent.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-            if let Err(error) = delivery.commit(consumer, CommitMode::Async, None) {
-                telemetry::error("commit", "shutdown");
-                tracing::warn!(%error, "final offset commit failed; retrying until the stop's deadline");
-            }
-            sent = Some(Instant::now());
-        }
-        // Events read now are not judged: they are read again by the next owner.
-        let _ = consumer.poll(Duration::from_millis(10));
-    }
-    if delivery.has_uncommitted() {
-        telemetry::error("commit", "shutdown");
-        tracing::warn!("the final offset commit was not answered before the stop's deadline; uncommitted events will be redelivered");
-    }
 }
 
 /// Closes the event consumer (leaving the group), waiting for it until `deadline` at most:

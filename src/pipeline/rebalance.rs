@@ -68,18 +68,10 @@ impl ConsumerContext for EventConsumerContext {
                 let drained = self.delivery.drain(Some(&revoked), timeout);
                 if consumer.assignment_lost() {
                     tracing::warn!("assignment lost: the group moved on, not committing");
-                } else if let Err(error) = self.delivery.commit(
-                    consumer,
-                    // Stopping: asynchronous, answered while the consumer closes, within the
-                    // stop's deadline; a synchronous commit would wait on an unanswering
-                    // broker past it.
-                    if self.delivery.stopping() {
-                        CommitMode::Async
-                    } else {
-                        CommitMode::Sync
-                    },
-                    Some(&revoked),
-                ) {
+                } else if let Err(error) =
+                    self.delivery
+                        .commit(consumer, CommitMode::Sync, Some(&revoked))
+                {
                     telemetry::error("commit", "revoke");
                     tracing::warn!(%error, "commit on revocation failed; the next owner redelivers");
                 }
