@@ -447,11 +447,13 @@ impl ConsentFollower {
 
     /// True if every record before `ends` is applied, in the partitions still followed (no
     /// event of a partition no longer followed is judged here any more).
+    /// Also every record before the stable offsets the consent consumer's statistics last
+    /// showed (see [`HiddenRecords`]): the first news of records a transaction held back.
     pub fn reached(&mut self, ends: &EndOffsets) -> bool {
         if self.halted || !self.follow_added(ends) {
             return false;
         }
-        if self.applied_through(ends) {
+        if self.applied_through(ends) && self.applied_through_visible() {
             return true;
         }
         // Transaction markers and aborted records advance the position without a message.
@@ -466,7 +468,18 @@ impl ConsentFollower {
                 }
             }
         }
-        self.applied_through(ends)
+        self.applied_through(ends) && self.applied_through_visible()
+    }
+
+    fn applied_through_visible(&self) -> bool {
+        let hidden = self
+            .hidden
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reached = hidden.visible_ends().all(|(p, end)| {
+            !self.assigned.contains(&p) || self.applied_to.get(&p).is_some_and(|a| *a >= end)
+        });
+        reached
     }
 
     /// At the end of what a `read_committed` reader can read of a partition still being

@@ -7,6 +7,11 @@
 //! give each partition's high watermark and last stable offset; when the stable offset stays
 //! below the high watermark without moving for longer than `consent.max_staleness_ms`, the
 //! table is treated as stale (fail closed) until it moves.
+//!
+//! When the transaction ends, the statistics that show the stable offset moving are the first
+//! news of the records it held back, often before a sample of end offsets sees them: so the
+//! stable offsets seen here are ends the table must reach too (see `visible_ends`), or a sample
+//! taken while they were hidden would pass for current the moment they stopped being hidden.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,11 +20,15 @@ use std::time::{Duration, Instant};
 pub struct HiddenRecords {
     /// Per partition: the stable offset last seen below the high watermark, and since when.
     stuck: HashMap<i32, (i64, Instant)>,
+    /// Per partition: the newest last stable offset seen.
+    visible: HashMap<i32, i64>,
 }
 
 impl HiddenRecords {
     /// Notes a partition's high watermark and last stable offset as seen at `now`.
     pub fn observe(&mut self, partition: i32, high_watermark: i64, stable: i64, now: Instant) {
+        let visible = self.visible.entry(partition).or_insert(stable);
+        *visible = (*visible).max(stable);
         if stable >= high_watermark {
             self.stuck.remove(&partition);
             return;
@@ -35,6 +44,12 @@ impl HiddenRecords {
     /// Forgets a partition no longer followed.
     pub fn forget(&mut self, partition: i32) {
         self.stuck.remove(&partition);
+        self.visible.remove(&partition);
+    }
+
+    /// The newest last stable offset seen of each partition: records before it are readable.
+    pub fn visible_ends(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.visible.iter().map(|(p, end)| (*p, *end))
     }
 
     /// How long the longest-stuck partition has had records above its stable offset.
@@ -73,6 +88,21 @@ mod tests {
             hidden.hidden_for(start + Duration::from_secs(6)),
             Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn the_stable_offset_seen_last_is_an_end_to_reach_and_never_goes_back() {
+        let start = Instant::now();
+        let mut hidden = HiddenRecords::default();
+        hidden.observe(0, 10, 7, start);
+        hidden.observe(0, 12, 12, start);
+        hidden.observe(0, 12, 9, start);
+        hidden.observe(1, 3, 3, start);
+        let mut ends: Vec<(i32, i64)> = hidden.visible_ends().collect();
+        ends.sort_unstable();
+        assert_eq!(ends, [(0, 12), (1, 3)]);
+        hidden.forget(0);
+        assert_eq!(hidden.visible_ends().collect::<Vec<_>>(), [(1, 3)]);
     }
 
     #[test]

@@ -266,13 +266,14 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         }
         follower.poll(Duration::ZERO, CONSENT_RECORDS_PER_TURN, &mut effects);
         if current.is_some() || freshness.probe_due() {
+            // Caught up with the stable offsets, but acknowledged records may sit above them
+            // behind a transaction left open: then the table is not current either. Asked
+            // before catching up: once they stop being hidden, catching up waits for them.
+            let hidden = follower.hidden_for() >= freshness.max_staleness;
             let caught_up = match &mut current {
                 Some(batch) => freshness.catch_up(&mut batch.sample, &mut follower, &mut effects),
                 None => freshness.probe(&mut follower, &mut effects),
             };
-            // Caught up with the stable offsets, but acknowledged records may sit above them
-            // behind a transaction left open: then the table is not current either.
-            let hidden = follower.hidden_for() >= freshness.max_staleness;
             let fresh = caught_up && !hidden;
             freshness.report(fresh, hidden, signals);
             if let (false, Some(waiting)) = (fresh, ahead.as_mut()) {
