@@ -1,6 +1,7 @@
 //! Kafka client settings, librdkafka's logs and statistics; the start-up checks of the
 //! cluster are in `startup`.
 
+pub mod commit;
 mod startup;
 
 use std::collections::HashMap;

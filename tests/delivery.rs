@@ -337,6 +337,11 @@ fn a_trickle_of_fanned_out_events_is_committed_within_seconds() {
             enforcer.metric("consent_enforcer_writes_in_flight")
         );
     }
+    // Each commit's answer is counted (librdkafka posts none for a plain asynchronous one).
+    assert!(
+        enforcer.metric(r#"consent_enforcer_offset_commits_total{result="ok"}"#) >= 1.0,
+        "no commit answer counted"
+    );
     for destination in NAMES {
         assert_eq!(s.delivered(destination).len(), 300, "{destination}");
     }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedHeaders, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
@@ -28,6 +28,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use self::producer_stats::ProducerStats;
 
 use crate::config::Guarantee;
+use crate::kafka::commit::{self, CommitAnswer, PendingCommit};
 use crate::kafka::KafkaContext;
 use crate::telemetry::{self, EventMetrics};
 use progress::Progress;
@@ -585,19 +586,15 @@ impl Delivery {
         }
     }
 
-    /// Commits what is committable (of the given partitions, or all). A synchronous commit
-    /// is recorded as done when it returns; an asynchronous one only when the broker's answer
-    /// arrives ([`Delivery::commit_answered`]), so one rejected during a rebalance is sent
-    /// again.
-    pub fn commit<C: ConsumerContext>(
+    /// The committable offsets (of the given partitions, or all) not committed yet, as a list
+    /// for the consumer; None if there are none.
+    fn to_commit(
         &self,
-        consumer: &BaseConsumer<C>,
-        mode: CommitMode,
         only: Option<&[InputPartition]>,
-    ) -> KafkaResult<()> {
+    ) -> KafkaResult<Option<TopicPartitionList>> {
         let offsets = lock(&self.progress).to_commit(only);
         if offsets.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut list = TopicPartitionList::with_capacity(offsets.len());
         for (input, offset) in &offsets {
@@ -607,36 +604,67 @@ impl Delivery {
                 Offset::Offset(*offset),
             )?;
         }
-        let synchronous = matches!(mode, CommitMode::Sync);
-        let result = consumer.commit(&list, mode);
-        if synchronous {
-            let outcome = if result.is_ok() { "ok" } else { "error" };
-            metrics::counter!(telemetry::OFFSET_COMMITS, "result" => outcome).increment(1);
-            if result.is_ok() {
-                let mut progress = lock(&self.progress);
-                for (input, offset) in offsets {
-                    progress.mark_committed(input, offset);
+        Ok(Some(list))
+    }
+
+    /// Sends a commit of what is committable, without waiting: the caller reads its answer
+    /// and hands it to [`Delivery::commit_answered`]. None if there is nothing to commit.
+    pub fn commit_async<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> KafkaResult<Option<PendingCommit>> {
+        match self.to_commit(None)? {
+            Some(list) => PendingCommit::send(consumer, &list).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Commits what is committable (of the given partitions, or all) and waits at most
+    /// `timeout` for the broker's answer. An error if it was rejected or not answered in
+    /// time (the partitions are committed again next time).
+    pub fn commit_within<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        only: Option<&[InputPartition]>,
+        timeout: Duration,
+    ) -> KafkaResult<()> {
+        let Some(list) = self.to_commit(only)? else {
+            return Ok(());
+        };
+        match commit::commit_within(consumer, &list, timeout)? {
+            Some(answer) => {
+                self.commit_answered(&answer);
+                match answer.result {
+                    Err(error) => Err(error),
+                    Ok(()) => match answer.offsets.iter().find_map(|o| o.error) {
+                        Some(code) => Err(KafkaError::ConsumerCommit(code)),
+                        None => Ok(()),
+                    },
                 }
             }
+            None => {
+                metrics::counter!(telemetry::OFFSET_COMMITS, "result" => "error").increment(1);
+                Err(KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::OperationTimedOut,
+                ))
+            }
         }
-        result
     }
 
     /// The broker's answer to a commit: partitions committed are recorded; the others are
     /// committed again next time.
-    pub fn commit_answered(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+    pub fn commit_answered(&self, answer: &CommitAnswer) {
         let mut progress = lock(&self.progress);
-        let mut failed = result.is_err();
-        for element in offsets.elements() {
-            let Some(input) = self.input_partition(element.topic(), element.partition()) else {
+        let mut failed = answer.result.is_err();
+        for committed in &answer.offsets {
+            let Some(input) = self.input_partition(&committed.topic, committed.partition) else {
                 continue;
             };
-            match (result, element.error(), element.offset()) {
-                (Ok(()), Ok(()), Offset::Offset(offset)) => progress.mark_committed(input, offset),
-                _ => {
-                    failed = true;
-                    progress.forget_commit(input);
-                }
+            if answer.result.is_ok() && committed.error.is_none() && committed.offset >= 0 {
+                progress.mark_committed(input, committed.offset);
+            } else {
+                failed = true;
+                progress.forget_commit(input);
             }
         }
         let outcome = if failed { "error" } else { "ok" };

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
@@ -34,6 +34,7 @@ use crate::delivery::limits::WriteLimits;
 use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::transaction::Outcome;
 use crate::delivery::{self, Delivery, Settings, Topics, WriteFailed};
+use crate::kafka::commit::PendingCommit;
 use crate::kafka::{self, StartupError};
 use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
@@ -55,6 +56,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(20);
 const FRESHNESS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one consent poll waits while catching up.
 const CATCH_UP_SLICE: Duration = Duration::from_millis(5);
+/// At most this much of an at-least-once stop's deadline is kept for the last commit and
+/// for leaving the group (a quarter of it, if that is less).
+const STOP_RESERVE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -223,6 +227,8 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     let mut freshness = Freshness::new(config);
     let commit_interval = Duration::from_millis(config.delivery.commit_interval_ms);
     let mut last_commit = Instant::now();
+    // The periodic commit sent and not answered yet (dropped before the consumer).
+    let mut pending_commit: Option<PendingCommit> = None;
     // Events read but not yet judged wait until the table has caught up with the consent
     // topic as it was after they were read. While one batch waits for (or is judged with) its
     // end-offset sample, the next is read and its sample requested, so that at full load the
@@ -318,10 +324,28 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 read_again([&mut current, &mut ahead]);
             }
             Guarantee::AtLeastOnce => {
-                if !freshness.stale && last_commit.elapsed() >= commit_interval {
-                    if let Err(error) = delivery.commit(&consumer, CommitMode::Async, None) {
-                        telemetry::error("commit", "async");
-                        tracing::warn!(%error, "offset commit failed; retrying with the next commit");
+                if let Some(answer) = pending_commit
+                    .as_ref()
+                    .and_then(|p| p.answer(Duration::ZERO))
+                {
+                    delivery.commit_answered(&answer);
+                    pending_commit = None;
+                    if !answer.committed() {
+                        telemetry::error("commit", "rejected");
+                        tracing::warn!(error = ?answer.result, "offset commit rejected; committing again next time");
+                    }
+                }
+                // One commit at a time: the next one is sent once this one is answered.
+                if pending_commit.is_none()
+                    && !freshness.stale
+                    && last_commit.elapsed() >= commit_interval
+                {
+                    match delivery.commit_async(&consumer) {
+                        Ok(pending) => pending_commit = pending,
+                        Err(error) => {
+                            telemetry::error("commit", "async");
+                            tracing::warn!(%error, "offset commit failed; retrying with the next commit");
+                        }
                     }
                     last_commit = Instant::now();
                 }
@@ -346,11 +370,17 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
                 || delivery.not_sent_at_stop()
         }
         Guarantee::AtLeastOnce => {
-            let drained = delivery.drain(None, delivery.bounded(drain_timeout));
-            // Synchronous: librdkafka's answers to asynchronous commits did not reach the
-            // commit callback here, so an asynchronous last commit could not be confirmed. Not
-            // bounded by the stop's deadline when the broker does not answer.
-            if let Err(error) = delivery.commit(&consumer, CommitMode::Sync, None) {
+            // Draining, the last commit and leaving the group share the deadline: the commit
+            // and the close keep a reserve, so that they are tried even after a drain that
+            // ran out of time (what was acknowledged is still committed).
+            let reserve = (drain_timeout / 4).min(STOP_RESERVE);
+            let drained = delivery.drain(
+                None,
+                delivery.bounded(drain_timeout).saturating_sub(reserve),
+            );
+            drop(pending_commit);
+            let commit_for = delivery.bounded(drain_timeout).saturating_sub(reserve / 2);
+            if let Err(error) = delivery.commit_within(&consumer, None, commit_for) {
                 telemetry::error("commit", "shutdown");
                 tracing::warn!(%error, "final offset commit failed; uncommitted events will be redelivered");
             }

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::ClientContext;
 
 use crate::config::Guarantee;
 use crate::delivery::Delivery;
@@ -66,11 +66,14 @@ impl ConsumerContext for EventConsumerContext {
                 }
                 let timeout = self.delivery.bounded(self.drain_timeout);
                 let drained = self.delivery.drain(Some(&revoked), timeout);
+                // The commit's wait is bounded too: by the drain timeout, or by what is left
+                // of the stop's deadline.
+                let timeout = self.delivery.bounded(self.drain_timeout);
                 if consumer.assignment_lost() {
                     tracing::warn!("assignment lost: the group moved on, not committing");
                 } else if let Err(error) =
                     self.delivery
-                        .commit(consumer, CommitMode::Sync, Some(&revoked))
+                        .commit_within(consumer, Some(&revoked), timeout)
                 {
                     telemetry::error("commit", "revoke");
                     tracing::warn!(%error, "commit on revocation failed; the next owner redelivers");
@@ -89,21 +92,5 @@ impl ConsumerContext for EventConsumerContext {
                 tracing::warn!(%error, "rebalance error");
             }
         }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        let rejected = result.is_err() || offsets.elements().iter().any(|e| e.error().is_err());
-        if rejected {
-            telemetry::error("commit", "rejected");
-            match &result {
-                Err(error) => {
-                    tracing::warn!(%error, "offset commit failed; committing again next time")
-                }
-                Ok(()) => tracing::warn!(
-                    "offset commit rejected for some partitions; committing again next time"
-                ),
-            }
-        }
-        self.delivery.commit_answered(&result, offsets);
     }
 }

@@ -13,7 +13,7 @@ use consent_enforcer::delivery::{copy_headers, Delivery, Settings, Topics};
 use consent_enforcer::event::Malformed;
 use consent_enforcer::telemetry::EventMetrics;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::BaseRecord;
 
@@ -123,8 +123,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
         }
         delivery.poll();
         if last_commit.elapsed() >= Duration::from_secs(1) {
-            // Without a commit callback, each commit is recorded when it returns.
-            let _ = delivery.commit(&consumer, CommitMode::Sync, None);
+            let _ = delivery.commit_within(&consumer, None, Duration::from_secs(10));
             last_commit = Instant::now();
         }
         if let Some(failure) = delivery.failure() {
