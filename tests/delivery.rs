@@ -395,6 +395,62 @@ fn sigterm_drains_commits_and_exits_0() {
 }
 
 #[test]
+fn exactly_once_sigterm_under_load_exits_0_within_the_deadline_and_aborts_nothing() {
+    let mut s =
+        Scenario::with_partitions("eos-sigterm", vec![Destination::new("warehouse", &[])], 3);
+    s.delivery_extra = format!(
+        "guarantee = \"exactly_once\"\ntransactional_id = \"{}-a\"",
+        s.group
+    );
+    let port = free_port();
+    let config = s.dir.join("eos-sigterm.toml");
+    let text = s
+        .config(port)
+        .replace("drain_timeout_secs = 20", "drain_timeout_secs = 10");
+    std::fs::write(&config, text).unwrap();
+    let mut enforcer = Enforcer::start(&config, port);
+    enforcer.wait_ready();
+    let events: Vec<Record> = (0..20_000)
+        .map(|i| {
+            let user = format!("user-{}", i % 17);
+            Record::new(&user, &track(&user, &format!("e{i}")))
+        })
+        .collect();
+    produce(&s.input, &events);
+    enforcer.wait_metric(
+        r#"consent_enforcer_events_delivered_total{destination="warehouse"}"#,
+        1_000.0,
+    );
+    let stop_asked = Instant::now();
+    enforcer.signal("TERM");
+    let status = enforcer.wait_exit(Duration::from_secs(40));
+    let took = stop_asked.elapsed();
+    assert_eq!(status.code(), Some(0), "log:\n{}", enforcer.logs());
+    assert!(took <= Duration::from_secs(11), "stopped after {took:?}");
+    // The last transaction was committed, not aborted: a read_uncommitted reader sees no
+    // record that a read_committed one does not. What is committed is exactly what was
+    // delivered, once each.
+    let delivered = s.delivered("warehouse");
+    assert_eq!(
+        read_all_uncommitted(s.topic("warehouse")).len(),
+        delivered.len(),
+        "records of an aborted transaction; log:\n{}",
+        enforcer.logs()
+    );
+    let ids = message_ids(&delivered);
+    let unique: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicates");
+    let committed = committed_offsets(&s.group, &s.input);
+    for record in read_all(&s.input) {
+        let id = message_ids(std::slice::from_ref(&record)).remove(0);
+        let is_committed = committed
+            .get(&record.partition)
+            .is_some_and(|c| record.offset < *c);
+        assert_eq!(is_committed, unique.contains(&id), "{id}");
+    }
+}
+
+#[test]
 fn write_that_cannot_succeed_stops_the_service_without_committing_past_it() {
     let s = Scenario::new(
         "write-fails",

@@ -797,6 +797,31 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_waits_for_event_writes_only_not_for_re_published_consent_states() {
+        // The broker at 127.0.0.1:1 never answers: a write sent there stays in flight, as a
+        // re-publish does when the consent topic is readable but not writable.
+        let delivery = delivery();
+        let tag = Tag {
+            target: Target::Republish,
+            input: InputPartition {
+                topic: 0,
+                partition: 0,
+            },
+            seq: 0,
+        };
+        let record = BaseRecord::with_opaque_to("consent", tag.encode())
+            .partition(0)
+            .key(b"user".as_slice())
+            .payload(b"{}".as_slice());
+        delivery.send(record).expect("queued");
+        // What a transaction's commit and a revocation wait for (drain_writes without
+        // re-publishes): nothing is pending.
+        assert!(delivery.drain_events(Duration::from_millis(50)));
+        // A stop's drain still waits for it.
+        assert!(!delivery.drain(None, Duration::from_millis(50)));
+    }
+
+    #[test]
     fn an_event_read_under_an_earlier_assignment_of_its_partition_is_not_owned() {
         let delivery = delivery();
         let input = InputPartition {

@@ -122,7 +122,7 @@ pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) 
     }
     // Metadata propagates asynchronously, even on one broker.
     let deadline = Instant::now() + WAIT;
-    let consumer = plain_consumer();
+    let consumer = plain_consumer("read_committed");
     loop {
         if let Ok(metadata) = consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
             if metadata.topics().iter().any(|t| {
@@ -195,7 +195,7 @@ pub fn add_partitions(name: &str, total: usize) {
         result.expect("partitions created");
     }
     let deadline = Instant::now() + WAIT;
-    let consumer = plain_consumer();
+    let consumer = plain_consumer("read_committed");
     loop {
         if let Ok(metadata) = consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
             if metadata
@@ -262,12 +262,12 @@ pub fn delete_topic(name: &str) {
     }
 }
 
-fn plain_consumer() -> BaseConsumer {
+fn plain_consumer(isolation: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("group.id", unique("test-reader"))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .create()
         .expect("consumer")
 }
@@ -373,7 +373,7 @@ pub fn produce_tombstone(topic: &str, key: &str) {
 
 /// The end offset of every partition of a topic.
 pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
-    let consumer = plain_consumer();
+    let consumer = plain_consumer("read_committed");
     let metadata = consumer
         .fetch_metadata(Some(topic), WAIT)
         .expect("metadata");
@@ -390,8 +390,17 @@ pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
 
 /// Every committed record of a topic, up to its end now, in partition then offset order.
 pub fn read_all(topic: &str) -> Vec<Record> {
+    read_all_as(topic, "read_committed")
+}
+
+/// Every record of a topic, those of aborted transactions included.
+pub fn read_all_uncommitted(topic: &str) -> Vec<Record> {
+    read_all_as(topic, "read_uncommitted")
+}
+
+fn read_all_as(topic: &str, isolation: &str) -> Vec<Record> {
     let ends = end_offsets(topic);
-    let consumer = plain_consumer();
+    let consumer = plain_consumer(isolation);
     let mut assignment = TopicPartitionList::new();
     for partition in ends.keys() {
         assignment
