@@ -609,10 +609,10 @@ impl Delivery {
 
     /// Sends a commit of what is committable, without waiting: the caller reads its answer
     /// and hands it to [`Delivery::commit_answered`]. None if there is nothing to commit.
-    pub fn commit_async<C: ConsumerContext>(
+    pub fn commit_async<'c, C: ConsumerContext>(
         &self,
-        consumer: &BaseConsumer<C>,
-    ) -> KafkaResult<Option<PendingCommit>> {
+        consumer: &'c BaseConsumer<C>,
+    ) -> KafkaResult<Option<PendingCommit<'c>>> {
         match self.to_commit(None)? {
             Some(list) => PendingCommit::send(consumer, &list).map(Some),
             None => Ok(None),

@@ -317,9 +317,12 @@ impl Delivery {
             }
             let topic = &self.input_topics[usize::from(input.topic)];
             let partition = i32::from(input.partition);
-            if let Err(seek_error) =
-                consumer.seek(topic, partition, Offset::Offset(*offset), timeout)
-            {
+            if let Err(seek_error) = consumer.seek(
+                topic,
+                partition,
+                Offset::Offset(*offset),
+                self.bounded(timeout),
+            ) {
                 return self.give_up(seek_error, aborts);
             }
         }

@@ -11,8 +11,9 @@
 //! before its consumer (it holds a handle on the consumer's client).
 
 use std::ffi::CStr;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -44,27 +45,32 @@ impl CommitAnswer {
     }
 }
 
-/// A commit sent, whose answer has not been read yet.
+/// A commit sent, whose answer has not been read yet. It borrows its consumer: librdkafka's
+/// queue points at the client without holding it, so it must not outlive it.
 #[derive(Debug)]
-pub struct PendingCommit {
+pub struct PendingCommit<'c> {
     queue: NonNull<rdsys::rd_kafka_queue_t>,
+    consumer: PhantomData<&'c ()>,
 }
 
-// librdkafka queues are thread-safe; the handle is only polled and destroyed.
-unsafe impl Send for PendingCommit {}
+// librdkafka queues are thread-safe (locked); the handle is only polled and destroyed.
+unsafe impl Send for PendingCommit<'_> {}
 
-impl PendingCommit {
+impl<'c> PendingCommit<'c> {
     /// Sends `offsets` to the group coordinator without waiting.
     pub fn send<C: ConsumerContext>(
-        consumer: &BaseConsumer<C>,
+        consumer: &'c BaseConsumer<C>,
         offsets: &TopicPartitionList,
-    ) -> KafkaResult<PendingCommit> {
+    ) -> KafkaResult<PendingCommit<'c>> {
         let client = consumer.client().native_ptr();
         // SAFETY: `client` is a live consumer handle; the new queue is owned by the returned
         // value and destroyed in its `Drop`.
         let queue = NonNull::new(unsafe { rdsys::rd_kafka_queue_new(client) })
             .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::Fail))?;
-        let pending = PendingCommit { queue };
+        let pending = PendingCommit {
+            queue,
+            consumer: PhantomData,
+        };
         // SAFETY: the list is copied by librdkafka before this returns; the queue is kept
         // alive by the reply's own reference until the answer is enqueued.
         let error = unsafe {
@@ -84,8 +90,10 @@ impl PendingCommit {
 
     /// The answer, if it arrives within `timeout`.
     pub fn answer(&self, timeout: Duration) -> Option<CommitAnswer> {
-        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let deadline = Instant::now() + timeout;
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let millis = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
             // SAFETY: the queue is live (owned by self); the event is destroyed below.
             let event = unsafe { rdsys::rd_kafka_queue_poll(self.queue.as_ptr(), millis) };
             let event = NonNull::new(event)?;
@@ -104,7 +112,7 @@ impl PendingCommit {
     }
 }
 
-impl Drop for PendingCommit {
+impl Drop for PendingCommit<'_> {
     fn drop(&mut self) {
         // SAFETY: the queue was created by `send` and is destroyed once, here.
         unsafe { rdsys::rd_kafka_queue_destroy(self.queue.as_ptr()) }

@@ -60,6 +60,11 @@ const CATCH_UP_SLICE: Duration = Duration::from_millis(5);
 /// for leaving the group (a quarter of it, if that is less).
 const STOP_RESERVE: Duration = Duration::from_secs(5);
 
+/// The part of an at-least-once stop's deadline that drains leave to the commit and the close.
+pub(crate) fn stop_reserve(drain_timeout: Duration) -> Duration {
+    (drain_timeout / 4).min(STOP_RESERVE)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -356,6 +361,8 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     drop(current);
     drop(ahead);
 
+    // Its answer no longer matters: the last commit covers it.
+    drop(pending_commit);
     set_ready(signals, false);
     tracing::info!("stopping: draining in-flight writes");
     // One deadline for the whole stop: draining, the last commit (or abort), and leaving the
@@ -373,12 +380,11 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             // Draining, the last commit and leaving the group share the deadline: the commit
             // and the close keep a reserve, so that they are tried even after a drain that
             // ran out of time (what was acknowledged is still committed).
-            let reserve = (drain_timeout / 4).min(STOP_RESERVE);
+            let reserve = stop_reserve(drain_timeout);
             let drained = delivery.drain(
                 None,
                 delivery.bounded(drain_timeout).saturating_sub(reserve),
             );
-            drop(pending_commit);
             let commit_for = delivery.bounded(drain_timeout).saturating_sub(reserve / 2);
             if let Err(error) = delivery.commit_within(&consumer, None, commit_for) {
                 telemetry::error("commit", "shutdown");
@@ -387,8 +393,8 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             drained
         }
     };
-    // Leaving the group revokes every partition: the rebalance callback finds nothing left
-    // to drain and commits nothing new.
+    // Leaving the group revokes every partition: the rebalance callback drains and commits
+    // what the last commit could not, keeping the reserve for the leave itself.
     consumer.unsubscribe();
     close_by(consumer, Instant::now() + delivery.bounded(drain_timeout));
     if let Some(failure) = delivery.failure() {
@@ -457,6 +463,8 @@ fn after_rewind(
         }
     }
     for (topic, partition, offset) in read_again.seeks(&rewound) {
+        // Bounded by the stop's deadline too: a seek waits for the partition's broker thread.
+        let timeout = delivery.bounded(timeout);
         if let Err(error) = consumer.seek(&topic, partition, Offset::Offset(offset), timeout) {
             telemetry::error("consume", "seek");
             delivery.fail_to_read_again(&topic, error);

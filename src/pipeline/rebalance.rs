@@ -3,13 +3,14 @@
 //! starts exactly where this instance's acknowledged work ends.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
+use super::stop_reserve;
 use crate::config::Guarantee;
 use crate::delivery::Delivery;
 use crate::kafka::{KafkaContext, LagGauge};
@@ -64,11 +65,20 @@ impl ConsumerContext for EventConsumerContext {
                     self.delivery.remove(&revoked);
                     return;
                 }
-                let timeout = self.delivery.bounded(self.drain_timeout);
-                let drained = self.delivery.drain(Some(&revoked), timeout);
-                // The commit's wait is bounded too: by the drain timeout, or by what is left
-                // of the stop's deadline.
-                let timeout = self.delivery.bounded(self.drain_timeout);
+                // One deadline for the drain and the commit: the drain timeout, or what is
+                // left of the stop's deadline, less (when stopping) the reserve that the
+                // commit and the leave need.
+                let until = Instant::now() + self.delivery.bounded(self.drain_timeout);
+                let reserve = if self.delivery.stopping() {
+                    stop_reserve(self.drain_timeout)
+                } else {
+                    Duration::ZERO
+                };
+                let left = || until.saturating_duration_since(Instant::now());
+                let drained = self
+                    .delivery
+                    .drain(Some(&revoked), left().saturating_sub(reserve));
+                let timeout = left().saturating_sub(reserve / 2);
                 if consumer.assignment_lost() {
                     tracing::warn!("assignment lost: the group moved on, not committing");
                 } else if let Err(error) =
