@@ -28,8 +28,12 @@ pub enum ServiceError {
     Panicked,
 }
 
-/// Grace beyond `delivery.drain_timeout_secs` for leaving the group and closing clients.
-const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// Grace beyond `delivery.drain_timeout_secs` for the pipeline to return once its deadline
+/// has passed. Every wait of the stop is bounded by that deadline, except librdkafka calls
+/// that ignore their timeout while a broker does not answer (`send_offsets_to_transaction`
+/// waits for its request's `socket.timeout.ms`): past the grace the service exits 1 without
+/// them, and the open transaction is aborted by the next start (or the broker's timeout).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` completes (then drains and commits) or the pipeline fails.
 pub async fn run(

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use common::*;
 
@@ -167,4 +168,67 @@ fn a_stale_record_is_overridden_in_its_own_partition_and_a_held_event_released_t
     );
     enforcer.wait_metric("consent_enforcer_held_events_released_total", 1.0);
     assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
+}
+
+#[test]
+fn a_revocation_re_published_in_its_own_partition_survives_compaction_and_a_restart() {
+    let s = scenario("copart-compaction", 2, 2);
+    // Segments roll every 100 ms (on the next write) and the broker's cleaner, which looks
+    // every second, compacts whatever is dirty.
+    set_topic_configs(
+        &s.consent,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    // A revocation, then a stale grant written after it, both where another producer's hash
+    // put them.
+    let p = other_partition("u1");
+    produce_to_partition(
+        &s.consent,
+        p,
+        "u1",
+        &consent(&[], &["analytics"], &rfc3339_from_now(-1_000)),
+    );
+    produce_to_partition(
+        &s.consent,
+        p,
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-60_000)),
+    );
+    {
+        let enforcer = s.start_ready();
+        enforcer.wait_metric("consent_enforcer_consent_records_republished_total", 1.0);
+    }
+    // Compaction keeps the last record of each key in each partition: until it has run, u1
+    // has three records in its partition (re-published state included).
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let u1 = read_all(&s.consent)
+            .into_iter()
+            .filter(|r| r.partition == p && r.key_str() == "u1")
+            .count();
+        if u1 == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consent topic was not compacted: u1 has {u1} records"
+        );
+        // A write after segment.ms rolls the segment, so the cleaner may take it.
+        std::thread::sleep(Duration::from_millis(300));
+        produce_to_partition(
+            &s.consent,
+            p,
+            "filler",
+            &consent(&["analytics"], &[], &rfc3339_from_now(0)),
+        );
+    }
+    // After a restart, the table of u1's partition holds what compaction kept: the revocation.
+    let enforcer = s.start_ready();
+    produce_to_partition(&s.input, p, "u1", &track("u1", "m1"));
+    s.wait_processed_by(&enforcer);
+    assert!(s.delivered("amplitude").is_empty());
 }

@@ -175,7 +175,16 @@ pub fn java_partition(key: &[u8], partitions: u32) -> i32 {
 
 /// Sets one config of an existing topic (the others return to their defaults).
 pub fn set_topic_config(name: &str, key: &str, value: &str) {
-    let change = AlterConfig::new(ResourceSpecifier::Topic(name)).set(key, value);
+    set_topic_configs(name, &[(key, value)]);
+}
+
+/// Sets a topic's configuration to exactly these keys: AlterConfigs replaces the whole
+/// set, so every key the topic needs (`cleanup.policy` included) goes in one call.
+pub fn set_topic_configs(name: &str, configs: &[(&str, &str)]) {
+    let mut change = AlterConfig::new(ResourceSpecifier::Topic(name));
+    for (key, value) in configs {
+        change = change.set(key, value);
+    }
     let results = runtime()
         .block_on(admin().alter_configs([&change], &AdminOptions::new()))
         .expect("alter topic config");
