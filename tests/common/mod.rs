@@ -382,17 +382,28 @@ pub fn produce_tombstone(topic: &str, key: &str) {
 
 /// The end offset of every partition of a topic.
 pub fn end_offsets(topic: &str) -> HashMap<i32, i64> {
+    // Asked again on an error: a broker just resumed or restarted can drop a connection.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match try_end_offsets(topic) {
+            Ok(ends) => return ends,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "end offsets of {topic}: {error}");
+                println!("end offsets of {topic}: {error}; asking again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+fn try_end_offsets(topic: &str) -> KafkaResult<HashMap<i32, i64>> {
     let consumer = plain_consumer("read_committed");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), WAIT)
-        .expect("metadata");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = metadata.topics()[0].partitions().len() as i32;
     (0..partitions)
         .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, WAIT)
-                .expect("watermarks");
-            (p, high)
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            Ok((p, high))
         })
         .collect()
 }
