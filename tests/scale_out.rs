@@ -361,9 +361,9 @@ fn a_revoked_partition_whose_drain_timed_out_comes_back_then_sigkill_commits_not
     let delivered: HashSet<String> = message_ids(&s.delivered("amplitude")).into_iter().collect();
     let mut checked = 0;
     for record in read_all(&s.input) {
-        if !committed
+        if committed
             .get(&record.partition)
-            .is_some_and(|c| record.offset < *c)
+            .is_none_or(|c| record.offset >= *c)
         {
             continue;
         }
