@@ -202,8 +202,55 @@ pub fn describe() {
     );
 }
 
-/// Counts an error; `stage` and `error_type` are fixed strings.
+/// Every `stage`/`error_type` pair [`error`] is called with: each series is registered at
+/// start, so a dashboard or alert reads 0 rather than nothing.
+pub const ERROR_KINDS: &[(&str, &str)] = &[
+    ("commit", "async"),
+    ("commit", "rejected"),
+    ("commit", "revoke"),
+    ("commit", "shutdown"),
+    ("consent", "consume"),
+    ("consent", "follow"),
+    ("consent", "hidden_by_open_transaction"),
+    ("consent", "partitions_changed"),
+    ("consent", "revocation_drain_timeout"),
+    ("consent", "sample_end_offsets"),
+    ("consent", "stale"),
+    ("consume", "close_timeout"),
+    ("consume", "pause"),
+    ("consume", "poll"),
+    ("consume", "rebalance"),
+    ("consume", "resume"),
+    ("consume", "seek"),
+    ("consume", "untrackable_partition"),
+    ("delivery", "producer_renewed"),
+    ("delivery", "revoke_drain"),
+    ("delivery", "transaction_fatal"),
+    ("delivery", "write_failed"),
+    ("delivery", "write_failed_in_transaction"),
+    ("hold", "pause"),
+];
+
+/// Registers the series whose labels are known before anything happens: errors, offset
+/// commits and transactions by result.
+pub fn register_known_series() {
+    for (stage, error_type) in ERROR_KINDS {
+        counter!(ERRORS, "stage" => *stage, "error_type" => *error_type).absolute(0);
+    }
+    for result in ["ok", "error"] {
+        counter!(OFFSET_COMMITS, "result" => result).absolute(0);
+    }
+    for result in ["committed", "aborted"] {
+        counter!(TRANSACTIONS, "result" => result).absolute(0);
+    }
+}
+
+/// Counts an error; `stage` and `error_type` are fixed strings listed in [`ERROR_KINDS`].
 pub fn error(stage: &'static str, error_type: &'static str) {
+    debug_assert!(
+        ERROR_KINDS.contains(&(stage, error_type)),
+        "{stage}/{error_type} missing from ERROR_KINDS"
+    );
     counter!(ERRORS, "stage" => stage, "error_type" => error_type).increment(1);
 }
 
@@ -298,5 +345,44 @@ impl ConsentMetrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         self.rejected[index].increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ERROR_KINDS;
+
+    /// Every error the sources count is listed, so that it is registered at start.
+    #[test]
+    fn every_error_counted_in_the_sources_is_registered_at_start() {
+        let mut files = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        let mut seen = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).expect("read src") {
+                    files.push(entry.expect("entry").path());
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read source");
+            for call in text.split("telemetry::error(\"").skip(1) {
+                let mut parts = call.split('"');
+                let stage = parts.next().unwrap_or_default();
+                let error_type = parts.nth(1).unwrap_or_default();
+                seen += 1;
+                assert!(
+                    ERROR_KINDS.contains(&(stage, error_type)),
+                    "{}: {stage}/{error_type} missing from ERROR_KINDS",
+                    path.display()
+                );
+            }
+        }
+        assert!(seen > 10, "found {seen} calls");
     }
 }

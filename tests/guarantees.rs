@@ -126,6 +126,16 @@ fn check_revocation(
     if let Some(grant) = before {
         s.send_consent("u1", &grant);
     }
+    // The broker stamps each delivered record with its append time, and the enforcer logs
+    // (at debug) when it applies a record that may narrow a grant.
+    set_topic_configs(
+        s.topic("amplitude"),
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    std::env::set_var(
+        "ENFORCER_LOG",
+        "info,consent_enforcer::consent::follower=debug",
+    );
     let enforcer = s.start_ready();
     // A steady stream of the user's events, in flight while the revocation arrives.
     let stream = {
@@ -156,6 +166,26 @@ fn check_revocation(
         after, at_revocation,
         "events of the person landed after the revocation"
     );
+    // Nor between its application and the count above: no delivered record was appended
+    // after the enforcer applied it.
+    let logs = enforcer.logs();
+    let applied_line = logs
+        .lines()
+        .rfind(|l| l.contains("applying a consent record that may narrow a grant"))
+        .expect("the application is logged");
+    let applied_at = time::OffsetDateTime::parse(
+        applied_line.split_whitespace().next().expect("a timestamp"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("an RFC 3339 timestamp");
+    let applied_ms = i64::try_from(applied_at.unix_timestamp_nanos() / 1_000_000).unwrap();
+    for record in s.delivered("amplitude") {
+        let appended = record.timestamp.expect("append time");
+        assert!(
+            appended <= applied_ms,
+            "a record appended at {appended} ms, after the revocation was applied at {applied_ms} ms"
+        );
+    }
     assert!(
         enforcer.metric(
             r#"consent_enforcer_events_dropped_total{destination="amplitude",reason="denied"}"#

@@ -706,8 +706,16 @@ impl Applier {
         let update = parse_value(message.payload(), record_time_ms, &self.vocabulary);
         let all = self.all_categories;
         let table = self.table_mut(partition);
-        if table.may_narrow(user, &update, record_time_ms, all) && !effects.before_revocation() {
-            return false;
+        if table.may_narrow(user, &update, record_time_ms, all) {
+            if !effects.before_revocation() {
+                return false;
+            }
+            // When it takes effect: nothing judged before it lands after this.
+            tracing::debug!(
+                partition,
+                offset = message.offset(),
+                "applying a consent record that may narrow a grant"
+            );
         }
         let table = self.table_mut(partition);
         let superseded = match table.apply_record(user, update, record_time_ms, now_ms) {

@@ -120,6 +120,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     let rules = Rule::from_config(config, &mut vocabulary);
     let vocabulary = Arc::new(vocabulary);
     telemetry::describe();
+    telemetry::register_known_series();
     metrics::gauge!(telemetry::READY).set(0.0);
 
     let hold_topic = config
