@@ -2,20 +2,25 @@
 //! and `/readyz` (200 once the consent table is loaded and events are judged, 503 before and
 //! while stopping).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::telemetry;
 
 #[derive(Clone)]
 pub struct Endpoints {
@@ -28,34 +33,69 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// A client must send a request's headers within this long after the connection opens
+/// (or, on a kept-alive connection, after the previous response), or it is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// No connection lives longer than this, however it behaves (a client that never reads its
+/// response, a keep-alive connection left open).
+const CONNECTION_MAX_AGE: Duration = Duration::from_secs(60);
+/// Open connections at most; past it the oldest is closed, so that a flood of slow
+/// connections cannot keep a health probe out.
+const MAX_CONNECTIONS: usize = 512;
+/// The longest pause after a failed `accept` (too many open files): doubling from 10 ms.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// Serves until `shutdown` changes.
 pub async fn serve(
     listener: TcpListener,
     endpoints: Endpoints,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut connections: VecDeque<JoinHandle<()>> = VecDeque::new();
+    let mut backoff = Duration::ZERO;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    backoff = Duration::ZERO;
+                    stream
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "accepting an HTTP connection failed");
+                    // Logged once per run of failures; the pause keeps the loop from
+                    // spinning while file descriptors are exhausted.
+                    if backoff.is_zero() {
+                        telemetry::error("http", "accept");
+                        tracing::warn!(%error, "accepting an HTTP connection failed; backing off");
+                    }
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), ACCEPT_BACKOFF_MAX);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
                     continue;
                 }
             },
             _ = shutdown.changed() => return,
         };
+        connections.retain(|connection| !connection.is_finished());
+        while connections.len() >= MAX_CONNECTIONS {
+            if let Some(oldest) = connections.pop_front() {
+                oldest.abort();
+            }
+        }
         let endpoints = endpoints.clone();
-        tokio::spawn(async move {
+        connections.push_back(tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let response = respond(&endpoints, &request);
                 async move { Ok::<_, Infallible>(response) }
             });
-            // Errors here are client disconnects; nothing to act on.
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            // Errors here are client disconnects and timeouts; nothing to act on.
+            let _ = tokio::time::timeout(CONNECTION_MAX_AGE, connection).await;
+        }));
     }
 }
 

@@ -229,6 +229,7 @@ pub const ERROR_KINDS: &[(&str, &str)] = &[
     ("delivery", "write_failed"),
     ("delivery", "write_failed_in_transaction"),
     ("hold", "pause"),
+    ("http", "accept"),
 ];
 
 /// Registers the series whose labels are known before anything happens: errors, offset
