@@ -9,6 +9,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::secrets::{is_secret_key, Properties, REDACTED};
+
 /// Environment variable that overrides `kafka.bootstrap_servers`.
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
 
@@ -36,7 +38,7 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
@@ -56,6 +58,26 @@ pub struct KafkaConfig {
     /// How long start-up may wait for the cluster's metadata before giving up.
     #[serde(default = "default_startup_timeout_secs")]
     pub startup_timeout_secs: u64,
+}
+
+/// By hand: property values whose keys look secret are never printed.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group_id", &self.group_id)
+            .field("properties", &Properties(&self.properties))
+            .field(
+                "consumer_properties",
+                &Properties(&self.consumer_properties),
+            )
+            .field(
+                "producer_properties",
+                &Properties(&self.producer_properties),
+            )
+            .field("startup_timeout_secs", &self.startup_timeout_secs)
+            .finish()
+    }
 }
 
 /// The consumer group shared by every instance of the enforcer.
@@ -396,6 +418,31 @@ pub enum ConfigError {
     },
     #[error("invalid config: {field}: {message}")]
     Invalid { field: String, message: String },
+    /// librdkafka refused a property (its value is never shown).
+    #[error("invalid config: kafka property {key:?} refused by librdkafka: {reason}")]
+    Property { key: String, reason: String },
+}
+
+/// True if the line holding byte `at` sets a key that looks secret (its value must not
+/// appear in an error).
+fn on_secret_line(text: &str, at: usize) -> bool {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line = &text[start..end];
+    line.split('=')
+        .next()
+        .map(|key| key.trim().trim_matches('"').trim_matches('\''))
+        .is_some_and(is_secret_key)
+}
+
+/// A serde/toml message with the values it quotes (between backticks) taken out.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        out.push_str(if i % 2 == 1 { REDACTED } else { part });
+    }
+    out
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -430,11 +477,18 @@ impl Config {
                     format!(" (line {line})")
                 })
                 .unwrap_or_default();
+            // One line: toml's message may span several.
+            let mut message = err.message().replace('\n', " ").trim().to_owned();
+            if err
+                .span()
+                .is_some_and(|span| on_secret_line(text, span.start))
+            {
+                message = without_quoted_values(&message);
+            }
             ConfigError::Parse {
                 path: origin.to_owned(),
                 location,
-                // One line: toml's message may span several.
-                message: err.message().replace('\n', " ").trim().to_owned(),
+                message,
             }
         })
     }

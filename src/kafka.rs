@@ -14,8 +14,9 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
-use crate::config::{Config, Guarantee};
+use crate::config::{Config, ConfigError, Guarantee};
 use crate::consent::hidden::HiddenRecords;
+use crate::secrets::Redactor;
 pub use startup::{
     check_copartitioned, check_topics, configured_topics, is_transient, retry,
     warn_if_consent_topic_not_compacted, StartupError,
@@ -89,6 +90,31 @@ fn with_properties(
         client.set(key, value);
     }
     client
+}
+
+/// Builds every client's librdkafka configuration without connecting, so that a property
+/// librdkafka refuses is a configuration error naming the key and why, never its value.
+pub fn check_client_configs(config: &Config) -> Result<(), ConfigError> {
+    for client in [
+        admin_config(config),
+        event_consumer_config(config),
+        consent_consumer_config(config),
+        producer_config(config),
+    ] {
+        if let Err(error) = client.create_native_config() {
+            return Err(match error {
+                KafkaError::ClientConfig(_, reason, key, value) => ConfigError::Property {
+                    reason: Redactor::default().with(&value).redact(&reason),
+                    key,
+                },
+                other => ConfigError::Property {
+                    key: String::new(),
+                    reason: other.to_string(),
+                },
+            });
+        }
+    }
+    Ok(())
 }
 
 /// An admin client, for the start-up checks.

@@ -16,6 +16,7 @@ pub mod http;
 pub(crate) mod json;
 pub mod kafka;
 pub mod pipeline;
+pub mod secrets;
 pub mod service;
 pub mod telemetry;
 pub mod vocabulary;

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use consent_enforcer::config::Config;
+use consent_enforcer::config::{Config, ConfigError};
+use consent_enforcer::kafka;
+use consent_enforcer::secrets::Redactor;
 use consent_enforcer::service;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing_subscriber::EnvFilter;
@@ -52,7 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config } => match load(&config) {
             Ok(loaded) => {
                 println!(
                     "{}: valid ({} input topic(s), {} destination(s))",
@@ -68,17 +70,19 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            let loaded = match Config::load(&config) {
+            let loaded = match load(&config) {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     eprintln!("error: {error}");
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
+            // librdkafka and rust-rdkafka put property values in their error texts.
+            let redactor = Redactor::of(&loaded.kafka);
             match run(loaded) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
-                    let error = describe(&error);
+                    let error = redactor.redact(&describe(&error));
                     tracing::error!("{error}");
                     eprintln!("error: {error}");
                     ExitCode::from(EXIT_RUNTIME)
@@ -86,6 +90,13 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Reads and validates a config, librdkafka's view of its properties included.
+fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    kafka::check_client_configs(&config)?;
+    Ok(config)
 }
 
 /// The error and each cause it does not already name: most errors here include their cause's

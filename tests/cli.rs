@@ -79,6 +79,64 @@ fn check_config_accepts_the_quickstart_config() {
     assert_accepted(&output);
 }
 
+/// A config with `properties` added under `[kafka.properties]`.
+fn with_kafka_properties(properties: &str) -> String {
+    format!("{VALID}[kafka.properties]\n{properties}\n")
+}
+
+/// Neither command prints `secret`, on stdout or stderr, and both name `key` and exit 2.
+fn assert_secret_not_printed(config: &str, key: &str, secret: &str) {
+    for command in ["check-config", "run"] {
+        let output = run_binary(&[command], config);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{command} printed the secret: {stdout}{stderr}"
+        );
+        assert!(stderr.contains(key), "{command}: {key} not named: {stderr}");
+    }
+}
+
+#[test]
+fn a_misspelled_password_property_is_refused_by_key_without_its_value() {
+    assert_secret_not_printed(
+        &with_kafka_properties(r#""sasl.pasword" = "hunter2-typo""#),
+        "sasl.pasword",
+        "hunter2-typo",
+    );
+}
+
+#[test]
+fn a_java_jaas_config_is_refused_without_the_password_it_holds() {
+    assert_secret_not_printed(
+        &with_kafka_properties(
+            r#""sasl.jaas.config" = "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"u\" password=\"hunter3-jaas\";""#,
+        ),
+        "sasl.jaas.config",
+        "hunter3-jaas",
+    );
+}
+
+#[test]
+fn a_password_of_the_wrong_type_is_an_error_that_does_not_echo_it() {
+    assert_secret_not_printed(
+        &with_kafka_properties(r#""sasl.password" = 918273645"#),
+        "line",
+        "918273645",
+    );
+}
+
+#[test]
+fn a_refused_property_value_is_not_printed_even_when_its_key_looks_harmless() {
+    assert_secret_not_printed(
+        &with_kafka_properties(r#""linger.ms" = "not-a-number-4711""#),
+        "linger.ms",
+        "not-a-number-4711",
+    );
+}
+
 #[test]
 fn unknown_key_is_a_config_error_naming_it() {
     assert_config_error(
