@@ -166,7 +166,10 @@ impl Delivery {
         // either way and read_committed readers do not wait for the broker's timeout.
         let timeout = self.bounded(timeout);
         let deadline = Instant::now() + timeout;
-        let commit_by = deadline - (timeout / 4).min(ABORT_RESERVE);
+        // At most ABORT_RESERVE, and a quarter of a short timeout: a fixed 5 s would leave
+        // a 5 s stop nothing to commit with.
+        let reserve = (timeout / 4).min(ABORT_RESERVE);
+        let commit_by = deadline - reserve;
         if self.failure().is_some() {
             // The service is stopping on a failure: nothing more may commit. An abort now
             // spares read_committed consumers the wait for the transaction to time out; if
@@ -177,7 +180,7 @@ impl Delivery {
             return Outcome::Aborted;
         }
         let started = Instant::now();
-        let result = self.try_commit(consumer, commit_by);
+        let result = self.try_commit(consumer, commit_by, reserve);
         match result {
             Ok(()) => {
                 let mut txn = lock(&self.transaction);
@@ -206,12 +209,13 @@ impl Delivery {
         &self,
         consumer: &BaseConsumer<C>,
         deadline: Instant,
+        reserve: Duration,
     ) -> Result<(), KafkaError> {
         // Every write must be acknowledged before the offsets are computed. A write still
         // unacknowledged must not commit without its event's offset (a crash before the next
         // commit would write it twice): abort instead, and judge those events again.
         // Re-published consent states are written outside the transaction: not waited for.
-        let drained = self.drain_writes(None, false, left(deadline), ABORT_RESERVE);
+        let drained = self.drain_writes(None, false, left(deadline), reserve);
         if let Some(error) = lock(&self.transaction).failed.clone() {
             return Err(error);
         }
@@ -236,7 +240,7 @@ impl Delivery {
                 .send_offsets_to_transaction(&list, &group, left(deadline))?;
         }
         loop {
-            let deadline = self.cut(deadline, ABORT_RESERVE);
+            let deadline = self.cut(deadline, reserve);
             match self
                 .producer
                 .load()
