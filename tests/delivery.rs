@@ -347,39 +347,51 @@ fn a_trickle_of_fanned_out_events_is_committed_within_seconds() {
     }
 }
 
-#[test]
-fn sigterm_drains_commits_and_exits_0() {
-    let s = Scenario::with_partitions("sigterm", vec![Destination::new("warehouse", &[])], 3);
-    // No periodic commits: what is committed, the shutdown committed.
+/// `count` track events of 17 users, numbered `e0`...
+fn backlog(count: usize) -> Vec<Record> {
+    (0..count)
+        .map(|i| {
+            let user = format!("user-{i}", i = i % 17);
+            Record::new(&user, &track(&user, &format!("e{i}")))
+        })
+        .collect()
+}
+
+/// Starts an enforcer on the scenario's config with `replace` applied to its text, feeds it
+/// `events` and sends SIGTERM once `delivered` have been delivered (writes are in flight
+/// then). Returns the exit status and how long the stop took.
+fn sigterm_under_load(
+    s: &Scenario,
+    replace: &[(&str, &str)],
+    events: usize,
+    delivered: f64,
+) -> (Enforcer, std::process::ExitStatus, Duration) {
     let port = free_port();
     let config = s.dir.join("sigterm.toml");
-    let text = s
-        .config(port)
-        .replace("commit_interval_ms = 200", "commit_interval_ms = 600000");
+    let mut text = s.config(port);
+    for (from, to) in replace {
+        text = text.replace(from, to);
+    }
     std::fs::write(&config, text).unwrap();
     let mut enforcer = Enforcer::start(&config, port);
     enforcer.wait_ready();
-    let events: Vec<Record> = (0..2_000)
-        .map(|i| {
-            let user = format!("user-{}", i % 17);
-            Record::new(&user, &track(&user, &format!("e{i}")))
-        })
-        .collect();
-    produce(&s.input, &events);
+    produce(&s.input, &backlog(events));
     enforcer.wait_metric(
         r#"consent_enforcer_events_delivered_total{destination="warehouse"}"#,
-        1.0,
+        delivered,
     );
     let stop_asked = Instant::now();
     enforcer.signal("TERM");
     let status = enforcer.wait_exit(Duration::from_secs(40));
-    assert_eq!(status.code(), Some(0), "log:\n{}", enforcer.logs());
-    assert!(stop_asked.elapsed() < Duration::from_secs(30));
-    // The shutdown committed exactly what was delivered: nothing committed that was not
-    // delivered, nothing delivered that was not committed.
+    let took = stop_asked.elapsed();
+    (enforcer, status, took)
+}
+
+/// What is committed is exactly what was delivered: nothing committed that was not
+/// delivered, nothing delivered that was not committed.
+fn assert_committed_is_delivered(s: &Scenario, delivered: &HashSet<String>) {
     let committed = committed_offsets(&s.group, &s.input);
     assert!(!committed.is_empty(), "offsets were committed on shutdown");
-    let delivered: HashSet<String> = message_ids(&s.delivered("warehouse")).into_iter().collect();
     for record in read_all(&s.input) {
         let id = message_ids(std::slice::from_ref(&record)).remove(0);
         let is_committed = committed
@@ -395,6 +407,26 @@ fn sigterm_drains_commits_and_exits_0() {
 }
 
 #[test]
+fn sigterm_drains_commits_and_exits_0() {
+    let s = Scenario::with_partitions("sigterm", vec![Destination::new("warehouse", &[])], 3);
+    // No periodic commits: what is committed, the shutdown committed. Under load: a backlog
+    // of 20,000 events, the signal after the first 1,000 are delivered.
+    let (enforcer, status, took) = sigterm_under_load(
+        &s,
+        &[
+            ("commit_interval_ms = 200", "commit_interval_ms = 600000"),
+            ("drain_timeout_secs = 20", "drain_timeout_secs = 10"),
+        ],
+        20_000,
+        1_000.0,
+    );
+    assert_eq!(status.code(), Some(0), "log:\n{}", enforcer.logs());
+    assert!(took <= Duration::from_secs(11), "stopped after {took:?}");
+    let delivered: HashSet<String> = message_ids(&s.delivered("warehouse")).into_iter().collect();
+    assert_committed_is_delivered(&s, &delivered);
+}
+
+#[test]
 fn exactly_once_sigterm_under_load_exits_0_within_the_deadline_and_aborts_nothing() {
     let mut s =
         Scenario::with_partitions("eos-sigterm", vec![Destination::new("warehouse", &[])], 3);
@@ -405,35 +437,17 @@ fn exactly_once_sigterm_under_load_exits_0_within_the_deadline_and_aborts_nothin
     // A queue that never fills here: a write that cannot be queued while stopping aborts
     // the last transaction by design (README, Operations).
     s.kafka_properties = "\"queue.buffering.max.messages\" = \"100000\"".to_owned();
-    let port = free_port();
-    let config = s.dir.join("eos-sigterm.toml");
     // 5 s: the commit keeps a quarter of it for an abort, not a fixed 5 s.
-    let text = s
-        .config(port)
-        .replace("drain_timeout_secs = 20", "drain_timeout_secs = 5");
-    std::fs::write(&config, text).unwrap();
-    let mut enforcer = Enforcer::start(&config, port);
-    enforcer.wait_ready();
-    let events: Vec<Record> = (0..20_000)
-        .map(|i| {
-            let user = format!("user-{}", i % 17);
-            Record::new(&user, &track(&user, &format!("e{i}")))
-        })
-        .collect();
-    produce(&s.input, &events);
-    enforcer.wait_metric(
-        r#"consent_enforcer_events_delivered_total{destination="warehouse"}"#,
+    let (enforcer, status, took) = sigterm_under_load(
+        &s,
+        &[("drain_timeout_secs = 20", "drain_timeout_secs = 5")],
+        20_000,
         1_000.0,
     );
-    let stop_asked = Instant::now();
-    enforcer.signal("TERM");
-    let status = enforcer.wait_exit(Duration::from_secs(40));
-    let took = stop_asked.elapsed();
     assert_eq!(status.code(), Some(0), "log:\n{}", enforcer.logs());
     assert!(took <= Duration::from_secs(6), "stopped after {took:?}");
     // The last transaction was committed, not aborted: a read_uncommitted reader sees no
-    // record that a read_committed one does not. What is committed is exactly what was
-    // delivered, once each.
+    // record that a read_committed one does not. Each delivered event once.
     let delivered = s.delivered("warehouse");
     assert_eq!(
         read_all_uncommitted(s.topic("warehouse")).len(),
@@ -444,14 +458,7 @@ fn exactly_once_sigterm_under_load_exits_0_within_the_deadline_and_aborts_nothin
     let ids = message_ids(&delivered);
     let unique: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(unique.len(), ids.len(), "duplicates");
-    let committed = committed_offsets(&s.group, &s.input);
-    for record in read_all(&s.input) {
-        let id = message_ids(std::slice::from_ref(&record)).remove(0);
-        let is_committed = committed
-            .get(&record.partition)
-            .is_some_and(|c| record.offset < *c);
-        assert_eq!(is_committed, unique.contains(&id), "{id}");
-    }
+    assert_committed_is_delivered(&s, &unique);
 }
 
 #[test]

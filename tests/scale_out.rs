@@ -48,6 +48,33 @@ fn feed_until_received(s: &Scenario, instance: &Enforcer, mut written: usize) ->
 }
 
 /// Counts against the ground truth: (lost, leaked, duplicated).
+/// A plain consumer joins the group, waits at most `within` for partitions, then leaves
+/// (the instance gets them back).
+fn join_and_leave(s: &Scenario, within: std::time::Duration, instance: &Enforcer) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use std::time::{Duration, Instant};
+
+    let newcomer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", &s.group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("newcomer");
+    newcomer.subscribe(&[&s.input]).expect("subscribe");
+    let started = Instant::now();
+    while newcomer.assignment().map_or(0, |a| a.count()) == 0 {
+        assert!(
+            started.elapsed() < within,
+            "the newcomer got no partitions within {within:?}; log:\n{}",
+            instance.logs()
+        );
+        let _ = newcomer.poll(Duration::from_millis(100));
+    }
+}
+
 fn verdict(s: &Scenario, total: usize) -> (usize, usize, usize) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for id in message_ids(&s.delivered("amplitude")) {
@@ -255,28 +282,7 @@ fn a_stale_consent_table_keeps_the_instance_in_its_group_and_a_newcomer_gets_par
     // A newcomer to the group (a plain consumer: an enforcer would itself wait for the open
     // transaction before joining) gets its partitions well before max.poll.interval.ms: the
     // waiting instance served the rebalance. Then it leaves, and the instance takes them back.
-    {
-        use rdkafka::config::ClientConfig;
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let newcomer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap())
-            .set("group.id", &s.group)
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "6000")
-            .create()
-            .expect("newcomer");
-        newcomer.subscribe(&[&s.input]).expect("subscribe");
-        let started = Instant::now();
-        while newcomer.assignment().map_or(0, |a| a.count()) == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(8),
-                "the newcomer got no partitions; log:\n{}",
-                a.logs()
-            );
-            let _ = newcomer.poll(Duration::from_millis(100));
-        }
-    }
+    join_and_leave(&s, Duration::from_secs(8), &a);
     // Still waiting, past max.poll.interval.ms: an instance dropped from the group would
     // write the events it holds of partitions it no longer owns, and read them again
     // (duplicates) once it rejoined.
@@ -296,7 +302,7 @@ fn a_revoked_partition_whose_drain_timed_out_comes_back_then_sigkill_commits_not
     use std::collections::HashSet;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let mut s = scenario("alo-drain-timeout", false);
     // Writes wait 3 s in the producer before they are sent, so a revoked partition's drain
@@ -328,25 +334,8 @@ fn a_revoked_partition_whose_drain_timed_out_comes_back_then_sigkill_commits_not
     };
     // Commits have moved the partitions on before they are revoked.
     a.wait_metric(r#"consent_enforcer_offset_commits_total{result="ok"}"#, 2.0);
-    {
-        use rdkafka::config::ClientConfig;
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        let newcomer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap())
-            .set("group.id", &s.group)
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "6000")
-            .create()
-            .expect("newcomer");
-        newcomer.subscribe(&[&s.input]).expect("subscribe");
-        let started = Instant::now();
-        while newcomer.assignment().map_or(0, |a| a.count()) == 0 {
-            assert!(started.elapsed() < Duration::from_secs(20), "no partitions");
-            let _ = newcomer.poll(Duration::from_millis(100));
-        }
-        // It leaves at once: the partitions go back to the instance.
-    }
+    // It leaves at once: the partitions go back to the instance.
+    join_and_leave(&s, Duration::from_secs(20), &a);
     a.wait_metric(
         r#"consent_enforcer_errors_total{stage="delivery",error_type="revoke_drain"}"#,
         1.0,

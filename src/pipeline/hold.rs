@@ -59,8 +59,28 @@ pub enum Resolution {
 }
 
 impl Waiting {
+    /// Everything the event keeps in memory while it waits: value, key, every header, its
+    /// identifiers (stored with it and as keys of the by-user index), destinations, and the
+    /// fixed cost of its slot and index entries. Fixed while it waits, so what is added at
+    /// `wait` is what is taken off when it leaves.
     fn bytes(&self) -> usize {
-        self.value.len() + self.key.as_ref().map_or(0, Vec::len) + 128
+        const PER_HEADER: usize = 32;
+        const PER_USER: usize = 48;
+        const PER_EVENT: usize = 128;
+        let headers = self.headers.as_ref().map_or(0, |headers| {
+            headers
+                .iter()
+                .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len) + PER_HEADER)
+                .sum()
+        });
+        let users: usize = self.users.iter().map(|u| 2 * u.len() + PER_USER).sum();
+        std::mem::size_of::<Waiting>()
+            + PER_EVENT
+            + self.value.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + headers
+            + users
+            + self.destinations.len() * std::mem::size_of::<usize>()
     }
 }
 
@@ -393,6 +413,25 @@ mod tests {
     }
 
     #[test]
+    fn headers_and_identifiers_count_toward_the_memory_held() {
+        let mut hold = Hold::new("hold".into(), 1_000, 512 * 1024, false);
+        let mut event = waiting(1, &["u1"], 0);
+        event.headers = Some(OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "big",
+            value: Some(&vec![b'x'; 1 << 20][..]),
+        }));
+        hold.wait(event);
+        assert!(hold.full(), "1 MiB of headers held within 512 KiB");
+        let mut hold = Hold::new("hold".into(), 1_000, 512 * 1024, false);
+        hold.wait(waiting(1, &[&"u".repeat(600 * 1024)], 0));
+        assert!(hold.full(), "a 600 KiB identifier held within 512 KiB");
+        // What leaves is taken off again.
+        hold.consent_applied(&"u".repeat(600 * 1024));
+        assert_eq!(hold.take_chosen().len(), 1);
+        assert!(hold.has_room());
+    }
+
+    #[test]
     fn either_identifier_releases_the_event_once() {
         let mut hold = Hold::new("hold".into(), 1_000, 1 << 20, false);
         hold.wait(waiting(1, &["u1", "a1"], 0));
@@ -428,7 +467,8 @@ mod tests {
 
     #[test]
     fn memory_bound_is_reported() {
-        let mut hold = Hold::new("hold".into(), 1_000, 200, false);
+        let one = waiting(1, &["u1"], 0).bytes();
+        let mut hold = Hold::new("hold".into(), 1_000, one + one / 2, false);
         hold.wait(waiting(1, &["u1"], 0));
         assert!(!hold.full());
         hold.wait(waiting(2, &["u2"], 0));
