@@ -37,6 +37,7 @@ pub const CONSENT_WAIT_TIMEOUTS: &str = "consent_enforcer_consent_wait_timeouts_
 pub const HELD: &str = "consent_enforcer_events_held_total";
 pub const HELD_RELEASED: &str = "consent_enforcer_held_events_released_total";
 pub const HELD_EXPIRED: &str = "consent_enforcer_held_events_expired_total";
+pub const HELD_OVER_CAP: &str = "consent_enforcer_held_events_over_cap_total";
 pub const HELD_NOW: &str = "consent_enforcer_held_events";
 pub const HELD_BYTES: &str = "consent_enforcer_held_bytes";
 pub const TRANSACTIONS: &str = "consent_enforcer_transactions_total";
@@ -154,6 +155,11 @@ pub fn describe() {
         HELD_EXPIRED,
         Unit::Count,
         "Held events dropped because no choice came within hold.max_age."
+    );
+    describe_counter!(
+        HELD_OVER_CAP,
+        Unit::Count,
+        "Held events dropped at once (as hold_expired) because their identifier already had the most events allowed waiting."
     );
     describe_gauge!(
         HELD_NOW,

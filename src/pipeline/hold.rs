@@ -9,7 +9,7 @@
 //! the hold topic is not committed until it is resolved, so a restart reads it again: nothing
 //! held is lost or leaked across restarts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
@@ -96,7 +96,9 @@ pub struct Hold {
     /// committed offset cannot pass a waiting event, so a later event resolved before it
     /// would be read and resolved again after a restart, its writes committed twice.
     in_order: bool,
-    by_user: HashMap<Box<str>, Vec<usize>>,
+    /// Slots of the events waiting for each identifier (a set: taking one is O(1), so
+    /// releasing a flood of one user's events stays linear).
+    by_user: HashMap<Box<str>, HashSet<usize>>,
     /// Users whose consent was applied while some of their events wait.
     chosen: Vec<Box<str>>,
     bytes: usize,
@@ -105,7 +107,11 @@ pub struct Hold {
     expired: metrics::Counter,
     held_now: metrics::Gauge,
     held_bytes: metrics::Gauge,
+    over_cap: metrics::Counter,
 }
+
+/// Events waiting for one identifier's first choice, at most.
+pub const MAX_WAITING_PER_USER: usize = 10_000;
 
 impl Hold {
     pub fn new(topic: String, max_age_ms: i64, max_bytes: usize, in_order: bool) -> Hold {
@@ -125,6 +131,7 @@ impl Hold {
             expired: metrics::counter!(telemetry::HELD_EXPIRED),
             held_now: metrics::gauge!(telemetry::HELD_NOW),
             held_bytes: metrics::gauge!(telemetry::HELD_BYTES),
+            over_cap: metrics::counter!(telemetry::HELD_OVER_CAP),
         }
     }
 
@@ -160,7 +167,7 @@ impl Hold {
         };
         self.order.insert(position, slot);
         for user in users {
-            self.by_user.entry(user).or_default().push(slot);
+            self.by_user.entry(user).or_default().insert(slot);
         }
         self.report();
     }
@@ -182,6 +189,21 @@ impl Hold {
             Resolution::Released => self.released.increment(1),
             Resolution::Expired => self.expired.increment(1),
         }
+    }
+
+    /// True if one of `users` already has [`MAX_WAITING_PER_USER`] events waiting: another
+    /// is dropped at once rather than held (counted), so that one identifier cannot fill the
+    /// hold's memory for everyone else.
+    pub fn at_cap(&self, users: &[Box<str>]) -> bool {
+        let at_cap = users.iter().any(|user| {
+            self.by_user
+                .get(user)
+                .is_some_and(|slots| slots.len() >= MAX_WAITING_PER_USER)
+        });
+        if at_cap {
+            self.over_cap.increment(1);
+        }
+        at_cap
     }
 
     /// Called when a user's consent is applied.
@@ -287,7 +309,7 @@ impl Hold {
         // Unlink it from its users before the slot can be reused by another event.
         for user in &event.users {
             if let Some(slots) = self.by_user.get_mut(user) {
-                slots.retain(|s| *s != slot);
+                slots.remove(&slot);
                 if slots.is_empty() {
                     self.by_user.remove(user);
                 }
@@ -429,6 +451,32 @@ mod tests {
         hold.consent_applied(&"u".repeat(600 * 1024));
         assert_eq!(hold.take_chosen().len(), 1);
         assert!(hold.has_room());
+    }
+
+    #[test]
+    fn a_flood_of_one_users_events_is_released_in_linear_time() {
+        let mut hold = Hold::new("hold".into(), 1_000, usize::MAX, false);
+        for offset in 0..50_000 {
+            hold.wait(waiting(offset, &["a1"], 0));
+        }
+        let started = std::time::Instant::now();
+        hold.consent_applied("a1");
+        assert_eq!(hold.take_chosen().len(), 50_000);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "released in {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_identifier_with_the_most_events_waiting_is_at_the_cap() {
+        let mut hold = Hold::new("hold".into(), 1_000, usize::MAX, false);
+        for offset in 0..MAX_WAITING_PER_USER as i64 {
+            hold.wait(waiting(offset, &["a1"], 0));
+        }
+        assert!(hold.at_cap(&["u1".into(), "a1".into()]));
+        assert!(!hold.at_cap(&["u2".into()]));
     }
 
     #[test]

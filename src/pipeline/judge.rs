@@ -265,8 +265,13 @@ impl Judge<'_> {
             Some(Resolution::Released)
         } else if hold.expired(held_at_ms, now_ms) {
             Some(Resolution::Expired)
+        } else if chosen {
+            Some(Resolution::Released)
+        } else if hold.at_cap(&event.users) {
+            // Fail closed and bounded: dropped as if expired, counted as over the cap.
+            Some(Resolution::Expired)
         } else {
-            chosen.then_some(Resolution::Released)
+            None
         };
         match resolution {
             Some(resolution) if !hold.must_wait_behind(slot.input) => {
