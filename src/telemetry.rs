@@ -324,7 +324,7 @@ pub struct ConsentMetrics {
     pub applied: Counter,
     pub removed: Counter,
     /// Per [`Rejection::ALL`].
-    pub rejected: [Counter; 7],
+    pub rejected: [Counter; 8],
     pub republished: Counter,
     pub future_dated: Counter,
     pub states: Gauge,

@@ -28,6 +28,8 @@ pub enum ConsentUpdate {
 pub enum Rejection {
     /// Null or not UTF-8: there is no user to apply it to.
     BadKey,
+    /// Longer than [`MAX_IDENTIFIER_BYTES`].
+    KeyTooLong,
     NotJson,
     NotObject,
     DuplicateKey,
@@ -41,8 +43,9 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 7] = [
+    pub const ALL: [Rejection; 8] = [
         Rejection::BadKey,
+        Rejection::KeyTooLong,
         Rejection::NotJson,
         Rejection::NotObject,
         Rejection::DuplicateKey,
@@ -54,6 +57,7 @@ impl Rejection {
     pub fn as_str(self) -> &'static str {
         match self {
             Rejection::BadKey => "bad_key",
+            Rejection::KeyTooLong => "key_too_long",
             Rejection::NotJson => "not_json",
             Rejection::NotObject => "not_object",
             Rejection::DuplicateKey => "duplicate_key",
@@ -64,10 +68,22 @@ impl Rejection {
     }
 }
 
+/// The longest user identifier the enforcer stores. A consent record keyed by a longer one
+/// is rejected (`key_too_long`), and an event carrying one is judged as if its identifier had
+/// a malformed record: granted nothing, now and at its time (fail closed). Real identifiers
+/// (UUIDs, hashes, e-mail addresses) are far shorter; the cap keeps a crafted key from costing
+/// memory up to the record size.
+pub const MAX_IDENTIFIER_BYTES: usize = 512;
+
 /// The user identifier of a consent record.
 pub fn parse_key(key: Option<&[u8]>) -> Result<&str, Rejection> {
-    key.and_then(|key| std::str::from_utf8(key).ok())
-        .ok_or(Rejection::BadKey)
+    let key = key
+        .and_then(|key| std::str::from_utf8(key).ok())
+        .ok_or(Rejection::BadKey)?;
+    if key.len() > MAX_IDENTIFIER_BYTES {
+        return Err(Rejection::KeyTooLong);
+    }
+    Ok(key)
 }
 
 /// Parses a consent value. `record_time_ms` (the Kafka timestamp) stands in for a missing
@@ -282,6 +298,14 @@ impl<'de> Visitor<'de> for UpdatedAtSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_longer_than_the_cap_is_rejected() {
+        let at_cap = "k".repeat(MAX_IDENTIFIER_BYTES);
+        assert_eq!(parse_key(Some(at_cap.as_bytes())), Ok(at_cap.as_str()));
+        let over = "k".repeat(MAX_IDENTIFIER_BYTES + 1);
+        assert_eq!(parse_key(Some(over.as_bytes())), Err(Rejection::KeyTooLong));
+    }
 
     fn vocabulary() -> Vocabulary {
         let mut vocabulary = Vocabulary::default();

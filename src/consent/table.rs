@@ -8,6 +8,7 @@ use foldhash::fast::RandomState;
 
 use super::history::History;
 use super::key::UserKey;
+use super::record::MAX_IDENTIFIER_BYTES;
 use super::{ConsentState, ConsentUpdate, Rejection};
 use crate::vocabulary::CategorySet;
 
@@ -86,7 +87,11 @@ impl ConsentTable {
         }
     }
 
+    /// `user`'s current state. An identifier too long to be stored is failed closed.
     pub fn get(&self, user: &str) -> Option<ConsentState> {
+        if user.len() > MAX_IDENTIFIER_BYTES {
+            return Some(ConsentState::FAILED_CLOSED);
+        }
         self.states.get(user).copied()
     }
 
@@ -94,7 +99,7 @@ impl ConsentTable {
     /// millisecond is not known to precede the event, so both it and the one before it are
     /// candidates (the caller requires every candidate to allow: a tie fails closed).
     pub fn states_at(&self, user: &str, time_ms: i64) -> StatesAt<'_> {
-        let Some(current) = self.states.get(user).copied() else {
+        let Some(current) = self.get(user) else {
             return StatesAt::Absent;
         };
         if current.is_failed_closed() {

@@ -151,6 +151,23 @@ mod tests {
     }
 
     #[test]
+    fn an_identifier_too_long_to_store_fails_the_event_closed_whatever_the_other_grants() {
+        let long: &'static str = Box::leak("u".repeat(513).into_boxed_str());
+        let table = table(&[("a", ANALYTICS, 0)]);
+        let view = event(Some(long), Some("a"));
+        assert!(verdict(&table, &view, 90_000, ANALYTICS).is_err());
+        // Even with every source allowing a missing state.
+        let allow = Verdicts::new(&table, &view, 90_000).decide(
+            &view,
+            &rule(ANALYTICS),
+            WhenMissing::Allow,
+        );
+        assert!(allow.is_err());
+        // A destination that needs no consent still gets it.
+        assert_eq!(verdict(&table, &view, 90_000, 0), Ok(()));
+    }
+
+    #[test]
     fn a_re_sent_choice_keeps_the_user_state_winning_the_tie_at_the_events_time() {
         // The user re-sends {advertising} at 60 s; the anonymous state grants analytics at
         // 60 s; the user state wins the tie, so analytics is denied between 60 s and 120 s.
