@@ -241,6 +241,7 @@ fn assert_generator_covers(stats: &Stats) {
         "record stale",
         "record Removed",
         "record BadKey",
+        "record KeyTooLong",
         "may_narrow false, probed",
         "verdict deliver",
         "verdict drop integrations",

@@ -202,7 +202,9 @@ const DESTINATIONS: [(&str, &str); 4] = [
 ];
 /// Keys of `integrations` besides the configured names: case variants and others.
 const OTHER_INTEGRATIONS: [&str; 4] = ["amplitude", "google ads", "Mixpanel", "all"];
-const IDENTIFIERS: [&str; 5] = ["u1", "a1", "u2", "a2", "\u{e9}1"];
+/// The last is longer than the 512 bytes an identifier may have.
+const IDENTIFIERS: [&str; 6] = ["u1", "a1", "u2", "a2", "\u{e9}1", LONG_IDENTIFIER];
+const LONG_IDENTIFIER: &str = "lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll";
 
 /// The note of a step with a date-time whose separator is none of `T`, `t` or a space.
 pub const ODD_SEPARATOR: &str = "date-time with an odd separator";

@@ -52,8 +52,10 @@ impl Real {
         kafka_timestamp_ms: Option<i64>,
         now_ms: i64,
     ) -> (Option<bool>, RecordOutcome) {
-        let Ok(user) = parse_key(key) else {
-            return (None, RecordOutcome::BadKey);
+        let user = match parse_key(key) {
+            Ok(user) => user,
+            Err(consent::Rejection::KeyTooLong) => return (None, RecordOutcome::KeyTooLong),
+            Err(_) => return (None, RecordOutcome::BadKey),
         };
         let record_time_ms = kafka_timestamp_ms.unwrap_or(now_ms);
         let update = parse_value(value, record_time_ms, &self.vocabulary);

@@ -23,12 +23,18 @@ use std::rc::Rc;
 pub use config::{Config, Destination};
 use history::{Arrival, At, Now, Outcome, State, Timeline};
 use json::Json;
+use record::Meaning;
+
+/// README, "Consent records": keys longer than this are ignored.
+const MAX_IDENTIFIER_BYTES: usize = 512;
 
 /// What applying one consent record did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordOutcome {
     /// Null or non-UTF-8 key: ignored.
     BadKey,
+    /// README: "key longer than 512 bytes | ignored".
+    KeyTooLong,
     Removed,
     Stored {
         future_dated: bool,
@@ -164,6 +170,13 @@ impl Model {
                 changes_now: false,
             };
         };
+        if user.len() > MAX_IDENTIFIER_BYTES {
+            return Pending {
+                record: None,
+                outcome: RecordOutcome::KeyTooLong,
+                changes_now: false,
+            };
+        }
         let arrival = Arrival {
             meaning: record::read(value, &self.config.categories),
             // "For a record without one, the time it is read." Reading: it stands in for the
@@ -206,7 +219,18 @@ impl Model {
     }
 
     fn timeline(&self, id: Option<&str>) -> Option<Timeline> {
-        id.map(|id| Timeline::replay(self.records.get(id).map_or(&[][..], Vec::as_slice)))
+        id.map(|id| {
+            if id.len() > MAX_IDENTIFIER_BYTES {
+                // README: "an event carrying such an identifier is judged as if it had a
+                // malformed record".
+                return Timeline::replay(&[Arrival {
+                    meaning: Meaning::Malformed("key_too_long"),
+                    record_time: 0,
+                    now: 0,
+                }]);
+            }
+            Timeline::replay(self.records.get(id).map_or(&[][..], Vec::as_slice))
+        })
     }
 
     /// An event (its value as on the topic, `None` for null) is judged at `now_ms`.
