@@ -26,16 +26,20 @@ pub enum Malformed {
     NotObject,
     DuplicateKey,
     NoIdentifier,
+    /// A record of the hold topic whose destinations header is missing or names a
+    /// destination not configured: not written by this enforcer as configured.
+    BadHoldHeaders,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 6] = [
+    pub const ALL: [Malformed; 7] = [
         Malformed::NullValue,
         Malformed::TooLarge,
         Malformed::NotJson,
         Malformed::NotObject,
         Malformed::DuplicateKey,
         Malformed::NoIdentifier,
+        Malformed::BadHoldHeaders,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Malformed {
             Malformed::NotObject => "not_object",
             Malformed::DuplicateKey => "duplicate_key",
             Malformed::NoIdentifier => "no_identifier",
+            Malformed::BadHoldHeaders => "bad_hold_headers",
         }
     }
 }

@@ -269,7 +269,7 @@ pub struct EventMetrics {
     /// Per destination, then per [`DropReason::ALL`].
     pub dropped: Vec<[Counter; 4]>,
     /// Per [`Malformed::ALL`].
-    pub dead_lettered: [Counter; 6],
+    pub dead_lettered: [Counter; 7],
     pub in_flight: Gauge,
     /// Events written to the hold topic.
     pub held: Counter,

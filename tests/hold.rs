@@ -227,3 +227,73 @@ fn exactly_once_an_event_released_behind_a_waiting_one_is_delivered_once_across_
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(message_ids(&s.delivered("amplitude")), ["m2"]);
 }
+
+/// A record on the hold topic as a writer other than the enforcer might put it there.
+fn forged(user: &str, id: &str, headers: &[(&str, &str)]) -> Record {
+    let mut record = Record::new(user, &track(user, id));
+    record.headers = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Some(v.as_bytes().to_vec())))
+        .collect();
+    record
+}
+
+#[test]
+fn a_hold_record_without_destinations_or_naming_an_unknown_one_is_dead_lettered() {
+    let s = scenario("hold-forged-destinations", "10m");
+    let enforcer = s.start_ready();
+    s.send_consent(
+        "u1",
+        &consent(
+            &["analytics", "advertising"],
+            &[],
+            &rfc3339_from_now(-1_000),
+        ),
+    );
+    produce(
+        &hold_topic(&s),
+        &[
+            forged("u1", "no-header", &[("consent-enforcer-held-at", "0")]),
+            forged(
+                "u1",
+                "unknown",
+                &[("consent-enforcer-hold-destinations", "amplitude,nowhere")],
+            ),
+        ],
+    );
+    enforcer.wait_metric(
+        r#"consent_enforcer_events_dead_lettered_total{reason="bad_hold_headers"}"#,
+        2.0,
+    );
+    wait_committed(&s.group, &hold_topic(&s));
+    for destination in ["amplitude", "ads", "warehouse"] {
+        assert!(s.delivered(destination).is_empty(), "{destination}");
+    }
+    let dead: Vec<String> = s
+        .dead_letters()
+        .iter()
+        .filter_map(|r| r.header("consent-enforcer-error"))
+        .collect();
+    assert_eq!(dead, ["bad_hold_headers", "bad_hold_headers"]);
+}
+
+#[test]
+fn a_hold_record_stamped_in_the_future_still_expires_and_lets_the_partition_commit() {
+    let s = scenario("hold-forged-future", "2s");
+    let enforcer = s.start_ready();
+    let far = (now_ms() + 10 * 365 * 86_400_000).to_string();
+    produce(
+        &hold_topic(&s),
+        &[forged(
+            "u9",
+            "future",
+            &[
+                ("consent-enforcer-hold-destinations", "amplitude"),
+                ("consent-enforcer-held-at", &far),
+            ],
+        )],
+    );
+    enforcer.wait_metric("consent_enforcer_held_events_expired_total", 1.0);
+    wait_committed(&s.group, &hold_topic(&s));
+    assert!(s.delivered("amplitude").is_empty());
+}

@@ -131,7 +131,7 @@ impl Judge<'_> {
             Err(reason) => self.dead_letter(&outgoing, message, slot, reason),
             Ok(view) if held => {
                 if let Some(hold) = hold {
-                    self.held(table, message, &view, slot, now_ms, hold);
+                    self.held(table, message, &outgoing, &view, slot, now_ms, hold);
                 }
             }
             Ok(view) => {
@@ -217,20 +217,32 @@ impl Judge<'_> {
 
     /// A record read back from the hold topic: judged now if its user has chosen, dropped if
     /// too old, kept waiting otherwise.
+    #[allow(clippy::too_many_arguments)]
     fn held(
         &self,
         table: &ConsentTable,
         message: &BorrowedMessage<'_>,
+        outgoing: &Outgoing<'_>,
         view: &EventView<'_>,
         slot: Slot,
         now_ms: i64,
         hold: &mut Hold,
     ) {
         let (names, held_at, headers) = hold::read_held(message);
-        let destinations = self.destination_indices(names.as_deref());
+        // The hold topic is trusted only as far as its headers make sense: a record without
+        // the destinations header, or naming one not configured, was not written by this
+        // enforcer as configured (a forged or foreign record, or a destination removed since).
+        let Some(destinations) = names.as_deref().and_then(|n| self.destination_indices(n)) else {
+            self.dead_letter(outgoing, message, slot, event::Malformed::BadHoldHeaders);
+            return;
+        };
+        // Never later than now: a held-at in the future would never expire, and its parked
+        // offset would hold the hold partition's commits back for good. (Not clamped to the
+        // record's timestamp: the enforcer copies the event's own timestamp to the hold.)
         let held_at_ms = held_at
             .or(message.timestamp().to_millis())
-            .unwrap_or(now_ms);
+            .unwrap_or(now_ms)
+            .min(now_ms);
         let event = Waiting {
             input: slot.input,
             assignment: self.delivery.assignment(slot.input).unwrap_or(0),
@@ -351,13 +363,12 @@ impl Judge<'_> {
     }
 
     /// Destination indices from a held record's header; every destination if it is missing.
-    fn destination_indices(&self, names: Option<&str>) -> Vec<usize> {
-        match names {
-            Some(names) => names
-                .split(',')
-                .filter_map(|name| self.destination_names.iter().position(|d| *d == name))
-                .collect(),
-            None => (0..self.rules.len()).collect(),
-        }
+    /// The destinations a hold header names; None if it names none or one not configured.
+    fn destination_indices(&self, names: &str) -> Option<Vec<usize>> {
+        let indices: Option<Vec<usize>> = names
+            .split(',')
+            .map(|name| self.destination_names.iter().position(|d| *d == name))
+            .collect();
+        indices.filter(|indices| !indices.is_empty())
     }
 }
