@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::secrets::{is_secret_key, Properties, REDACTED};
+use crate::secrets::{self, is_secret_key, Properties, REDACTED};
 
 /// Environment variable that overrides `kafka.bootstrap_servers`.
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
@@ -460,6 +460,34 @@ impl Config {
             source,
         })?;
         let mut config = Config::parse(&text, &path.display().to_string())?;
+        // Secrets written out in the file, before `${VAR}` and `*_file` are resolved.
+        let written_out: Vec<String> = [
+            &config.kafka.properties,
+            &config.kafka.consumer_properties,
+            &config.kafka.producer_properties,
+        ]
+        .into_iter()
+        .flat_map(|table| table.iter())
+        .filter(|(key, value)| {
+            is_secret_key(key) && !key.ends_with(secrets::FILE_SUFFIX) && !value.contains("${")
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+        let env = |name: &str| std::env::var(name).ok();
+        secrets::resolve(&mut config.kafka.properties, "properties", &env)?;
+        secrets::resolve(
+            &mut config.kafka.consumer_properties,
+            "consumer_properties",
+            &env,
+        )?;
+        secrets::resolve(
+            &mut config.kafka.producer_properties,
+            "producer_properties",
+            &env,
+        )?;
+        if let Some(warning) = secrets::exposed_secret_warning(path, &written_out) {
+            tracing::warn!("{warning}");
+        }
         if let Ok(servers) = std::env::var(BOOTSTRAP_ENV) {
             config.kafka.bootstrap_servers = servers;
         }

@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
 
-use crate::config::KafkaConfig;
+use crate::config::{ConfigError, KafkaConfig};
 
 /// What stands in for a secret.
 pub const REDACTED: &str = "<redacted>";
@@ -95,6 +96,114 @@ impl fmt::Debug for Properties<'_> {
     }
 }
 
+/// Keys ending in this take their value from the file they name: `"sasl.password_file" =
+/// "/run/secrets/kafka"` sets `sasl.password` to the file's content (one trailing newline
+/// dropped).
+pub const FILE_SUFFIX: &str = "_file";
+
+/// Resolves secret indirections in a property table, in place: `${VAR}` anywhere in a value
+/// is replaced by the environment variable `VAR`, and a `<key>_file` entry becomes `<key>`
+/// with the named file's content. Errors name the key and the variable or path, never a
+/// value.
+pub fn resolve(
+    properties: &mut BTreeMap<String, String>,
+    table: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let mut resolved = BTreeMap::new();
+    for (key, value) in std::mem::take(properties) {
+        let field = format!("kafka.{table}.{key}");
+        let value = substitute(&value, &field, env)?;
+        match key.strip_suffix(FILE_SUFFIX) {
+            Some(target) if !target.is_empty() => {
+                let content =
+                    std::fs::read_to_string(&value).map_err(|error| ConfigError::Invalid {
+                        field: field.clone(),
+                        message: format!("cannot read {value}: {error}"),
+                    })?;
+                let content = content
+                    .strip_suffix('\n')
+                    .map(|c| c.strip_suffix('\r').unwrap_or(c))
+                    .unwrap_or(&content)
+                    .to_owned();
+                if resolved.insert(target.to_owned(), content).is_some() {
+                    return Err(ConfigError::Invalid {
+                        field,
+                        message: format!("{target} is also set directly"),
+                    });
+                }
+            }
+            _ => {
+                if resolved.insert(key.clone(), value).is_some() {
+                    return Err(ConfigError::Invalid {
+                        field,
+                        message: format!("also set with {key}{FILE_SUFFIX}"),
+                    });
+                }
+            }
+        }
+    }
+    *properties = resolved;
+    Ok(())
+}
+
+/// `${VAR}` replaced by the environment's `VAR` (`$$` stands for a literal `$`).
+fn substitute(
+    value: &str,
+    field: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    if !value.contains('$') {
+        return Ok(value.to_owned());
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(after) = after.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let Some(end) = inner.find('}') else {
+                return Err(ConfigError::Invalid {
+                    field: field.to_owned(),
+                    message: "an unclosed ${ in its value".to_owned(),
+                });
+            };
+            let name = &inner[..end];
+            let Some(found) = env(name) else {
+                return Err(ConfigError::Invalid {
+                    field: field.to_owned(),
+                    message: format!("environment variable {name} is not set"),
+                });
+            };
+            out.push_str(&found);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A warning, if a config file that writes a secret out in full (not through `${VAR}` or
+/// `*_file`) can be read by its group or by others.
+pub fn exposed_secret_warning(path: &Path, raw_secret_keys: &[String]) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let key = raw_secret_keys.first()?;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "config {} holds a secret ({key}) and is readable by its group or others (mode {:o}): chmod 600 it, or pass the secret with ${{VAR}} or {key}{FILE_SUFFIX}",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +251,42 @@ mod tests {
         let debug = format!("{kafka:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("enforcer"), "{debug}");
+    }
+
+    fn env(name: &str) -> Option<String> {
+        (name == "KAFKA_PASSWORD").then(|| "from-env".to_owned())
+    }
+
+    #[test]
+    fn variables_and_files_resolve_and_their_errors_show_no_value() {
+        let dir = std::env::temp_dir().join(format!("secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("password");
+        std::fs::write(&file, "from-file\n").expect("write");
+        let mut properties: BTreeMap<String, String> = [
+            ("sasl.password".to_owned(), "${KAFKA_PASSWORD}".to_owned()),
+            (
+                "ssl.key.password_file".to_owned(),
+                file.display().to_string(),
+            ),
+            ("client.rack".to_owned(), "a$$b".to_owned()),
+        ]
+        .into();
+        resolve(&mut properties, "properties", &env).expect("resolved");
+        assert_eq!(properties["sasl.password"], "from-env");
+        assert_eq!(properties["ssl.key.password"], "from-file");
+        assert_eq!(properties["client.rack"], "a$b");
+        assert!(!properties.contains_key("ssl.key.password_file"));
+
+        let mut missing: BTreeMap<String, String> = [(
+            "sasl.password".to_owned(),
+            "x${NOT_SET_ANYWHERE}".to_owned(),
+        )]
+        .into();
+        let error = resolve(&mut missing, "properties", &env)
+            .expect_err("unset variable")
+            .to_string();
+        assert!(error.contains("NOT_SET_ANYWHERE"), "{error}");
+        assert!(error.contains("kafka.properties.sasl.password"), "{error}");
     }
 }

@@ -356,3 +356,69 @@ fn uncompacted_consent_topic_is_warned_about() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Runs `check-config` on `config` written with `mode`, with `env` set.
+fn check_config_with(config: &str, mode: u32, env: &[(&str, &str)]) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(unique("cli-secret"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("enforcer.toml");
+    std::fs::write(&path, config).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let mut command = Command::new(binary());
+    command.args(["check-config", "--config"]).arg(&path);
+    command.env_remove("KAFKA_BOOTSTRAP_SERVERS");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run the binary")
+}
+
+const SASL: &str = r#""security.protocol" = "SASL_PLAINTEXT"
+"sasl.mechanisms" = "PLAIN"
+"sasl.username" = "enforcer""#;
+
+#[test]
+fn a_secret_can_come_from_an_environment_variable() {
+    let config = with_kafka_properties(&format!(
+        "{SASL}\n\"sasl.password\" = \"${{CE_TEST_KAFKA_PASSWORD}}\""
+    ));
+    let output = check_config_with(&config, 0o600, &[("CE_TEST_KAFKA_PASSWORD", "s3cr3t-env")]);
+    assert_accepted(&output);
+    let output = check_config_with(&config, 0o600, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CE_TEST_KAFKA_PASSWORD"), "{stderr}");
+    assert!(stderr.contains("sasl.password"), "{stderr}");
+}
+
+#[test]
+fn a_secret_can_come_from_a_file() {
+    let dir = std::env::temp_dir().join(unique("cli-secret-file"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("password");
+    std::fs::write(&secret, "s3cr3t-file\n").unwrap();
+    let config = with_kafka_properties(&format!(
+        "{SASL}\n\"sasl.password_file\" = \"{}\"",
+        secret.display()
+    ));
+    assert_accepted(&check_config_with(&config, 0o600, &[]));
+    let missing = with_kafka_properties(&format!(
+        "{SASL}\n\"sasl.password_file\" = \"{}\"",
+        dir.join("nope").display()
+    ));
+    let output = check_config_with(&missing, 0o600, &[]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_readable_config_that_writes_a_secret_out_is_warned_about() {
+    let config = with_kafka_properties(&format!("{SASL}\n\"sasl.password\" = \"s3cr3t-inline\""));
+    let output = check_config_with(&config, 0o644, &[]);
+    assert_accepted(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    assert!(!stderr.contains("s3cr3t-inline"), "{stderr}");
+    let output = check_config_with(&config, 0o600, &[]);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("chmod"));
+}
