@@ -421,6 +421,10 @@ impl Delivery {
                             self.transaction_failed(error.clone());
                         }
                         self.not_sent_at_stop.store(true, Ordering::Relaxed);
+                    } else {
+                        // A re-published state not sent is not clean (exit 1): the restart
+                        // reads the stale record again and re-publishes then.
+                        self.record_failure(&tag, error.clone());
                     }
                     return Err(error);
                 }

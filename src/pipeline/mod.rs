@@ -374,8 +374,14 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         Guarantee::ExactlyOnce => {
             // An abort for a write left unsent at the stop is clean: nothing is lost, its
             // events are read again by the next owner.
-            delivery.commit_transaction(&consumer, drain_timeout) != Outcome::Aborted
-                || delivery.not_sent_at_stop()
+            let committed = delivery.commit_transaction(&consumer, drain_timeout)
+                != Outcome::Aborted
+                || delivery.not_sent_at_stop();
+            // Re-published consent states are written outside the transaction: the stop is
+            // clean only once they are acknowledged too (one lost could let compaction keep
+            // the stale record it overrides).
+            let republished = delivery.drain(None, delivery.bounded(drain_timeout));
+            committed && republished
         }
         Guarantee::AtLeastOnce => {
             // Draining, the last commit and leaving the group share the deadline: the commit
