@@ -421,6 +421,9 @@ pub enum ConfigError {
     /// librdkafka refused a property (its value is never shown).
     #[error("invalid config: kafka property {key:?} refused by librdkafka: {reason}")]
     Property { key: String, reason: String },
+    /// librdkafka refused to create a client with the configured properties.
+    #[error("invalid config: librdkafka refused the kafka properties: {reason}")]
+    Client { reason: String },
 }
 
 /// True if the line holding byte `at` sets a key that looks secret (its value must not
@@ -507,9 +510,14 @@ impl Config {
                 .unwrap_or_default();
             // One line: toml's message may span several.
             let mut message = err.message().replace('\n', " ").trim().to_owned();
-            if err
-                .span()
-                .is_some_and(|span| on_secret_line(text, span.start))
+            // Type and value errors quote the value; on a secret key's line, or inside an
+            // inline table (where the key is not at the start of the line), it is taken out.
+            let quotes_a_value =
+                message.starts_with("invalid type") || message.starts_with("invalid value");
+            if quotes_a_value
+                || err
+                    .span()
+                    .is_some_and(|span| on_secret_line(text, span.start))
             {
                 message = without_quoted_values(&message);
             }

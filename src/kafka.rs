@@ -16,7 +16,7 @@ use rdkafka::statistics::Statistics;
 
 use crate::config::{Config, ConfigError, Guarantee};
 use crate::consent::hidden::HiddenRecords;
-use crate::secrets::Redactor;
+use crate::secrets::{Redactor, REDACTED};
 pub use startup::{
     check_copartitioned, check_topics, configured_topics, is_transient, retry,
     warn_if_consent_topic_not_compacted, StartupError,
@@ -92,29 +92,49 @@ fn with_properties(
     client
 }
 
-/// Builds every client's librdkafka configuration without connecting, so that a property
-/// librdkafka refuses is a configuration error naming the key and why, never its value.
+/// Builds every client the enforcer creates, without connecting (no bootstrap servers), so
+/// that a property librdkafka refuses, when it is set or when the client is created (an
+/// unknown SASL mechanism), is a configuration error naming the key and why, never a secret.
 pub fn check_client_configs(config: &Config) -> Result<(), ConfigError> {
-    for client in [
-        admin_config(config),
-        event_consumer_config(config),
-        consent_consumer_config(config),
-        producer_config(config),
-    ] {
+    let redactor = Redactor::of(&config.kafka);
+    let clients = [
+        (admin_config(config), Role::Admin),
+        (event_consumer_config(config), Role::Consumer),
+        (consent_consumer_config(config), Role::Consumer),
+        (producer_config(config), Role::Producer),
+    ];
+    for (mut client, role) in clients {
         if let Err(error) = client.create_native_config() {
-            return Err(match error {
-                KafkaError::ClientConfig(_, reason, key, value) => ConfigError::Property {
-                    reason: Redactor::default().with(&value).redact(&reason),
-                    key,
-                },
-                other => ConfigError::Property {
-                    key: String::new(),
-                    reason: other.to_string(),
-                },
-            });
+            return Err(refused(error, &redactor));
+        }
+        client.remove("bootstrap.servers");
+        let created = match role {
+            Role::Producer => client.create::<rdkafka::producer::BaseProducer>().map(drop),
+            Role::Consumer | Role::Admin => {
+                client.create::<rdkafka::consumer::BaseConsumer>().map(drop)
+            }
+        };
+        if let Err(error) = created {
+            return Err(refused(error, &redactor));
         }
     }
     Ok(())
+}
+
+fn refused(error: KafkaError, redactor: &Redactor) -> ConfigError {
+    match error {
+        KafkaError::ClientConfig(_, reason, key, value) => {
+            // librdkafka quotes the value it refuses; whatever the key, it is not shown.
+            let reason = reason.replace(&format!("\"{value}\""), REDACTED);
+            ConfigError::Property {
+                reason: redactor.redact(reason.trim()),
+                key,
+            }
+        }
+        other => ConfigError::Client {
+            reason: redactor.redact(other.to_string().trim()),
+        },
+    }
 }
 
 /// An admin client, for the start-up checks.

@@ -13,17 +13,20 @@ use crate::config::{ConfigError, KafkaConfig};
 pub const REDACTED: &str = "<redacted>";
 
 /// Parts of a key that mark its value as secret.
-const SECRET_PARTS: [&str; 6] = [
+const SECRET_PARTS: [&str; 8] = [
     "password",
     "secret",
     "jaas",
     "token",
     "credential",
     "pasword",
+    "passphrase",
+    "private.key",
 ];
 
 /// True if `key`'s value must never be printed: `*password*`, `*secret*`, `*jaas*`,
-/// `*token*`, `*credential*`, `ssl.key.*` (an inline private key) and
+/// `*token*`, `*credential*`, `*passphrase*`, `*private.key*`, `ssl.key.*` (an inline
+/// private key) and
 /// `sasl.oauthbearer.config` (which carries client secrets).
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
@@ -147,7 +150,7 @@ pub fn resolve(
     Ok(())
 }
 
-/// `${VAR}` replaced by the environment's `VAR` (`$$` stands for a literal `$`).
+/// `${VAR}` replaced by the environment's `VAR` (`$${` stands for a literal `${`).
 fn substitute(
     value: &str,
     field: &str,
@@ -161,8 +164,9 @@ fn substitute(
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        if let Some(after) = after.strip_prefix('$') {
-            out.push('$');
+        if let Some(after) = after.strip_prefix("${") {
+            // `$${` is a literal `${`; any other `$` (a `$$` in a password) stays as it is.
+            out.push_str("${");
             rest = after;
         } else if let Some(inner) = after.strip_prefix('{') {
             let Some(end) = inner.find('}') else {
@@ -219,6 +223,8 @@ mod tests {
             "sasl.jaas.config",
             "sasl.oauthbearer.client.secret",
             "sasl.oauthbearer.config",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.oauthbearer.assertion.private.key.pem",
             "SASL.PASSWORD",
         ] {
             assert!(is_secret_key(key), "{key}");
@@ -269,13 +275,13 @@ mod tests {
                 "ssl.key.password_file".to_owned(),
                 file.display().to_string(),
             ),
-            ("client.rack".to_owned(), "a$$b".to_owned()),
+            ("client.rack".to_owned(), "a$$b$${c}".to_owned()),
         ]
         .into();
         resolve(&mut properties, "properties", &env).expect("resolved");
         assert_eq!(properties["sasl.password"], "from-env");
         assert_eq!(properties["ssl.key.password"], "from-file");
-        assert_eq!(properties["client.rack"], "a$b");
+        assert_eq!(properties["client.rack"], "a$$b${c}");
         assert!(!properties.contains_key("ssl.key.password_file"));
 
         let mut missing: BTreeMap<String, String> = [(

@@ -422,3 +422,28 @@ fn a_readable_config_that_writes_a_secret_out_is_warned_about() {
     let output = check_config_with(&config, 0o600, &[]);
     assert!(!String::from_utf8_lossy(&output.stderr).contains("chmod"));
 }
+
+#[test]
+fn a_secret_of_the_wrong_type_in_an_inline_table_is_not_echoed() {
+    let config = VALID.replace(
+        "bootstrap_servers = \"127.0.0.1:9092\"",
+        "bootstrap_servers = \"127.0.0.1:9092\"\nproperties = { \"sasl.password\" = 56473829 }",
+    );
+    assert_secret_not_printed(&config, "line", "56473829");
+}
+
+#[test]
+fn a_refusal_when_a_client_is_created_is_a_config_error() {
+    let output = run_binary(
+        &["check-config"],
+        &with_kafka_properties(
+            "\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanism\" = \"PLAINN\"",
+        ),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("PLAINN") || stderr.contains("SASL"),
+        "{stderr}"
+    );
+}

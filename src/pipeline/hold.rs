@@ -99,6 +99,8 @@ pub struct Hold {
     /// Slots of the events waiting for each identifier (a set: taking one is O(1), so
     /// releasing a flood of one user's events stays linear).
     by_user: HashMap<Box<str>, HashSet<usize>>,
+    /// Memory taken by the events waiting for each identifier.
+    user_bytes: HashMap<Box<str>, usize>,
     /// Users whose consent was applied while some of their events wait.
     chosen: Vec<Box<str>>,
     bytes: usize,
@@ -124,6 +126,7 @@ impl Hold {
             order: BTreeMap::new(),
             in_order,
             by_user: HashMap::new(),
+            user_bytes: HashMap::new(),
             chosen: Vec::new(),
             bytes: 0,
             count: 0,
@@ -151,8 +154,12 @@ impl Hold {
 
     /// Keeps an event until one of its users chooses.
     pub fn wait(&mut self, event: Waiting) {
-        self.bytes += event.bytes();
+        let bytes = event.bytes();
+        self.bytes += bytes;
         self.count += 1;
+        for user in &event.users {
+            *self.user_bytes.entry(user.clone()).or_default() += bytes;
+        }
         let users = event.users.clone();
         let position = (event.input, event.offset);
         let slot = match self.free.pop() {
@@ -191,14 +198,19 @@ impl Hold {
         }
     }
 
-    /// True if one of `users` already has [`MAX_WAITING_PER_USER`] events waiting: another
-    /// is dropped at once rather than held (counted), so that one identifier cannot fill the
-    /// hold's memory for everyone else.
+    /// True if one of `users` already has [`MAX_WAITING_PER_USER`] events, or a sixteenth
+    /// of `hold.max_bytes`, waiting: another is dropped at once rather than held (counted), so
+    /// that one identifier cannot fill the hold's memory for everyone else.
     pub fn at_cap(&self, users: &[Box<str>]) -> bool {
+        let max_user_bytes = self.max_bytes / 16;
         let at_cap = users.iter().any(|user| {
             self.by_user
                 .get(user)
                 .is_some_and(|slots| slots.len() >= MAX_WAITING_PER_USER)
+                || self
+                    .user_bytes
+                    .get(user)
+                    .is_some_and(|bytes| *bytes >= max_user_bytes)
         });
         if at_cap {
             self.over_cap.increment(1);
@@ -307,6 +319,7 @@ impl Hold {
     fn take(&mut self, slot: usize) -> Option<Waiting> {
         let event = self.waiting.get_mut(slot)?.take()?;
         // Unlink it from its users before the slot can be reused by another event.
+        let bytes = event.bytes();
         for user in &event.users {
             if let Some(slots) = self.by_user.get_mut(user) {
                 slots.remove(&slot);
@@ -314,10 +327,16 @@ impl Hold {
                     self.by_user.remove(user);
                 }
             }
+            if let Some(held) = self.user_bytes.get_mut(user) {
+                *held = held.saturating_sub(bytes);
+                if *held == 0 {
+                    self.user_bytes.remove(user);
+                }
+            }
         }
         self.order.remove(&(event.input, event.offset));
         self.free.push(slot);
-        self.bytes -= event.bytes();
+        self.bytes -= bytes;
         self.count -= 1;
         self.report();
         Some(event)
@@ -477,6 +496,21 @@ mod tests {
         }
         assert!(hold.at_cap(&["u1".into(), "a1".into()]));
         assert!(!hold.at_cap(&["u2".into()]));
+    }
+
+    #[test]
+    fn an_identifier_holding_a_sixteenth_of_the_memory_is_at_the_cap() {
+        let one = waiting(1, &["a1"], 0).bytes();
+        let mut hold = Hold::new("hold".into(), 1_000, one * 16 * 4, false);
+        for offset in 0..4 {
+            assert!(!hold.at_cap(&["a1".into()]));
+            hold.wait(waiting(offset, &["a1"], 0));
+        }
+        assert!(hold.at_cap(&["a1".into()]));
+        assert!(!hold.at_cap(&["u2".into()]));
+        hold.consent_applied("a1");
+        assert_eq!(hold.take_chosen().len(), 4);
+        assert!(!hold.at_cap(&["a1".into()]));
     }
 
     #[test]

@@ -295,10 +295,18 @@ impl Judge<'_> {
             }
             resolution => {
                 self.delivery.park(slot.input, slot.seq);
-                hold.wait(Waiting {
+                let mut event = Waiting {
                     resolution,
                     ..event
-                });
+                };
+                if resolution == Some(Resolution::Expired) {
+                    // Waiting behind an earlier event only to be dropped: its payload is not
+                    // needed, so it does not take memory.
+                    event.value = Vec::new();
+                    event.key = None;
+                    event.headers = None;
+                }
+                hold.wait(event);
             }
         }
     }
@@ -365,10 +373,13 @@ impl Judge<'_> {
     /// Destination indices from a held record's header; every destination if it is missing.
     /// The destinations a hold header names; None if it names none or one not configured.
     fn destination_indices(&self, names: &str) -> Option<Vec<usize>> {
-        let indices: Option<Vec<usize>> = names
+        let mut indices: Vec<usize> = names
             .split(',')
             .map(|name| self.destination_names.iter().position(|d| *d == name))
-            .collect();
-        indices.filter(|indices| !indices.is_empty())
+            .collect::<Option<_>>()?;
+        // A name listed twice is judged once.
+        indices.sort_unstable();
+        indices.dedup();
+        (!indices.is_empty()).then_some(indices)
     }
 }
