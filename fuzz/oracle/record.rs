@@ -28,10 +28,16 @@ pub enum Outcome {
     Rejected(&'static str),
 }
 
-/// A key is a user only if it is present and UTF-8.
+/// A key is a user only if it is present, UTF-8 and at most 512 bytes long (README,
+/// "Consent records": a longer key is `key_too_long`).
 pub fn classify_key(key: Option<&[u8]>) -> Result<&str, &'static str> {
-    key.and_then(|key| std::str::from_utf8(key).ok())
-        .ok_or("bad_key")
+    let key = key
+        .and_then(|key| std::str::from_utf8(key).ok())
+        .ok_or("bad_key")?;
+    if key.len() > 512 {
+        return Err("key_too_long");
+    }
+    Ok(key)
 }
 
 /// The README's table; `None` where the oracle has no opinion (too deep).
