@@ -508,8 +508,14 @@ impl Config {
                     format!(" (line {line})")
                 })
                 .unwrap_or_default();
-            // One line: toml's message may span several.
-            let mut message = err.message().replace('\n', " ").trim().to_owned();
+            // One line, whatever the text quotes (a key may hold a carriage return).
+            let mut message: String = err
+                .message()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>()
+                .trim()
+                .to_owned();
             // Type and value errors quote the value; on a secret key's line, or inside an
             // inline table (where the key is not at the start of the line), it is taken out.
             let quotes_a_value =
