@@ -1,8 +1,9 @@
 //! Kafka client settings, librdkafka's logs and statistics; the start-up checks of the
-//! cluster are in `startup`.
+//! cluster are in `startup`, the warnings about topic settings in `topic_configs`.
 
 pub mod commit;
 mod startup;
+mod topic_configs;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,9 +19,9 @@ use crate::config::{Config, ConfigError, Guarantee};
 use crate::consent::hidden::HiddenRecords;
 use crate::secrets::{Redactor, REDACTED};
 pub use startup::{
-    check_copartitioned, check_topics, configured_topics, is_transient, retry,
-    warn_if_consent_topic_not_compacted, StartupError,
+    check_copartitioned, check_topics, configured_topics, is_transient, retry, StartupError,
 };
+pub use topic_configs::warn_about_topic_configs;
 
 /// librdkafka settings that the delivery guarantee rests on; `kafka.properties` may not
 /// change them (checked when the config is loaded).

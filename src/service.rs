@@ -72,9 +72,9 @@ pub async fn run(
         }
     });
 
-    let compaction_check = tokio::spawn({
+    let topic_configs_check = tokio::spawn({
         let config = config.clone();
-        async move { crate::kafka::warn_if_consent_topic_not_compacted(&config).await }
+        async move { crate::kafka::warn_about_topic_configs(&config).await }
     });
 
     let (done_tx, mut done_rx) = oneshot::channel();
@@ -107,6 +107,6 @@ pub async fn run(
     let _ = stop_http.send(true);
     let _ = http_task.await;
     upkeep.abort();
-    compaction_check.abort();
+    topic_configs_check.abort();
     result.map_err(ServiceError::from)
 }

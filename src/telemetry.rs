@@ -25,6 +25,7 @@ pub const CONSENT_RECORDS_REPUBLISHED: &str = "consent_enforcer_consent_records_
 pub const CONSENT_RECORDS_FUTURE_DATED: &str =
     "consent_enforcer_consent_records_future_dated_total";
 pub const CONSENT_STATES: &str = "consent_enforcer_consent_states";
+pub const CONSENT_HISTORY_USERS: &str = "consent_enforcer_consent_history_users";
 pub const CONSENT_LAG: &str = "consent_enforcer_consent_lag_records";
 pub const CONSENT_BOOTSTRAP_SECONDS: &str = "consent_enforcer_consent_bootstrap_seconds";
 pub const INPUT_LAG: &str = "consent_enforcer_input_lag_records";
@@ -105,6 +106,11 @@ pub fn describe() {
         "Consent records whose updatedAt was later than their Kafka timestamp, applied as of the timestamp."
     );
     describe_gauge!(CONSENT_STATES, Unit::Count, "Users in the consent table.");
+    describe_gauge!(
+        CONSENT_HISTORY_USERS,
+        Unit::Count,
+        "Users with superseded consent states kept to judge late events."
+    );
     describe_gauge!(
         CONSENT_LAG,
         Unit::Count,
@@ -328,6 +334,7 @@ pub struct ConsentMetrics {
     pub republished: Counter,
     pub future_dated: Counter,
     pub states: Gauge,
+    pub history_users: Gauge,
     pub lag: Gauge,
 }
 
@@ -342,6 +349,7 @@ impl ConsentMetrics {
             republished: counter!(CONSENT_RECORDS_REPUBLISHED),
             future_dated: counter!(CONSENT_RECORDS_FUTURE_DATED),
             states: gauge!(CONSENT_STATES),
+            history_users: gauge!(CONSENT_HISTORY_USERS),
             lag: gauge!(CONSENT_LAG),
         }
     }

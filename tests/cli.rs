@@ -357,6 +357,33 @@ fn uncompacted_consent_topic_is_warned_about() {
     }
 }
 
+#[test]
+fn an_input_topic_with_producer_timestamps_is_warned_about_and_one_with_log_append_time_is_not() {
+    let s = Scenario::new("create-time", vec![Destination::new("warehouse", &[])]);
+    let warned = |enforcer: &Enforcer| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = enforcer.logs();
+            if logs.contains("topic settings checked") {
+                return logs.contains("message.timestamp.type=LogAppendTime");
+            }
+            assert!(Instant::now() < deadline, "no check in:\n{logs}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    std::env::set_var(
+        "ENFORCER_LOG",
+        "info,consent_enforcer::kafka::topic_configs=debug",
+    );
+    let mut enforcer = s.start_ready();
+    assert!(warned(&enforcer), "CreateTime not warned about");
+    enforcer.signal("TERM");
+    assert_eq!(enforcer.wait_exit(WAIT).code(), Some(0));
+    set_topic_configs(&s.input, &[("message.timestamp.type", "LogAppendTime")]);
+    let enforcer = s.start_ready();
+    assert!(!warned(&enforcer), "LogAppendTime warned about");
+}
+
 /// Runs `check-config` on `config` written with `mode`, with `env` set.
 fn check_config_with(config: &str, mode: u32, env: &[(&str, &str)]) -> Output {
     use std::os::unix::fs::PermissionsExt;

@@ -122,8 +122,13 @@ pub fn check(case: &Case, mut stats: Option<&mut Stats>) -> Result<(), String> {
                 value,
                 kafka_ts,
                 now,
+                sweep,
                 ..
             } => {
+                if *sweep {
+                    real.sweep(*now);
+                    model.sweep(*now);
+                }
                 let src = real.event(value.as_deref(), *kafka_ts, *now);
                 let (expected, trace) = model.event(value.as_deref(), *kafka_ts, *now);
                 if src != expected {
@@ -144,6 +149,7 @@ pub fn check(case: &Case, mut stats: Option<&mut Stats>) -> Result<(), String> {
                             (trace.same_millisecond, "same-millisecond candidates"),
                             (trace.failed_closed, "failed-closed identifier"),
                             (trace.time_not_timestamp, "event time not its timestamp"),
+                            (trace.too_old, "timestamp too old to judge"),
                         ] {
                             if flag {
                                 count(format!("situation: {name}"));
@@ -251,6 +257,8 @@ fn assert_generator_covers(stats: &Stats) {
         "situation: unknown at the event's time",
         "situation: same-millisecond candidates",
         "situation: history evicted by window",
+        "situation: history evicted by sweep",
+        "situation: timestamp too old to judge",
         "situation: history evicted by changes",
         "situation: history evicted by states",
         "situation: failed-closed identifier",

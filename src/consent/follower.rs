@@ -255,6 +255,8 @@ pub struct ConsentFollower {
     follow_failing: bool,
     /// Loading found records behind an open transaction (logged once).
     hidden_at_start_reported: bool,
+    /// When the history is next swept of states that ended before the window.
+    next_sweep: Instant,
 }
 
 /// Applies records to the table (apart from the consumer, so a borrowed message can be
@@ -335,6 +337,7 @@ impl ConsentFollower {
             partitions_changed: false,
             follow_failing: false,
             hidden_at_start_reported: false,
+            next_sweep: Instant::now() + sweep_interval(config.consent.history_window.as_millis()),
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
@@ -422,6 +425,24 @@ impl ConsentFollower {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .hidden_for(Instant::now())
+    }
+
+    /// Forgets, every [`sweep_interval`], the superseded states that ended before the
+    /// history window, so users who never change again do not keep them for good.
+    fn sweep_if_due(&mut self) {
+        let started = Instant::now();
+        if started < self.next_sweep {
+            return;
+        }
+        let applier = &mut self.applier;
+        let now_ms = crate::clock::now_ms();
+        let forgotten: usize = applier.tables.iter_mut().map(|t| t.sweep(now_ms)).sum();
+        tracing::debug!(
+            forgotten,
+            took_ms = started.elapsed().as_millis() as u64,
+            "consent history swept"
+        );
+        self.next_sweep = started + sweep_interval(applier.history_window_ms);
     }
 
     /// Users in the tables.
@@ -641,9 +662,16 @@ impl ConsentFollower {
             }
             wait = Duration::ZERO;
         }
+        self.sweep_if_due();
         let states = self.states();
         let applier = &mut self.applier;
         applier.metrics.states.set(states as f64);
+        let history_users: usize = applier
+            .tables
+            .iter()
+            .map(ConsentTable::users_with_history)
+            .sum();
+        applier.metrics.history_users.set(history_users as f64);
         if self.behind.is_empty() && !applier.to_republish.is_empty() {
             for (partition, user) in std::mem::take(&mut applier.to_republish) {
                 if let Some(state) = applier.table_of(partition).get(&user) {
@@ -653,6 +681,14 @@ impl ConsentFollower {
         }
         read
     }
+}
+
+/// How often the history is swept: every quarter of the window, at least every hour and at
+/// most every second (so a state is kept no longer than the window and a quarter of it, or
+/// an hour, after it ended).
+fn sweep_interval(history_window_ms: i64) -> Duration {
+    let quarter = u64::try_from(history_window_ms / 4).unwrap_or(0);
+    Duration::from_millis(quarter.clamp(1_000, 3_600_000))
 }
 
 impl Applier {

@@ -59,6 +59,24 @@ impl History {
         }
         self.0.truncate(keep);
     }
+
+    /// Forgets the states that stopped being in force before `horizon_ms`, the newest having
+    /// been superseded at `until_ms`; returns how many were forgotten.
+    pub fn forget_ended_before(&mut self, until_ms: i64, horizon_ms: i64) -> usize {
+        let mut end = until_ms;
+        let keep = self
+            .0
+            .iter()
+            .take_while(|state| {
+                let in_window = end >= horizon_ms;
+                end = state.updated_at_ms;
+                in_window
+            })
+            .count();
+        let forgotten = self.0.len() - keep;
+        self.0.truncate(keep);
+        forgotten
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +140,19 @@ mod tests {
         history.supersede(state(2, 20), 30, 25, 4);
         // The state from 20 ended at 30 (kept); the one from 10 ended at 20, before 25.
         assert_eq!(times(&history), [20]);
+    }
+
+    #[test]
+    fn forgetting_by_a_later_horizon_drops_the_states_that_ended_before_it() {
+        let mut history = History::default();
+        history.supersede(state(1, 10), 20, i64::MIN, 4);
+        history.supersede(state(2, 20), 30, i64::MIN, 4);
+        history.supersede(state(3, 30), 40, i64::MIN, 4);
+        // Ended at 40, 30 and 20: a horizon of 30 keeps the first two.
+        assert_eq!(history.forget_ended_before(40, 30), 1);
+        assert_eq!(times(&history), [30, 20]);
+        assert_eq!(history.forget_ended_before(40, 41), 2);
+        assert!(history.is_empty());
     }
 
     #[test]

@@ -275,6 +275,30 @@ impl ConsentTable {
         }
     }
 
+    /// Forgets the superseded states that stopped being in force more than the history window
+    /// before `now_ms`, as applying a record for their user would have (users who never
+    /// change again would otherwise keep them, and a copy of their identifier, for good).
+    /// Returns how many states were forgotten. Times they covered become unknown: events
+    /// from then fail closed.
+    pub fn sweep(&mut self, now_ms: i64) -> usize {
+        let horizon = now_ms.saturating_sub(self.history_window_ms);
+        let states = &self.states;
+        let mut forgotten = 0;
+        self.history.retain(|user, history| {
+            let until = states
+                .get(user.as_str())
+                .map_or(i64::MAX, |s| s.updated_at_ms);
+            forgotten += history.forget_ended_before(until, horizon);
+            !history.is_empty()
+        });
+        forgotten
+    }
+
+    /// How many users have superseded states kept.
+    pub fn users_with_history(&self) -> usize {
+        self.history.len()
+    }
+
     /// Forgets the user entirely (a tombstone: deletion, not a consent change).
     pub fn remove(&mut self, user: &str) {
         self.states.remove(user);
@@ -438,6 +462,25 @@ mod tests {
         table.apply_record("u", at(1, 2_000), NOW, 200_000);
         assert_eq!(table.states_at("u", 1_500), StatesAt::Unknown);
         assert_eq!(table.states_at("u", 500), StatesAt::Unknown);
+    }
+
+    #[test]
+    fn a_sweep_forgets_states_that_ended_before_the_window_for_users_who_never_change_again() {
+        let mut table = ConsentTable::new(60_000, 4);
+        let at = |bits, t| Ok(ConsentUpdate::Set(state(bits, t)));
+        table.apply_record("u", at(1, 0), NOW, 0);
+        table.apply_record("u", at(0, 10_000), NOW, 10_000);
+        table.apply_record("v", at(1, 0), NOW, 0);
+        table.apply_record("v", at(0, 50_000), NOW, 50_000);
+        // u's earlier state ended at 10 s, v's at 50 s: at 100 s only u's is past the window.
+        assert_eq!(table.sweep(100_000), 1);
+        assert_eq!(table.states_at("u", 5_000), StatesAt::Unknown);
+        assert_eq!(known(&table, "v", 5_000), [state(1, 0)]);
+        assert_eq!(table.users_with_history(), 1);
+        // The current state is untouched.
+        assert_eq!(known(&table, "u", 20_000), [state(0, 10_000)]);
+        assert_eq!(table.sweep(200_000), 1);
+        assert_eq!(table.users_with_history(), 0);
     }
 
     #[test]

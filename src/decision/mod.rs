@@ -105,16 +105,22 @@ pub fn person_state(
     }
 }
 
+/// The event time of an event dated further back than `consent.history_window` before its
+/// record: earlier than every state, so the consent in force then is unknown for every
+/// identifier with a stored state (judged as no consent), and none for one without.
+pub const TOO_OLD_TO_JUDGE_MS: i64 = i64::MIN;
+
 /// When an event happened, for judging it by the consent in force then.
 ///
-/// Its `timestamp` field (the client's clock) when it is sane, else the record's Kafka
-/// timestamp, else the time of judging. Sane means: not later than the record timestamp (an
-/// event cannot happen after Kafka received it; a client clock running ahead would otherwise
-/// date an event after a grant that came later, a pre-consent leak), so a later one is capped
-/// at the record time; and not older than the record timestamp by more than `tolerance_ms`
-/// (`consent.history_window`: the enforcer keeps no consent history further back, and such a
-/// timestamp is a wrong clock or imported old data), so an older one gives way to the record
-/// time. Without a record timestamp, the time of judging stands in for it.
+/// Its `timestamp` field (the client's clock), else the record's Kafka timestamp, else the
+/// time of judging. A `timestamp` later than the record timestamp is capped at it (an event
+/// cannot happen after Kafka received it; a client clock running ahead would otherwise date
+/// an event after a grant that came later, a pre-consent leak). One older than the record
+/// timestamp by more than `tolerance_ms` (`consent.history_window`, as far back as the
+/// enforcer keeps consent history) is [`TOO_OLD_TO_JUDGE_MS`]: the consent in force then
+/// cannot be known, and judging it by the record time instead would let a grant given years
+/// after the event reach back to it. Without a record timestamp, the time of judging stands
+/// in for it.
 pub fn event_time_ms(
     timestamp_ms: Option<i64>,
     record_time_ms: Option<i64>,
@@ -124,7 +130,7 @@ pub fn event_time_ms(
     // A record without a Kafka timestamp happened before it is judged, at the latest.
     let record = record_time_ms.unwrap_or(now_ms);
     match timestamp_ms {
-        Some(event) if event < record.saturating_sub(tolerance_ms) => record,
+        Some(event) if event < record.saturating_sub(tolerance_ms) => TOO_OLD_TO_JUDGE_MS,
         Some(event) => event.min(record),
         None => record,
     }
@@ -418,13 +424,17 @@ mod tests {
     #[test]
     fn without_a_record_timestamp_the_event_time_is_capped_at_the_time_of_judging() {
         assert_eq!(event_time_ms(Some(500), None, 99, 100), 99);
-        assert_eq!(event_time_ms(Some(-5), None, 99, 100), 99);
+        assert_eq!(event_time_ms(Some(-1), None, 99, 100), -1);
+        assert_eq!(event_time_ms(Some(-5), None, 99, 100), TOO_OLD_TO_JUDGE_MS);
     }
 
     #[test]
-    fn timestamp_older_than_the_tolerance_gives_way_to_the_record_time() {
+    fn timestamp_older_than_the_tolerance_is_too_old_to_judge() {
         assert_eq!(event_time_ms(Some(1_000), Some(5_000), 0, 4_000), 1_000);
-        assert_eq!(event_time_ms(Some(999), Some(5_000), 0, 4_000), 5_000);
+        assert_eq!(
+            event_time_ms(Some(999), Some(5_000), 0, 4_000),
+            TOO_OLD_TO_JUDGE_MS
+        );
     }
 
     #[test]

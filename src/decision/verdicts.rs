@@ -202,6 +202,24 @@ mod tests {
     }
 
     #[test]
+    fn an_event_too_old_to_judge_is_no_consent_for_a_user_with_a_state_and_none_without() {
+        let table = table(&[("u", ANALYTICS, 0)]);
+        let old = crate::decision::TOO_OLD_TO_JUDGE_MS;
+        let known = event(Some("u"), None);
+        assert_eq!(
+            verdict(&table, &known, old, ANALYTICS),
+            Err(DropReason::NoConsent)
+        );
+        let allow = |view: &EventView<'_>| {
+            Verdicts::new(&table, view, old).decide(view, &rule(ANALYTICS), WhenMissing::Allow)
+        };
+        assert_eq!(allow(&known), Err(DropReason::NoConsent));
+        // An identifier without a state had none at any time: `when_missing` applies.
+        assert_eq!(allow(&event(Some("nobody"), None)), Ok(()));
+        assert_eq!(verdict(&table, &known, old, 0), Ok(()));
+    }
+
+    #[test]
     fn a_change_in_the_events_millisecond_is_consulted_even_when_superseded() {
         let table = table(&[
             ("u", ANALYTICS, 0),

@@ -1,5 +1,5 @@
 //! Start-up's dealings with the cluster: the checks (reachable, authenticated, every topic
-//! there with a leader for each partition, co-partitioned counts, consent topic compacted),
+//! there with a leader for each partition, co-partitioned counts),
 //! and the retrying of transient errors until the one deadline, `kafka.startup_timeout_secs`.
 //!
 //! A cluster that is still settling (topics just created, a leader being elected, a
@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -27,10 +26,10 @@ const METADATA_SLICE: Duration = Duration::from_secs(1);
 /// The shortest time events are served between two tries, enough to empty the queue.
 const EVENTS_MIN_WAIT: Duration = Duration::from_millis(10);
 /// The shortest wait given to a try, even when the deadline is (almost) reached.
-const MIN_TRY: Duration = Duration::from_millis(200);
+pub(super) const MIN_TRY: Duration = Duration::from_millis(200);
 /// The first pause between tries; it doubles up to `MAX_BACKOFF`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long a topic may be absent from the metadata before it counts as missing: a topic
 /// created just before start-up can take a moment to reach the broker's metadata.
 const MISSING_TOPIC_GRACE: Duration = Duration::from_secs(2);
@@ -97,7 +96,7 @@ pub fn is_transient(error: &KafkaError) -> bool {
     error.rdkafka_error_code().is_some_and(is_transient_code)
 }
 
-fn is_transient_code(code: RDKafkaErrorCode) -> bool {
+pub(super) fn is_transient_code(code: RDKafkaErrorCode) -> bool {
     use RDKafkaErrorCode::*;
     matches!(
         code,
@@ -167,7 +166,7 @@ pub fn retry<T>(
     }
 }
 
-fn time_left(deadline: Instant) -> Duration {
+pub(super) fn time_left(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
@@ -513,61 +512,6 @@ pub fn check_copartitioned(
         }
     }
     Ok(())
-}
-
-/// Warns (does not fail) when the consent topic is not compacted: without compaction the
-/// table is still correct, but start-up reads the topic's whole history. Transient errors
-/// are retried until `kafka.startup_timeout_secs`.
-pub async fn warn_if_consent_topic_not_compacted(config: &Config) {
-    let deadline = Instant::now() + Duration::from_secs(config.kafka.startup_timeout_secs);
-    let admin: AdminClient<DefaultClientContext> =
-        match with_user_properties(base(config), config, Role::Admin).create() {
-            Ok(admin) => admin,
-            Err(err) => {
-                tracing::warn!(%err, "cannot check the consent topic's cleanup.policy");
-                return;
-            }
-        };
-    let resource = ResourceSpecifier::Topic(&config.consent.topic);
-    let mut backoff = FIRST_BACKOFF;
-    let policy = loop {
-        let options = AdminOptions::new().request_timeout(Some(time_left(deadline).max(MIN_TRY)));
-        let error = match admin.describe_configs([&resource], &options).await {
-            Ok(mut results) => match results.pop() {
-                Some(Ok(resource)) => {
-                    break resource
-                        .get("cleanup.policy")
-                        .and_then(|entry| entry.value.clone())
-                }
-                Some(Err(code)) => KafkaError::AdminOp(code),
-                // A missing topic is reported by the start-up check, with its field.
-                None => return,
-            },
-            Err(error) => error,
-        };
-        let transient = is_transient(&error)
-            || matches!(&error, KafkaError::AdminOp(code) if is_transient_code(*code));
-        let left = time_left(deadline);
-        if transient && !left.is_zero() {
-            tokio::time::sleep(backoff.min(left)).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            continue;
-        }
-        // A missing topic is reported by the start-up check, with its field.
-        if !matches!(error, KafkaError::AdminOp(_)) {
-            tracing::warn!(%error, "cannot check the consent topic's cleanup.policy");
-        }
-        return;
-    };
-    match policy {
-        Some(policy) if policy.split(',').any(|p| p.trim() == "compact") => {}
-        other => tracing::warn!(
-            topic = %config.consent.topic,
-            cleanup_policy = other.as_deref().unwrap_or("unknown"),
-            "consent topic is not compacted: start-up will read its whole history, and \
-             retention may delete states still in force; set cleanup.policy=compact"
-        ),
-    }
 }
 
 #[cfg(test)]

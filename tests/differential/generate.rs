@@ -90,6 +90,8 @@ pub enum Step {
         value: Option<Vec<u8>>,
         kafka_ts: Option<i64>,
         now: i64,
+        /// The periodic history sweep runs at `now`, just before the event is judged.
+        sweep: bool,
         note: &'static str,
     },
 }
@@ -579,6 +581,7 @@ impl Gen {
             value,
             kafka_ts,
             now,
+            sweep: self.rng.chance(30),
             note,
         }
     }

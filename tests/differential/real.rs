@@ -83,6 +83,11 @@ impl Real {
         (Some(may_narrow), outcome)
     }
 
+    /// The follower's periodic sweep of the history, at `now_ms`.
+    pub fn sweep(&mut self, now_ms: i64) {
+        self.table.sweep(now_ms);
+    }
+
     pub fn event(
         &self,
         value: Option<&[u8]>,

@@ -51,6 +51,7 @@ fn event(ids: &str, t: i64, now: i64) -> Step {
         value: Some(value.into_bytes()),
         kafka_ts: Some(T0 + t),
         now: T0 + now,
+        sweep: false,
         note: "fixed",
     }
 }
@@ -84,11 +85,17 @@ fn assert_judged(config: GenConfig, steps: Vec<Step>, expected: &[Verdict]) {
                 value,
                 kafka_ts,
                 now,
+                sweep,
                 ..
-            } => match model.event(value.as_deref(), *kafka_ts, *now).0 {
-                Judgement::Judged(verdicts) => judged.extend(verdicts),
-                other => panic!("fixed events are valid: {other:?}"),
-            },
+            } => {
+                if *sweep {
+                    model.sweep(*now);
+                }
+                match model.event(value.as_deref(), *kafka_ts, *now).0 {
+                    Judgement::Judged(verdicts) => judged.extend(verdicts),
+                    other => panic!("fixed events are valid: {other:?}"),
+                }
+            }
         }
     }
     assert_eq!(judged, expected);

@@ -87,11 +87,13 @@ pub fn describe(case: &Case) -> String {
                 value,
                 kafka_ts,
                 now,
+                sweep,
                 note,
             } => writeln!(
                 text,
-                "#{i} event [{note}] now {}, Kafka timestamp {}\n   value {}",
+                "#{i} event [{note}] now {}{}, Kafka timestamp {}\n   value {}",
                 time(*now),
+                if *sweep { " (history swept first)" } else { "" },
                 kafka(kafka_ts),
                 bytes(value)
             ),

@@ -159,13 +159,13 @@ impl Timeline {
     /// The states in force at `time_ms` (millisecond resolution: a state set in that very
     /// millisecond cannot be ordered against the event, so every such state is a candidate
     /// together with the last one set strictly before).
-    pub fn at(&self, time_ms: i64, window_ms: i64, max_changes: usize) -> At<'_> {
+    pub fn at(&self, time_ms: i64, window_ms: i64, max_changes: usize, swept_ms: i64) -> At<'_> {
         match self.now() {
             Now::Absent => return At::Absent,
             Now::FailedClosed => return At::FailedClosed,
             Now::State(_) => {}
         }
-        let known = &self.stored[self.first_known(window_ms, max_changes)..];
+        let known = &self.stored[self.first_known(window_ms, max_changes, swept_ms)..];
         let Some((before, _)) = known.iter().rev().find(|(s, _)| s.at < time_ms) else {
             return At::Unknown;
         };
@@ -174,10 +174,16 @@ impl Timeline {
         At::Known(candidates)
     }
 
-    /// Which bound made a superseded state no longer known, if any: `"window"`,
+    /// Which bound made a superseded state no longer known, if any: `"window"` (measured
+    /// from the last application), `"sweep"` (the window measured from a later sweep),
     /// `"changes"` or `"states"`.
-    pub fn evicted_by(&self, window_ms: i64, max_changes: usize) -> Option<&'static str> {
-        self.bounds(window_ms, max_changes).1
+    pub fn evicted_by(
+        &self,
+        window_ms: i64,
+        max_changes: usize,
+        swept_ms: i64,
+    ) -> Option<&'static str> {
+        self.bounds(window_ms, max_changes, swept_ms).1
     }
 
     /// Index of the oldest state still known. The README keeps, of the states that preceded
@@ -189,20 +195,26 @@ impl Timeline {
     /// Reading, changes: a superseded state counts as a change unless it is a re-send of the
     /// (kept) state before it, i.e. the kept states form at most `history_max_changes` runs of
     /// equal grants. Reading, "ago": measured from the time the identifier's current state was
-    /// applied (states are forgotten when a record is applied, not as time passes). A state
+    /// applied or from the last sweep, whichever is later (states are forgotten when a record
+    /// is applied and when the history is swept, not continuously as time passes). A state
     /// ended when the next one was set; one that ended exactly a window before is kept.
     /// Computed once here over the whole list: with "now" never going back, forgetting at
-    /// every application leaves exactly what the last application's bounds leave.
-    fn first_known(&self, window_ms: i64, max_changes: usize) -> usize {
-        self.bounds(window_ms, max_changes).0
+    /// every application and sweep leaves exactly what the last one's bounds leave.
+    fn first_known(&self, window_ms: i64, max_changes: usize, swept_ms: i64) -> usize {
+        self.bounds(window_ms, max_changes, swept_ms).0
     }
 
     /// [`Timeline::first_known`], and the bound that stopped it.
-    fn bounds(&self, window_ms: i64, max_changes: usize) -> (usize, Option<&'static str>) {
+    fn bounds(
+        &self,
+        window_ms: i64,
+        max_changes: usize,
+        swept_ms: i64,
+    ) -> (usize, Option<&'static str>) {
         let Some((_, applied)) = self.stored.last() else {
             return (0, None);
         };
-        let horizon = applied - window_ms;
+        let horizon = (*applied).max(swept_ms).saturating_sub(window_ms);
         let newest_superseded = self.stored.len() - 1;
         let mut first = newest_superseded;
         let mut runs = 0;
@@ -211,7 +223,8 @@ impl Timeline {
             let (state, _) = &self.stored[i];
             let ended = self.stored[i + 1].0.at;
             if ended < horizon {
-                return (first, Some("window"));
+                let by_sweep = ended >= applied.saturating_sub(window_ms);
+                return (first, Some(if by_sweep { "sweep" } else { "window" }));
             }
             if newer != Some(&state.grants) {
                 runs += 1;

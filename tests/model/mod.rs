@@ -99,6 +99,8 @@ pub struct Trace {
     pub failed_closed: bool,
     /// The event's `timestamp` was not taken as it is (capped, too old, or missing).
     pub time_not_timestamp: bool,
+    /// The event's timestamp was older than its record time by more than the window.
+    pub too_old: bool,
 }
 
 /// The consent sources of an event at one time, combined.
@@ -123,6 +125,8 @@ pub struct Model {
     config: Rc<Config>,
     /// Every consent record with a usable key, per identifier, in arrival order.
     records: BTreeMap<String, Vec<Arrival>>,
+    /// When the history was last swept ("the history is swept periodically"), if ever.
+    swept_ms: i64,
 }
 
 impl Model {
@@ -130,7 +134,14 @@ impl Model {
         Model {
             config,
             records: BTreeMap::new(),
+            swept_ms: i64::MIN,
         }
+    }
+
+    /// The periodic sweep runs at `now_ms`: superseded states that ended more than
+    /// `consent.history_window` before it are forgotten.
+    pub fn sweep(&mut self, now_ms: i64) {
+        self.swept_ms = self.swept_ms.max(now_ms);
     }
 
     pub fn config(&self) -> &Config {
@@ -246,7 +257,8 @@ impl Model {
             Err(reason) => return (Judgement::DeadLetter(reason), trace),
         };
         let time = self.event_time(event.timestamp_ms, kafka_timestamp_ms, now_ms);
-        trace.time_not_timestamp = event.timestamp_ms != Some(time);
+        trace.time_not_timestamp = event.timestamp_ms != time;
+        trace.too_old = time.is_none();
         let user = self.timeline(event.user_id.as_deref());
         let anonymous = self.timeline(event.anonymous_id.as_deref());
         let (window, max_changes) = (
@@ -254,17 +266,23 @@ impl Model {
             self.config.history_max_changes,
         );
         for timeline in [&user, &anonymous].into_iter().flatten() {
-            trace.evicted_by = trace
-                .evicted_by
-                .or(timeline.evicted_by(window, max_changes));
+            trace.evicted_by =
+                trace
+                    .evicted_by
+                    .or(timeline.evicted_by(window, max_changes, self.swept_ms));
             trace.failed_closed |= matches!(timeline.now(), Now::FailedClosed);
         }
         let now = sources(
             person(now_of(&user), now_of(&anonymous)),
             event.stamp.as_ref(),
         );
-        let user_then = user.as_ref().map(|t| t.at(time, window, max_changes));
-        let anonymous_then = anonymous.as_ref().map(|t| t.at(time, window, max_changes));
+        let swept = self.swept_ms;
+        let user_then = user
+            .as_ref()
+            .map(|t| at_time(t, time, window, max_changes, swept));
+        let anonymous_then = anonymous
+            .as_ref()
+            .map(|t| at_time(t, time, window, max_changes, swept));
         // Reading: when both identifiers have several candidates, every pairing must allow.
         let then: Vec<Sources> = match (&user_then, &anonymous_then) {
             (Some(At::Unknown), _) | (_, Some(At::Unknown)) => {
@@ -364,17 +382,37 @@ impl Model {
         self.config.when_missing_allow
     }
 
-    /// "The event's time is its `timestamp` field (RFC 3339) when sane, else the record's
-    /// Kafka timestamp": later than the record timestamp is capped at it, older than it by
-    /// more than `consent.history_window` gives way to it. "A record without a Kafka
-    /// timestamp has the time it is judged in its place."
-    fn event_time(&self, timestamp: Option<i64>, record: Option<i64>, now: i64) -> i64 {
+    /// "The event's time is its `timestamp` field (RFC 3339), else the record's Kafka
+    /// timestamp": later than the record timestamp is capped at it; older than it by more
+    /// than `consent.history_window` is "too old to judge" (`None`). "A record without a
+    /// Kafka timestamp has the time it is judged in its place."
+    fn event_time(&self, timestamp: Option<i64>, record: Option<i64>, now: i64) -> Option<i64> {
         let record = record.unwrap_or(now);
         match timestamp {
-            Some(t) if record - t > self.config.history_window_ms => record,
-            Some(t) => t.min(record),
-            None => record,
+            Some(t) if record - t > self.config.history_window_ms => None,
+            Some(t) => Some(t.min(record)),
+            None => Some(record),
         }
+    }
+}
+
+/// What an identifier's state was at the event's time (`None`: too old to judge). "The
+/// consent in force then is unknown" for an identifier with a state now; one without had none
+/// at any time, and a failed-closed one is failed at every time.
+fn at_time(
+    timeline: &Timeline,
+    time: Option<i64>,
+    window: i64,
+    max_changes: usize,
+    swept: i64,
+) -> At<'_> {
+    match time {
+        Some(time) => timeline.at(time, window, max_changes, swept),
+        None => match timeline.now() {
+            Now::Absent => At::Absent,
+            Now::FailedClosed => At::FailedClosed,
+            Now::State(_) => At::Unknown,
+        },
     }
 }
 
