@@ -234,6 +234,21 @@ pub enum WhenMissing {
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     pub topic: String,
+    /// Whether a dead letter carries the event's value and key.
+    #[serde(default)]
+    pub payload: DeadLetterPayload,
+}
+
+/// What a dead letter keeps of the event. Dead letters are events the enforcer could not
+/// judge, of users who may never have consented: `drop` keeps none of their content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterPayload {
+    /// The event's key, value and headers, as they came (so it can be replayed).
+    #[default]
+    Keep,
+    /// The event's headers only: a null value and no key, with the value's size.
+    Drop,
 }
 
 #[derive(Debug, Clone, Deserialize)]

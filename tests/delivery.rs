@@ -223,6 +223,43 @@ fn a_dead_letter_too_large_for_its_topic_goes_out_without_its_value_saying_its_s
     );
 }
 
+#[test]
+fn with_the_payload_dropped_a_dead_letter_keeps_headers_reason_source_and_size_only() {
+    let mut s = Scenario::new("dead-letter-drop", vec![Destination::new("warehouse", &[])]);
+    s.dead_letter_extra = "payload = \"drop\"".to_owned();
+    let _enforcer = s.start_ready();
+    let value = r#"{"type":"track","userId":"","email":"someone@example.com"}"#;
+    produce(
+        &s.input,
+        &[Record {
+            key: Some(b"someone@example.com".to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![("origin".to_owned(), Some(b"web".to_vec()))],
+            ..Record::default()
+        }],
+    );
+    s.send_events(&[("u1", &track("u1", "after"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["after"]);
+    let dead = s.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].value, None);
+    assert_eq!(dead[0].key, None);
+    assert_eq!(
+        dead[0].header("consent-enforcer-error").as_deref(),
+        Some("no_identifier")
+    );
+    assert_eq!(
+        dead[0].header("consent-enforcer-source"),
+        Some(format!("{}/0/0", s.input))
+    );
+    assert_eq!(
+        dead[0].header("consent-enforcer-original-size"),
+        Some(value.len().to_string())
+    );
+    assert_eq!(dead[0].header("origin").as_deref(), Some("web"));
+}
+
 /// Users 0..n: even ones granted analytics, odd ones denied.
 fn consented(user: usize) -> bool {
     user % 2 == 0

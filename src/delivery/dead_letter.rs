@@ -1,5 +1,5 @@
-//! The dead-letter record: the event's key, value and headers as they came, plus two headers
-//! saying why and from where.
+//! The dead-letter record: the event's key, value and headers as they came (or, with
+//! `dead_letter.payload = "drop"`, its headers only), plus headers saying why and from where.
 
 use rdkafka::message::{BorrowedHeaders, Header, OwnedHeaders};
 
@@ -30,8 +30,16 @@ pub fn without_original(
     source: (&str, i32, i64),
     value_bytes: usize,
 ) -> OwnedHeaders {
+    with_original_size(
+        with_reason(OwnedHeaders::new_with_capacity(3), reason, source),
+        value_bytes,
+    )
+}
+
+/// `headers` and the size in bytes of the value a dead letter was written without.
+pub fn with_original_size(headers: OwnedHeaders, value_bytes: usize) -> OwnedHeaders {
     let size = value_bytes.to_string();
-    with_reason(OwnedHeaders::new_with_capacity(3), reason, source).insert(Header {
+    headers.insert(Header {
         key: super::limits::ORIGINAL_SIZE_HEADER,
         value: Some(size.as_str()),
     })

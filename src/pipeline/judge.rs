@@ -7,7 +7,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::BaseRecord;
 
 use super::hold::{self, Hold, Resolution, Waiting};
-use crate::config::WhenMissing;
+use crate::config::{DeadLetterPayload, WhenMissing};
 use crate::consent::ConsentTable;
 use crate::decision::{decide, event_time_ms, person_state, DropReason, Grants, Rule, Verdicts};
 use crate::delivery::limits::{self, WriteLimits};
@@ -24,6 +24,7 @@ pub struct Judge<'a> {
     pub destination_names: Vec<&'a str>,
     pub destination_topics: Vec<&'a str>,
     pub dead_letter_topic: &'a str,
+    pub dead_letter_payload: DeadLetterPayload,
     /// The largest records the dead-letter topic accepts.
     pub limits: WriteLimits,
     pub when_missing: WhenMissing,
@@ -179,15 +180,24 @@ impl Judge<'_> {
         slot: Slot,
         reason: event::Malformed,
     ) {
-        let record_bytes =
-            limits::record_bytes(message.key(), message.payload(), message.headers());
+        let keep = self.dead_letter_payload == DeadLetterPayload::Keep;
         let mut record =
             outgoing.record(self.dead_letter_topic, slot.tag(Target::DeadLetter(reason)));
+        if !keep {
+            record.payload = None;
+            record.key = None;
+        }
+        let record_bytes = limits::record_bytes(record.key, record.payload, message.headers());
         let source = (message.topic(), message.partition(), message.offset());
+        let size = message.payload().map_or(0, <[u8]>::len);
         if record_bytes <= self.limits.dead_letter {
-            record.headers = Some(dead_letter::headers(message.headers(), reason, source));
+            let headers = dead_letter::headers(message.headers(), reason, source);
+            record.headers = Some(if keep {
+                headers
+            } else {
+                dead_letter::with_original_size(headers, size)
+            });
         } else {
-            let size = message.payload().map_or(0, <[u8]>::len);
             record.payload = None;
             if record.key.is_some_and(|key| {
                 key.len() + limits::RECORD_OVERHEAD_BYTES > self.limits.dead_letter

@@ -219,6 +219,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
             .map(|d| d.topic.as_str())
             .collect(),
         dead_letter_topic: &config.dead_letter.topic,
+        dead_letter_payload: config.dead_letter.payload,
         limits,
         when_missing: config.consent.when_missing,
         max_event_bytes: config.input.max_event_bytes,

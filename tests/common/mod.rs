@@ -611,6 +611,8 @@ pub struct Scenario {
     pub kafka_properties: String,
     /// Extra keys for the `[delivery]` table; `{instance}` becomes the instance's name.
     pub delivery_extra: String,
+    /// Lines added to `[dead_letter]`.
+    pub dead_letter_extra: String,
 }
 
 impl Scenario {
@@ -714,6 +716,7 @@ impl Scenario {
             input_extra: String::new(),
             kafka_properties: String::new(),
             delivery_extra: String::new(),
+            dead_letter_extra: String::new(),
         };
         std::fs::create_dir_all(&scenario.dir).unwrap();
         scenario
@@ -735,7 +738,7 @@ impl Scenario {
              [kafka.properties]\n{}\n\
              [input]\ntopics = [\"{}\"]\n{}\n\
              [consent]\ntopic = \"{}\"\n{}\n\
-             [dead_letter]\ntopic = \"{}\"\n\
+             [dead_letter]\ntopic = \"{}\"\n{}\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [delivery]\ncommit_interval_ms = 200\ndrain_timeout_secs = 20\n{}\n",
             bootstrap(),
@@ -746,6 +749,7 @@ impl Scenario {
             self.consent,
             self.consent_extra,
             self.dead_letter,
+            self.dead_letter_extra,
             self.delivery_extra,
         );
         for dest in &self.destinations {
