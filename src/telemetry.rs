@@ -35,6 +35,7 @@ pub const READY: &str = "consent_enforcer_ready";
 pub const ERRORS: &str = "consent_enforcer_errors_total";
 pub const CONSENT_WAIT_SECONDS: &str = "consent_enforcer_consent_wait_seconds";
 pub const CONSENT_WAIT_TIMEOUTS: &str = "consent_enforcer_consent_wait_timeouts_total";
+pub const HEADERS_STRIPPED: &str = "consent_enforcer_input_headers_stripped_total";
 pub const HELD: &str = "consent_enforcer_events_held_total";
 pub const HELD_RELEASED: &str = "consent_enforcer_held_events_released_total";
 pub const HELD_EXPIRED: &str = "consent_enforcer_held_events_expired_total";
@@ -106,6 +107,11 @@ pub fn describe() {
         "Consent records whose updatedAt was later than their Kafka timestamp, applied as of the timestamp."
     );
     describe_gauge!(CONSENT_STATES, Unit::Count, "Users in the consent table.");
+    describe_counter!(
+        HEADERS_STRIPPED,
+        Unit::Count,
+        "Input event headers named consent-enforcer-*, the enforcer's own prefix, not copied to anything it writes."
+    );
     describe_gauge!(
         CONSENT_HISTORY_USERS,
         Unit::Count,
@@ -279,6 +285,8 @@ pub struct EventMetrics {
     pub in_flight: Gauge,
     /// Events written to the hold topic.
     pub held: Counter,
+    /// Input headers of reserved names, not written on.
+    pub headers_stripped: Counter,
 }
 
 impl EventMetrics {
@@ -300,6 +308,7 @@ impl EventMetrics {
                 .map(|reason| counter!(EVENTS_DEAD_LETTERED, "reason" => reason.as_str())),
             in_flight: gauge!(WRITES_IN_FLIGHT),
             held: counter!(HELD),
+            headers_stripped: counter!(HEADERS_STRIPPED),
         }
     }
 

@@ -224,6 +224,60 @@ fn a_dead_letter_too_large_for_its_topic_goes_out_without_its_value_saying_its_s
 }
 
 #[test]
+fn input_headers_named_like_the_enforcers_reach_neither_destinations_nor_dead_letters() {
+    let s = Scenario::new("reserved-headers", vec![Destination::new("warehouse", &[])]);
+    let enforcer = s.start_ready();
+    let forged = |value: &str| -> Record {
+        Record {
+            key: Some(b"u1".to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![
+                (
+                    "consent-enforcer-error".to_owned(),
+                    Some(b"forged".to_vec()),
+                ),
+                (
+                    "Consent-Enforcer-Source".to_owned(),
+                    Some(b"x/0/0".to_vec()),
+                ),
+                ("origin".to_owned(), Some(b"web".to_vec())),
+            ],
+            ..Record::default()
+        }
+    };
+    produce(
+        &s.input,
+        &[forged(&track("u1", "m1")), forged(r#"{"userId":"u1","#)],
+    );
+    s.wait_processed();
+    let delivered = s.delivered("warehouse");
+    assert_eq!(message_ids(&delivered), ["m1"]);
+    assert_eq!(
+        delivered[0].headers,
+        [("origin".to_owned(), Some(b"web".to_vec()))]
+    );
+    let dead = s.dead_letters();
+    assert_eq!(dead.len(), 1);
+    let names: Vec<&str> = dead[0].headers.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "origin",
+            "consent-enforcer-error",
+            "consent-enforcer-source"
+        ]
+    );
+    assert_eq!(
+        dead[0].header("consent-enforcer-error").as_deref(),
+        Some("not_json")
+    );
+    assert_eq!(
+        enforcer.metric("consent_enforcer_input_headers_stripped_total"),
+        4.0
+    );
+}
+
+#[test]
 fn with_the_payload_dropped_a_dead_letter_keeps_headers_reason_source_and_size_only() {
     let mut s = Scenario::new("dead-letter-drop", vec![Destination::new("warehouse", &[])]);
     s.dead_letter_extra = "payload = \"drop\"".to_owned();

@@ -169,14 +169,17 @@ fn a_held_event_read_back_late_is_released_when_its_user_chose_in_time() {
 }
 
 #[test]
-fn a_released_event_keeps_a_source_header_it_carried_itself() {
+fn a_released_event_carries_its_own_headers_but_none_of_the_enforcers_names() {
     let s = scenario("hold-own-source", "10m");
     let enforcer = s.start_ready();
     let mut event = Record::new("u1", &track("u1", "m1"));
-    event.headers = vec![(
-        "consent-enforcer-source".to_owned(),
-        Some(b"upstream/0/5".to_vec()),
-    )];
+    event.headers = vec![
+        (
+            "consent-enforcer-source".to_owned(),
+            Some(b"upstream/0/5".to_vec()),
+        ),
+        ("origin".to_owned(), Some(b"web".to_vec())),
+    ];
     produce(&s.input, &[event]);
     enforcer.wait_metric("consent_enforcer_held_events", 1.0);
     s.send_consent("u1", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
@@ -186,10 +189,11 @@ fn a_released_event_keeps_a_source_header_it_carried_itself() {
     assert_eq!(message_ids(&released), ["m1"]);
     assert_eq!(
         released[0].headers,
-        [(
-            "consent-enforcer-source".to_owned(),
-            Some(b"upstream/0/5".to_vec())
-        )]
+        [("origin".to_owned(), Some(b"web".to_vec()))]
+    );
+    assert_eq!(
+        enforcer.metric("consent_enforcer_input_headers_stripped_total"),
+        1.0
     );
 }
 

@@ -10,16 +10,15 @@ pub const ERROR_HEADER: &str = "consent-enforcer-error";
 /// Header carrying `topic/partition/offset` of the input record.
 pub const SOURCE_HEADER: &str = "consent-enforcer-source";
 
-/// The event's own headers, the reason and the source (`topic`, `partition`, `offset`).
+/// The event's own headers (but those of reserved names), the reason and the source
+/// (`topic`, `partition`, `offset`).
 pub fn headers(
     input: Option<&BorrowedHeaders>,
     reason: Malformed,
     source: (&str, i32, i64),
 ) -> OwnedHeaders {
-    let headers = match input {
-        Some(headers) => headers.detach(),
-        None => OwnedHeaders::new_with_capacity(2),
-    };
+    let headers = super::headers::without_reserved(input)
+        .unwrap_or_else(|| OwnedHeaders::new_with_capacity(2));
     with_reason(headers, reason, source)
 }
 

@@ -7,6 +7,7 @@
 //! must be `Sync`.
 
 pub mod dead_letter;
+pub mod headers;
 pub mod limits;
 pub mod producer_stats;
 pub mod progress;
@@ -21,7 +22,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedHeaders, Headers, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -87,11 +87,6 @@ impl ProducerContext for AckContext {
         let error = result.as_ref().err().map(|(error, _)| error.clone());
         lock(&self.acks).push(Ack { tag, error });
     }
-}
-
-/// Copies an event's headers for one write (librdkafka takes ownership of them).
-pub fn copy_headers(input: Option<&BorrowedHeaders>) -> Option<OwnedHeaders> {
-    input.filter(|h| h.count() > 0).map(BorrowedHeaders::detach)
 }
 
 /// Serves the events librdkafka has already queued for `producer`, without waiting.

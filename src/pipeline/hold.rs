@@ -21,13 +21,6 @@ pub const DESTINATIONS_HEADER: &str = "consent-enforcer-hold-destinations";
 /// Header of a held record: when it was held, Unix milliseconds.
 pub const HELD_AT_HEADER: &str = "consent-enforcer-held-at";
 
-/// Headers added by the enforcer that a released event must not carry to destinations.
-const OWN_HEADERS: [&str; 3] = [
-    DESTINATIONS_HEADER,
-    HELD_AT_HEADER,
-    crate::delivery::dead_letter::SOURCE_HEADER,
-];
-
 /// A held event waiting for its user's first choice.
 pub struct Waiting {
     pub input: InputPartition,
@@ -355,9 +348,7 @@ pub fn held_headers(
     destinations: &str,
     now_ms: i64,
 ) -> OwnedHeaders {
-    let headers = message
-        .headers()
-        .map(|h| h.detach())
+    let headers = crate::delivery::headers::without_reserved(message.headers())
         .unwrap_or_else(|| OwnedHeaders::new_with_capacity(3));
     let source = format!(
         "{}/{}/{}",
@@ -382,9 +373,8 @@ pub fn held_headers(
 }
 
 /// What a held record says: the destinations still to judge, when it was held, and its
-/// original headers (without the enforcer's own). The enforcer's headers are the last ones
-/// of their names (it appends them): an event that carried a header of the same name itself,
-/// such as a `consent-enforcer-source` from an earlier pipeline, keeps it.
+/// original headers (without any of reserved names: the enforcer's own, which are the last
+/// of their names as it appends them, and any a record held by an older version kept).
 pub fn read_held(
     message: &BorrowedMessage<'_>,
 ) -> (Option<String>, Option<i64>, Option<OwnedHeaders>) {
@@ -392,10 +382,6 @@ pub fn read_held(
         return (None, None, None);
     };
     let all: Vec<_> = headers.iter().collect();
-    let own: Vec<usize> = OWN_HEADERS
-        .iter()
-        .filter_map(|name| all.iter().rposition(|header| header.key == *name))
-        .collect();
     let text = |index: usize| all[index].value.and_then(|v| std::str::from_utf8(v).ok());
     let position = |name: &str| all.iter().rposition(|header| header.key == name);
     let destinations = position(DESTINATIONS_HEADER)
@@ -404,18 +390,11 @@ pub fn read_held(
     let held_at = position(HELD_AT_HEADER)
         .and_then(text)
         .and_then(|v| v.parse().ok());
-    let mut original = OwnedHeaders::new();
-    let mut any = false;
-    for (index, header) in all.iter().enumerate() {
-        if !own.contains(&index) {
-            any = true;
-            original = original.insert(Header {
-                key: header.key,
-                value: header.value,
-            });
-        }
-    }
-    (destinations, held_at, any.then_some(original))
+    (
+        destinations,
+        held_at,
+        crate::delivery::headers::without_reserved(Some(headers)),
+    )
 }
 
 /// Whether an event held at `held_at_ms` has waited longer than `max_age_ms` by `now_ms`.

@@ -121,7 +121,12 @@ impl Judge<'_> {
             .hold_topic
             .is_some_and(|topic| topic == message.topic());
         if !held {
-            self.delivery.metrics().received.increment(1);
+            let metrics = self.delivery.metrics();
+            metrics.received.increment(1);
+            let reserved = delivery::headers::reserved_count(message.headers());
+            if reserved > 0 {
+                metrics.headers_stripped.increment(reserved as u64);
+            }
         }
         let outgoing = Outgoing {
             key: message.key(),
@@ -221,7 +226,7 @@ impl Judge<'_> {
             self.destination_topics[i],
             slot.tag(Target::Destination(i as u8)),
         );
-        write.headers = delivery::copy_headers(message.headers());
+        write.headers = delivery::headers::without_reserved(message.headers());
         self.delivery.send(write).is_ok()
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use consent_enforcer::config::Guarantee;
 use consent_enforcer::delivery::tag::{Tag, Target};
-use consent_enforcer::delivery::{copy_headers, Delivery, Settings, Topics};
+use consent_enforcer::delivery::{Delivery, Settings, Topics};
 use consent_enforcer::event::Malformed;
 use consent_enforcer::telemetry::EventMetrics;
 use rdkafka::config::ClientConfig;
@@ -105,7 +105,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
                     payload: message.payload(),
                     key: message.key(),
                     timestamp: message.timestamp().to_millis(),
-                    headers: copy_headers(message.headers()),
+                    headers: message.headers().map(|h| h.detach()),
                     delivery_opaque: Tag { target, input, seq }.encode(),
                 })
             };
