@@ -212,6 +212,65 @@ fn stale_record_is_ignored_and_newer_state_republished() {
     );
 }
 
+/// Every instance of a global-mode group reads every consent partition and sees every stale
+/// record; only the owner of the matching input partition writes the override.
+#[test]
+fn with_two_instances_in_global_mode_each_stale_record_is_re_published_once() {
+    let s = Scenario::with_topics("stale-two", amplitude(), 2, 3);
+    let a = s.start_instance("a");
+    a.wait_ready();
+    let b = s.start_instance("b");
+    b.wait_ready();
+    // Until both own an input partition (each has received an event).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    while [&a, &b]
+        .iter()
+        .any(|e| e.metric("consent_enforcer_events_received_total") < 1.0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an instance got no partition"
+        );
+        for partition in 0..2 {
+            produce_to_partition(&s.input, partition, "k", &track("nobody", &format!("m{n}")));
+            n += 1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let users = 6;
+    for i in 0..users {
+        let (user, partition) = (format!("u{i}"), i % 3);
+        let newer = consent(&[], &["analytics"], "2026-11-22T12:00:00Z");
+        let older = consent(&["analytics"], &[], "2026-11-22T08:00:00Z");
+        produce_to_partition(&s.consent, partition, &user, &newer);
+        produce_to_partition(&s.consent, partition, &user, &older);
+    }
+    let republished = || {
+        a.metric("consent_enforcer_consent_records_republished_total")
+            + b.metric("consent_enforcer_consent_records_republished_total")
+    };
+    while republished() < users as f64 {
+        assert!(std::time::Instant::now() < deadline, "not re-published");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Time for a second writer to show, if there were one.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(republished(), users as f64);
+    let mut overrides: Vec<(i32, String)> = read_all(&s.consent)
+        .iter()
+        .filter(|r| r.header("consent-enforcer-republished").is_some())
+        .map(|r| (r.partition, r.key_str()))
+        .collect();
+    overrides.sort();
+    let expected: Vec<(i32, String)> = {
+        let mut e: Vec<_> = (0..users).map(|i| (i % 3, format!("u{i}"))).collect();
+        e.sort();
+        e
+    };
+    assert_eq!(overrides, expected);
+}
+
 /// In exactly-once mode the re-published state is written outside the enforcer's transaction:
 /// inside one, it would hold back the consent topic's last stable offset, and with it every
 /// instance's view of consent acknowledged after it, until the transaction commits.

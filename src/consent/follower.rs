@@ -43,6 +43,14 @@ pub trait ConsentEffects {
     /// (compaction keeps the last record of a key per partition; a producer that does not
     /// partition like the enforcer's would otherwise put the override elsewhere).
     fn republish(&mut self, user: &str, partition: i32, state: ConsentState);
+
+    /// Whether this instance re-publishes for consent `partition`. Every instance of a
+    /// global-mode group reads every consent partition and sees every stale record; one of
+    /// them writes the override, so consent-topic writes do not multiply by the instance count.
+    fn republishes_for(&self, partition: i32) -> bool;
+
+    /// Changes whenever [`ConsentEffects::republishes_for`] may answer differently.
+    fn ownership_version(&self) -> u64;
 }
 
 /// End offsets of the consent partitions at one moment, and how many partitions the topic
@@ -257,6 +265,9 @@ pub struct ConsentFollower {
     hidden_at_start_reported: bool,
     /// When the history is next swept of states that ended before the window.
     next_sweep: Instant,
+    /// The ownership version the re-publishes left in `to_republish` were last checked
+    /// against (they belong to another instance); `None` after new ones were added.
+    republish_checked: Option<u64>,
 }
 
 /// Applies records to the table (apart from the consumer, so a borrowed message can be
@@ -275,6 +286,8 @@ struct Applier {
     /// newer state is to be re-published so that compaction, which keeps the last record,
     /// cannot bring the stale one back.
     to_republish: HashSet<(i32, Box<str>)>,
+    /// Entries were added to `to_republish` since it was last looked at.
+    republish_added: bool,
     metrics: ConsentMetrics,
 }
 
@@ -327,6 +340,7 @@ impl ConsentFollower {
                 all_categories: vocabulary.all_categories(),
                 vocabulary,
                 to_republish: HashSet::new(),
+                republish_added: false,
                 metrics,
             },
             behind: HashSet::new(),
@@ -338,6 +352,7 @@ impl ConsentFollower {
             follow_failing: false,
             hidden_at_start_reported: false,
             next_sweep: Instant::now() + sweep_interval(config.consent.history_window.as_millis()),
+            republish_checked: None,
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
@@ -672,12 +687,28 @@ impl ConsentFollower {
             .map(ConsentTable::users_with_history)
             .sum();
         applier.metrics.history_users.set(history_users as f64);
-        if self.behind.is_empty() && !applier.to_republish.is_empty() {
+        if applier.republish_added {
+            applier.republish_added = false;
+            self.republish_checked = None;
+        }
+        let version = effects.ownership_version();
+        if self.behind.is_empty()
+            && !applier.to_republish.is_empty()
+            && self.republish_checked != Some(version)
+        {
+            // Those of partitions another instance re-publishes for stay: superseded by the
+            // override it writes (read back here too), or written here if this instance
+            // takes the partition over first.
+            let mut others = HashSet::new();
             for (partition, user) in std::mem::take(&mut applier.to_republish) {
-                if let Some(state) = applier.table_of(partition).get(&user) {
+                if !effects.republishes_for(partition) {
+                    others.insert((partition, user));
+                } else if let Some(state) = applier.table_of(partition).get(&user) {
                     effects.republish(&user, partition, state);
                 }
             }
+            applier.to_republish = others;
+            self.republish_checked = Some(version);
         }
         read
     }
@@ -770,6 +801,7 @@ impl Applier {
             RecordOutcome::Stale { .. } => {
                 self.metrics.rejected(Rejection::Stale);
                 self.to_republish.insert((partition, user.into()));
+                self.republish_added = true;
                 false
             }
             RecordOutcome::FailedClosed(reason) => {

@@ -187,6 +187,17 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         drain_timeout,
         consumer: None,
         hold: hold.as_ref(),
+        republisher: Republisher {
+            copartitioned: config.consent.mode == ConsentMode::Copartitioned,
+            first_input_partitions: config
+                .input
+                .topics
+                .first()
+                .and_then(|topic| partitions.get(topic))
+                .and_then(|&n| i32::try_from(n).ok())
+                .unwrap_or(1)
+                .max(1),
+        },
     };
 
     if !load_table(&mut follower, &mut loading, signals) {
@@ -708,6 +719,17 @@ struct Effects<'a> {
     /// The event consumer, once events are judged (exactly-once commits need its group).
     consumer: Option<&'a BaseConsumer<EventConsumerContext>>,
     hold: Option<&'a RefCell<Hold>>,
+    republisher: Republisher,
+}
+
+/// Which instance re-publishes for a consent partition. Co-partitioned: the one following
+/// it (the owner of the input partitions of its number). Global: the owner of partition
+/// `p mod n` of the first input topic, `n` its partition count, so that every consent
+/// partition has exactly one owner whatever the two counts.
+#[derive(Clone, Copy)]
+struct Republisher {
+    copartitioned: bool,
+    first_input_partitions: i32,
 }
 
 impl ConsentEffects for Effects<'_> {
@@ -767,5 +789,24 @@ impl ConsentEffects for Effects<'_> {
             }));
         // A failure is recorded by `send` and stops the service.
         let _ = self.delivery.send(record);
+    }
+
+    fn republishes_for(&self, partition: i32) -> bool {
+        if self.republisher.copartitioned {
+            return true;
+        }
+        let first = partition.rem_euclid(self.republisher.first_input_partitions);
+        u16::try_from(first).is_ok_and(|partition| {
+            self.delivery
+                .assignment(InputPartition {
+                    topic: 0,
+                    partition,
+                })
+                .is_some()
+        })
+    }
+
+    fn ownership_version(&self) -> u64 {
+        self.delivery.assignment_version()
     }
 }
