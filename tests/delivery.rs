@@ -193,11 +193,19 @@ fn a_dead_letter_too_large_for_its_topic_goes_out_without_its_value_saying_its_s
     set_topic_config(&s.dead_letter, "max.message.bytes", "4000");
     let _enforcer = s.start_ready();
     let big = format!(r#"{{"userId":"u1","pad":"{}"}}"#, "x".repeat(20_000));
+    let dead = only_dead_letter(&s, b"u1", &big);
+    assert_eq!(dead.key_str(), "u1");
+    assert_written_without_value(&s, &dead, "too_large", big.len());
+}
+
+/// Writes an event with key `key`, value `value` and an `origin` header, then a valid one;
+/// returns the one dead letter once both are processed.
+fn only_dead_letter(s: &Scenario, key: &[u8], value: &str) -> Record {
     produce(
         &s.input,
         &[Record {
-            key: Some(b"u1".to_vec()),
-            value: Some(big.clone().into_bytes()),
+            key: Some(key.to_vec()),
+            value: Some(value.as_bytes().to_vec()),
             headers: vec![("origin".to_owned(), Some(b"web".to_vec()))],
             ..Record::default()
         }],
@@ -205,21 +213,26 @@ fn a_dead_letter_too_large_for_its_topic_goes_out_without_its_value_saying_its_s
     s.send_events(&[("u1", &track("u1", "after"))]);
     s.wait_processed();
     assert_eq!(message_ids(&s.delivered("warehouse")), ["after"]);
-    let dead = s.dead_letters();
+    let mut dead = s.dead_letters();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].value, None);
-    assert_eq!(dead[0].key_str(), "u1");
+    dead.remove(0)
+}
+
+/// A dead letter of the input's first record written with a null value, saying its reason,
+/// source and original size.
+fn assert_written_without_value(s: &Scenario, dead: &Record, reason: &str, size: usize) {
+    assert_eq!(dead.value, None);
     assert_eq!(
-        dead[0].header("consent-enforcer-error").as_deref(),
-        Some("too_large")
+        dead.header("consent-enforcer-error").as_deref(),
+        Some(reason)
     );
     assert_eq!(
-        dead[0].header("consent-enforcer-source"),
+        dead.header("consent-enforcer-source"),
         Some(format!("{}/0/0", s.input))
     );
     assert_eq!(
-        dead[0].header("consent-enforcer-original-size"),
-        Some(big.len().to_string())
+        dead.header("consent-enforcer-original-size"),
+        Some(size.to_string())
     );
 }
 
@@ -283,35 +296,10 @@ fn with_the_payload_dropped_a_dead_letter_keeps_headers_reason_source_and_size_o
     s.dead_letter_extra = "payload = \"drop\"".to_owned();
     let _enforcer = s.start_ready();
     let value = r#"{"type":"track","userId":"","email":"someone@example.com"}"#;
-    produce(
-        &s.input,
-        &[Record {
-            key: Some(b"someone@example.com".to_vec()),
-            value: Some(value.as_bytes().to_vec()),
-            headers: vec![("origin".to_owned(), Some(b"web".to_vec()))],
-            ..Record::default()
-        }],
-    );
-    s.send_events(&[("u1", &track("u1", "after"))]);
-    s.wait_processed();
-    assert_eq!(message_ids(&s.delivered("warehouse")), ["after"]);
-    let dead = s.dead_letters();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].value, None);
-    assert_eq!(dead[0].key, None);
-    assert_eq!(
-        dead[0].header("consent-enforcer-error").as_deref(),
-        Some("no_identifier")
-    );
-    assert_eq!(
-        dead[0].header("consent-enforcer-source"),
-        Some(format!("{}/0/0", s.input))
-    );
-    assert_eq!(
-        dead[0].header("consent-enforcer-original-size"),
-        Some(value.len().to_string())
-    );
-    assert_eq!(dead[0].header("origin").as_deref(), Some("web"));
+    let dead = only_dead_letter(&s, b"someone@example.com", value);
+    assert_eq!(dead.key, None);
+    assert_written_without_value(&s, &dead, "no_identifier", value.len());
+    assert_eq!(dead.header("origin").as_deref(), Some("web"));
 }
 
 /// Users 0..n: even ones granted analytics, odd ones denied.
