@@ -290,6 +290,49 @@ fn input_headers_named_like_the_enforcers_reach_neither_destinations_nor_dead_le
     );
 }
 
+/// Kafka allows any bytes in a header name; rust-rdkafka's header iterator panics on a name
+/// that is not UTF-8, which would stop the enforcer on that event at every restart.
+#[test]
+fn a_header_name_that_is_not_utf_8_is_carried_to_destinations_and_dead_letters() {
+    use rdkafka::bindings as rdsys;
+    use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
+    use rdkafka::producer::BaseRecord;
+
+    let s = Scenario::new("bytes-header", vec![Destination::new("warehouse", &[])]);
+    let _enforcer = s.start_ready();
+    let name = b"bin-\xff";
+    for value in [track("u1", "m1"), r#"{"userId":"u1","#.to_owned()] {
+        let headers = OwnedHeaders::new();
+        let native =
+            headers.as_borrowed() as *const BorrowedHeaders as *mut rdsys::rd_kafka_headers_t;
+        // SAFETY: the headers are ours; librdkafka copies name and value.
+        unsafe {
+            rdsys::rd_kafka_header_add(native, name.as_ptr().cast(), 5, b"v".as_ptr().cast(), 1);
+        }
+        let record: BaseRecord<'_, str, str> = BaseRecord::to(&s.input)
+            .key("u1")
+            .payload(value.as_str())
+            .headers(headers);
+        producer()
+            .send(record)
+            .map_err(|(e, _)| e)
+            .expect("enqueue");
+    }
+    s.send_events(&[("u1", &track("u1", "after"))]);
+    s.wait_processed();
+    let delivered = s.delivered("warehouse");
+    assert_eq!(message_ids(&delivered), ["m1", "after"]);
+    let shown = String::from_utf8_lossy(name).into_owned();
+    assert_eq!(delivered[0].headers, [(shown.clone(), Some(b"v".to_vec()))]);
+    let dead = s.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].headers[0], (shown, Some(b"v".to_vec())));
+    assert_eq!(
+        dead[0].header("consent-enforcer-error").as_deref(),
+        Some("not_json")
+    );
+}
+
 #[test]
 fn with_the_payload_dropped_a_dead_letter_keeps_headers_reason_source_and_size_only() {
     let mut s = Scenario::new("dead-letter-drop", vec![Destination::new("warehouse", &[])]);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::message::{BorrowedHeaders, Headers};
+use rdkafka::message::BorrowedHeaders;
 
 use crate::config::Config;
 
@@ -100,9 +100,8 @@ pub fn record_bytes(
     headers: Option<&BorrowedHeaders>,
 ) -> usize {
     let headers: usize = headers.map_or(0, |headers| {
-        headers
-            .iter()
-            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len) + 10)
+        super::headers::raw(headers)
+            .map(|h| h.name.len() + h.value.map_or(0, <[u8]>::len) + 10)
             .sum()
     });
     key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len) + headers + RECORD_OVERHEAD_BYTES

@@ -24,7 +24,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -452,11 +452,16 @@ fn read_all_as(topic: &str, isolation: &str) -> Vec<Record> {
             continue;
         };
         let message = message.expect("consume");
+        // Names as bytes (rust-rdkafka's own iterator panics on one that is not UTF-8),
+        // shown lossily.
         let headers = message
             .headers()
             .map(|h| {
-                h.iter()
-                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                consent_enforcer::delivery::headers::raw(h)
+                    .map(|header| {
+                        let name = String::from_utf8_lossy(header.name).into_owned();
+                        (name, header.value.map(<[u8]>::to_vec))
+                    })
                     .collect()
             })
             .unwrap_or_default();
