@@ -47,13 +47,6 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-# cargo-deny, for .ci/run's licence, ban and source checks of the dependency tree (deny.toml).
-# Pinned, so that a new release's config changes do not break CI unannounced.
-if ! cargo deny --version 2>/dev/null | grep -q "^cargo-deny 0.20.2"; then
-  echo "install-deps: installing cargo-deny 0.20.2"
-  cargo install --locked cargo-deny --version 0.20.2
-fi
-
 # cargo-fuzz, for scripts/fuzz.sh; fuzzing needs the nightly toolchain, so without it this is
 # skipped (scripts/fuzz.sh then says what is missing).
 if cargo +nightly --version >/dev/null 2>&1; then

@@ -22,6 +22,8 @@ pub const CONSENT_RECORDS_APPLIED: &str = "consent_enforcer_consent_records_appl
 pub const CONSENT_RECORDS_REMOVED: &str = "consent_enforcer_consent_records_removed_total";
 pub const CONSENT_RECORDS_REJECTED: &str = "consent_enforcer_consent_records_rejected_total";
 pub const CONSENT_RECORDS_REPUBLISHED: &str = "consent_enforcer_consent_records_republished_total";
+pub const CONSENT_RECORDS_REPUBLISHED_REWRITTEN: &str =
+    "consent_enforcer_consent_records_republished_rewritten_total";
 pub const CONSENT_RECORDS_FUTURE_DATED: &str =
     "consent_enforcer_consent_records_future_dated_total";
 pub const CONSENT_STATES: &str = "consent_enforcer_consent_states";
@@ -100,6 +102,11 @@ pub fn describe() {
         CONSENT_RECORDS_REPUBLISHED,
         Unit::Count,
         "Newer states re-published after a stale record, so compaction cannot resurrect it."
+    );
+    describe_counter!(
+        CONSENT_RECORDS_REPUBLISHED_REWRITTEN,
+        Unit::Count,
+        "Re-published states written from the table because the newer record could not be read back: its fields the enforcer does not read are not carried."
     );
     describe_counter!(
         CONSENT_RECORDS_FUTURE_DATED,

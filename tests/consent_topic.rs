@@ -212,6 +212,74 @@ fn stale_record_is_ignored_and_newer_state_republished() {
     );
 }
 
+/// The override is the newer record itself, read back: the fields the enforcer does not read
+/// (consent evidence a CMP wrote) and its headers survive compaction with it.
+#[test]
+fn the_override_of_a_stale_record_is_a_copy_of_the_newer_record_with_its_own_fields() {
+    let s = Scenario::new("stale-copy", amplitude());
+    let newer = r#"{"categoryPreferences":{"analytics":false,"marketing":true},"updatedAt":"2026-11-22T12:00:00Z","consentId":"c-42","source":"onetrust"}"#;
+    produce(
+        &s.consent,
+        &[Record {
+            key: Some(b"u1".to_vec()),
+            value: Some(newer.as_bytes().to_vec()),
+            headers: vec![("cmp".to_owned(), Some(b"onetrust".to_vec()))],
+            ..Record::default()
+        }],
+    );
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T08:00:00Z"));
+    let enforcer = s.start_ready();
+    enforcer.wait_metric("consent_enforcer_consent_records_republished_total", 1.0);
+    let records = read_all(&s.consent);
+    assert_eq!(records.len(), 3);
+    let last = &records[2];
+    assert_eq!(last.key_str(), "u1");
+    assert_eq!(last.value.as_deref(), Some(newer.as_bytes()));
+    assert_eq!(last.header("cmp").as_deref(), Some("onetrust"));
+    assert_eq!(
+        last.header("consent-enforcer-republished").as_deref(),
+        Some("stale-record-superseded")
+    );
+    assert_eq!(
+        enforcer.metric("consent_enforcer_consent_records_republished_rewritten_total"),
+        0.0
+    );
+    // Read back, the copy applies as the same state: nothing more is re-published.
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+    assert_eq!(
+        enforcer.metric("consent_enforcer_consent_records_republished_total"),
+        1.0
+    );
+}
+
+/// A newer record without an `updatedAt` of its own is applied with its Kafka timestamp: a
+/// copy written later would carry a later one. Its override is the table's state, counted.
+#[test]
+fn a_newer_record_without_its_own_time_is_overridden_from_the_table_and_counted() {
+    let s = Scenario::new("stale-rewrite", amplitude());
+    s.send_consent(
+        "u1",
+        r#"{"categoryPreferences":{"analytics":false},"consentId":"c-1"}"#,
+    );
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T08:00:00Z"));
+    let enforcer = s.start_ready();
+    enforcer.wait_metric("consent_enforcer_consent_records_republished_total", 1.0);
+    assert_eq!(
+        enforcer.metric("consent_enforcer_consent_records_republished_rewritten_total"),
+        1.0
+    );
+    let records = read_all(&s.consent);
+    let value: serde_json::Value =
+        serde_json::from_slice(records[2].value.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        value["categoryPreferences"]["analytics"],
+        serde_json::json!(false)
+    );
+    assert!(value.get("consentId").is_none());
+}
+
 /// Every instance of a global-mode group reads every consent partition and sees every stale
 /// record; only the owner of the matching input partition writes the override.
 #[test]

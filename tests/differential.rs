@@ -149,7 +149,7 @@ pub fn check(case: &Case, mut stats: Option<&mut Stats>) -> Result<(), String> {
                             (trace.same_millisecond, "same-millisecond candidates"),
                             (trace.failed_closed, "failed-closed identifier"),
                             (trace.time_not_timestamp, "event time not its timestamp"),
-                            (trace.too_old, "timestamp too old to judge"),
+                            (trace.older_than_window, "timestamp older than the window"),
                         ] {
                             if flag {
                                 count(format!("situation: {name}"));
@@ -258,7 +258,7 @@ fn assert_generator_covers(stats: &Stats) {
         "situation: same-millisecond candidates",
         "situation: history evicted by window",
         "situation: history evicted by sweep",
-        "situation: timestamp too old to judge",
+        "situation: timestamp older than the window",
         "situation: history evicted by changes",
         "situation: history evicted by states",
         "situation: failed-closed identifier",

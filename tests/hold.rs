@@ -168,6 +168,30 @@ fn a_held_event_read_back_late_is_released_when_its_user_chose_in_time() {
     );
 }
 
+/// An event dated further back than the history window before it arrived is replayed old
+/// data or a clock far behind: a first choice made after it arrived must not reach back to
+/// it, so it is not held.
+#[test]
+fn an_event_dated_before_the_history_window_is_not_held_and_a_later_grant_does_not_release_it() {
+    let s = scenario("hold-too-old", "10m");
+    let enforcer = s.start_ready();
+    let thirty_days_ago = rfc3339_from_now(-30 * 86_400_000);
+    s.send_events(&[("u1", &track_at("u1", "old", &thirty_days_ago))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["old"]);
+    assert_eq!(enforcer.metric("consent_enforcer_events_held_total"), 0.0);
+    s.send_consent("u1", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
+    s.send_events(&[("u1", &track("u1", "new"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["new"]);
+    assert_eq!(
+        enforcer.metric(
+            r#"consent_enforcer_events_dropped_total{destination="amplitude",reason="no_consent"}"#
+        ),
+        1.0
+    );
+}
+
 #[test]
 fn a_released_event_carries_its_own_headers_but_none_of_the_enforcers_names() {
     let s = scenario("hold-own-source", "10m");
@@ -261,7 +285,10 @@ fn a_hold_record_without_destinations_or_naming_an_unknown_one_is_dead_lettered(
             forged(
                 "u1",
                 "unknown",
-                &[("consent-enforcer-hold-destinations", "amplitude,nowhere")],
+                &[
+                    ("consent-enforcer-source", "events.raw/3/17"),
+                    ("consent-enforcer-hold-destinations", "amplitude,nowhere"),
+                ],
             ),
         ],
     );
@@ -273,12 +300,25 @@ fn a_hold_record_without_destinations_or_naming_an_unknown_one_is_dead_lettered(
     for destination in ["amplitude", "ads", "warehouse"] {
         assert!(s.delivered(destination).is_empty(), "{destination}");
     }
-    let dead: Vec<String> = s
-        .dead_letters()
+    let dead = s.dead_letters();
+    let reasons: Vec<String> = dead
         .iter()
         .filter_map(|r| r.header("consent-enforcer-error"))
         .collect();
-    assert_eq!(dead, ["bad_hold_headers", "bad_hold_headers"]);
+    assert_eq!(reasons, ["bad_hold_headers", "bad_hold_headers"]);
+    // Where the held event came from, for replaying it from the input topic.
+    assert_eq!(dead[0].header("consent-enforcer-held-source"), None);
+    assert_eq!(
+        dead[1].header("consent-enforcer-held-source").as_deref(),
+        Some("events.raw/3/17")
+    );
+    let source = dead[1]
+        .header("consent-enforcer-source")
+        .unwrap_or_default();
+    assert!(
+        source.starts_with(&format!("{}/", hold_topic(&s))) && source.ends_with("/1"),
+        "{source}"
+    );
 }
 
 #[test]

@@ -18,9 +18,11 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::hidden::HiddenRecords;
+use super::lookback::Lookback;
 use super::record::{parse_key, parse_value};
+use super::republish::{Override, Republishing};
 use super::table::RecordOutcome;
-use super::{ConsentState, ConsentTable, Rejection};
+use super::{ConsentTable, Rejection};
 use crate::config::{Config, ConsentMode};
 use crate::kafka::{consent_consumer_config, retry, KafkaContext, LagGauge};
 use crate::telemetry::{self, ConsentMetrics};
@@ -39,10 +41,11 @@ pub trait ConsentEffects {
     /// "nothing granted"): the user has a consent source now.
     fn applied(&mut self, user: &str);
 
-    /// Writes `state` back to the consent topic, to `partition`, where the stale record is
-    /// (compaction keeps the last record of a key per partition; a producer that does not
-    /// partition like the enforcer's would otherwise put the override elsewhere).
-    fn republish(&mut self, user: &str, partition: i32, state: ConsentState);
+    /// Writes the override of a stale record back to the consent topic, to `partition`,
+    /// where the stale record is (compaction keeps the last record of a key per partition; a
+    /// producer that does not partition like the enforcer's would otherwise put the override
+    /// elsewhere).
+    fn republish(&mut self, user: &str, partition: i32, record: Override<'_>);
 
     /// Whether this instance re-publishes for consent `partition`. Every instance of a
     /// global-mode group reads every consent partition and sees every stale record; one of
@@ -265,9 +268,6 @@ pub struct ConsentFollower {
     hidden_at_start_reported: bool,
     /// When the history is next swept of states that ended before the window.
     next_sweep: Instant,
-    /// The ownership version the re-publishes left in `to_republish` were last checked
-    /// against (they belong to another instance); `None` after new ones were added.
-    republish_checked: Option<u64>,
 }
 
 /// Applies records to the table (apart from the consumer, so a borrowed message can be
@@ -282,12 +282,8 @@ struct Applier {
     /// Every category the configuration knows: a state granting all of them narrows nobody.
     all_categories: CategorySet,
     copartitioned: bool,
-    /// Users (with their consent partition) whose last record (by offset) was stale: the
-    /// newer state is to be re-published so that compaction, which keeps the last record,
-    /// cannot bring the stale one back.
-    to_republish: HashSet<(i32, Box<str>)>,
-    /// Entries were added to `to_republish` since it was last looked at.
-    republish_added: bool,
+    /// Stale records to override.
+    republishing: Republishing,
     metrics: ConsentMetrics,
 }
 
@@ -319,6 +315,18 @@ impl ConsentFollower {
             tracing::error!(%error, "cannot start the consent sampling thread");
             KafkaError::ClientCreation(format!("consent sampling thread: {error}"))
         })?;
+        // Without it overrides are re-encoded states: correct, without the records' own fields.
+        let lookback = consent_consumer_config(config)
+            .create_with_context(KafkaContext::new(None))
+            .map_err(|error| error.to_string())
+            .and_then(|client| {
+                Lookback::start(client, config.consent.topic.clone(), vocabulary.clone())
+                    .map_err(|error| error.to_string())
+            })
+            .inspect_err(|error| {
+                tracing::warn!(%error, "cannot start reading consent records back; overrides of stale records will not carry their fields");
+            })
+            .ok();
         let copartitioned = config.consent.mode == ConsentMode::Copartitioned;
         let history_window_ms = config.consent.history_window.as_millis();
         let history_max_changes = config.consent.history_max_changes;
@@ -339,8 +347,10 @@ impl ConsentFollower {
                 copartitioned,
                 all_categories: vocabulary.all_categories(),
                 vocabulary,
-                to_republish: HashSet::new(),
-                republish_added: false,
+                republishing: Republishing::new(
+                    lookback,
+                    metrics::counter!(telemetry::CONSENT_RECORDS_REPUBLISHED_REWRITTEN),
+                ),
                 metrics,
             },
             behind: HashSet::new(),
@@ -352,7 +362,6 @@ impl ConsentFollower {
             follow_failing: false,
             hidden_at_start_reported: false,
             next_sweep: Instant::now() + sweep_interval(config.consent.history_window.as_millis()),
-            republish_checked: None,
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
@@ -687,28 +696,17 @@ impl ConsentFollower {
             .map(ConsentTable::users_with_history)
             .sum();
         applier.metrics.history_users.set(history_users as f64);
-        if applier.republish_added {
-            applier.republish_added = false;
-            self.republish_checked = None;
-        }
-        let version = effects.ownership_version();
-        if self.behind.is_empty()
-            && !applier.to_republish.is_empty()
-            && self.republish_checked != Some(version)
-        {
-            // Those of partitions another instance re-publishes for stay: superseded by the
-            // override it writes (read back here too), or written here if this instance
-            // takes the partition over first.
-            let mut others = HashSet::new();
-            for (partition, user) in std::mem::take(&mut applier.to_republish) {
-                if !effects.republishes_for(partition) {
-                    others.insert((partition, user));
-                } else if let Some(state) = applier.table_of(partition).get(&user) {
-                    effects.republish(&user, partition, state);
-                }
-            }
-            applier.to_republish = others;
-            self.republish_checked = Some(version);
+        if self.behind.is_empty() {
+            let Applier {
+                tables,
+                republishing,
+                copartitioned,
+                ..
+            } = applier;
+            let current = |partition: i32, user: &str| {
+                tables[table_index(*copartitioned, partition, tables.len())].get(user)
+            };
+            republishing.run(&current, effects);
         }
         read
     }
@@ -722,24 +720,24 @@ fn sweep_interval(history_window_ms: i64) -> Duration {
     Duration::from_millis(quarter.clamp(1_000, 3_600_000))
 }
 
+/// Which of `tables` tables (at least one) holds the users of consent `partition`.
+fn table_index(copartitioned: bool, partition: i32, tables: usize) -> usize {
+    let index = if copartitioned {
+        usize::try_from(partition).unwrap_or(0)
+    } else {
+        0
+    };
+    index.min(tables.saturating_sub(1))
+}
+
 impl Applier {
     fn table_of(&self, partition: i32) -> &ConsentTable {
-        let index = if self.copartitioned {
-            usize::try_from(partition).unwrap_or(0)
-        } else {
-            0
-        };
-        &self.tables[index.min(self.tables.len() - 1)]
+        &self.tables[table_index(self.copartitioned, partition, self.tables.len())]
     }
 
     fn table_mut(&mut self, partition: i32) -> &mut ConsentTable {
-        let index = if self.copartitioned {
-            usize::try_from(partition).unwrap_or(0)
-        } else {
-            0
-        };
-        let last = self.tables.len() - 1;
-        &mut self.tables[index.min(last)]
+        let index = table_index(self.copartitioned, partition, self.tables.len());
+        &mut self.tables[index]
     }
 
     /// Forgets a consent partition no longer followed (co-partitioned mode).
@@ -747,7 +745,7 @@ impl Applier {
         if self.copartitioned {
             *self.table_mut(partition) =
                 ConsentTable::new(self.history_window_ms, self.history_max_changes);
-            self.to_republish.retain(|(p, _)| *p != partition);
+            self.republishing.forget_partition(partition);
         }
     }
 
@@ -800,8 +798,7 @@ impl Applier {
             }
             RecordOutcome::Stale { .. } => {
                 self.metrics.rejected(Rejection::Stale);
-                self.to_republish.insert((partition, user.into()));
-                self.republish_added = true;
+                self.republishing.stale(partition, user, message.offset());
                 false
             }
             RecordOutcome::FailedClosed(reason) => {
@@ -810,8 +807,8 @@ impl Applier {
                 true
             }
         };
-        if superseded && !self.to_republish.is_empty() {
-            self.to_republish.remove(&(partition, Box::from(user)));
+        if superseded {
+            self.republishing.superseded(partition, user);
         }
         true
     }

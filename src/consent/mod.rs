@@ -6,7 +6,9 @@ pub mod follower;
 pub mod hidden;
 pub mod history;
 pub mod key;
+pub mod lookback;
 pub mod record;
+pub mod republish;
 pub mod table;
 
 use crate::vocabulary::CategorySet;

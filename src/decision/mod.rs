@@ -105,35 +105,32 @@ pub fn person_state(
     }
 }
 
-/// The event time of an event dated further back than `consent.history_window` before its
-/// record: earlier than every state, so the consent in force then is unknown for every
-/// identifier with a stored state (judged as no consent), and none for one without.
-pub const TOO_OLD_TO_JUDGE_MS: i64 = i64::MIN;
-
 /// When an event happened, for judging it by the consent in force then.
 ///
 /// Its `timestamp` field (the client's clock), else the record's Kafka timestamp, else the
-/// time of judging. A `timestamp` later than the record timestamp is capped at it (an event
-/// cannot happen after Kafka received it; a client clock running ahead would otherwise date
-/// an event after a grant that came later, a pre-consent leak). One older than the record
-/// timestamp by more than `tolerance_ms` (`consent.history_window`, as far back as the
-/// enforcer keeps consent history) is [`TOO_OLD_TO_JUDGE_MS`]: the consent in force then
-/// cannot be known, and judging it by the record time instead would let a grant given years
-/// after the event reach back to it. Without a record timestamp, the time of judging stands
-/// in for it.
-pub fn event_time_ms(
+/// time of judging. A `timestamp` later than the record timestamp is capped at it: an event
+/// cannot happen after Kafka received it, and a client clock running ahead would otherwise
+/// date an event after a grant that came later (a pre-consent leak). An earlier one is taken
+/// as it is, however old: the consent in force then is known from the table or it is unknown
+/// (before the first state kept), which fails closed. Without a record timestamp, the time
+/// of judging stands in for it.
+pub fn event_time_ms(timestamp_ms: Option<i64>, record_time_ms: Option<i64>, now_ms: i64) -> i64 {
+    // A record without a Kafka timestamp happened before it is judged, at the latest.
+    let record = record_time_ms.unwrap_or(now_ms);
+    timestamp_ms.map_or(record, |event| event.min(record))
+}
+
+/// Whether an event's `timestamp` is older than its record timestamp (else the time of
+/// judging) by more than `window_ms`: replayed old data or a clock far behind, not an event
+/// that happened shortly before it arrived.
+pub fn dated_before_window(
     timestamp_ms: Option<i64>,
     record_time_ms: Option<i64>,
     now_ms: i64,
-    tolerance_ms: i64,
-) -> i64 {
-    // A record without a Kafka timestamp happened before it is judged, at the latest.
+    window_ms: i64,
+) -> bool {
     let record = record_time_ms.unwrap_or(now_ms);
-    match timestamp_ms {
-        Some(event) if event < record.saturating_sub(tolerance_ms) => TOO_OLD_TO_JUDGE_MS,
-        Some(event) => event.min(record),
-        None => record,
-    }
+    timestamp_ms.is_some_and(|event| event < record.saturating_sub(window_ms))
 }
 
 /// Deliver (`Ok`) or drop with a reason, for one destination.
@@ -414,27 +411,25 @@ mod tests {
 
     #[test]
     fn event_time_is_never_after_the_record_time() {
-        assert_eq!(event_time_ms(Some(50), Some(40), 99, 100), 40);
-        assert_eq!(event_time_ms(Some(30), Some(40), 99, 100), 30);
-        assert_eq!(event_time_ms(None, Some(40), 99, 100), 40);
-        assert_eq!(event_time_ms(Some(30), None, 99, 100), 30);
-        assert_eq!(event_time_ms(None, None, 99, 100), 99);
+        assert_eq!(event_time_ms(Some(50), Some(40), 99), 40);
+        assert_eq!(event_time_ms(Some(30), Some(40), 99), 30);
+        assert_eq!(event_time_ms(None, Some(40), 99), 40);
+        assert_eq!(event_time_ms(Some(30), None, 99), 30);
+        assert_eq!(event_time_ms(None, None, 99), 99);
     }
 
     #[test]
     fn without_a_record_timestamp_the_event_time_is_capped_at_the_time_of_judging() {
-        assert_eq!(event_time_ms(Some(500), None, 99, 100), 99);
-        assert_eq!(event_time_ms(Some(-1), None, 99, 100), -1);
-        assert_eq!(event_time_ms(Some(-5), None, 99, 100), TOO_OLD_TO_JUDGE_MS);
+        assert_eq!(event_time_ms(Some(500), None, 99), 99);
     }
 
     #[test]
-    fn timestamp_older_than_the_tolerance_is_too_old_to_judge() {
-        assert_eq!(event_time_ms(Some(1_000), Some(5_000), 0, 4_000), 1_000);
-        assert_eq!(
-            event_time_ms(Some(999), Some(5_000), 0, 4_000),
-            TOO_OLD_TO_JUDGE_MS
-        );
+    fn an_old_timestamp_is_taken_as_it_is_and_said_to_be_dated_before_the_window() {
+        assert_eq!(event_time_ms(Some(-5), Some(5_000), 0), -5);
+        assert!(!dated_before_window(Some(1_000), Some(5_000), 0, 4_000));
+        assert!(dated_before_window(Some(999), Some(5_000), 0, 4_000));
+        assert!(dated_before_window(Some(-5), None, 99, 100));
+        assert!(!dated_before_window(None, Some(5_000), 0, 0));
     }
 
     #[test]

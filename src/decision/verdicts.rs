@@ -202,21 +202,20 @@ mod tests {
     }
 
     #[test]
-    fn an_event_too_old_to_judge_is_no_consent_for_a_user_with_a_state_and_none_without() {
-        let table = table(&[("u", ANALYTICS, 0)]);
-        let old = crate::decision::TOO_OLD_TO_JUDGE_MS;
-        let known = event(Some("u"), None);
+    fn an_old_event_is_judged_by_the_state_in_force_then_or_fails_closed_before_it() {
+        // Granted at 1 s and never changed: an event from 2 s is judged by that grant, one
+        // from before it (pre-consent, or a clock far behind) by no consent.
+        let table = table(&[("u", ANALYTICS, 1_000)]);
+        let view = event(Some("u"), None);
+        assert_eq!(verdict(&table, &view, 2_000, ANALYTICS), Ok(()));
         assert_eq!(
-            verdict(&table, &known, old, ANALYTICS),
+            verdict(&table, &view, 500, ANALYTICS),
             Err(DropReason::NoConsent)
         );
-        let allow = |view: &EventView<'_>| {
-            Verdicts::new(&table, view, old).decide(view, &rule(ANALYTICS), WhenMissing::Allow)
-        };
-        assert_eq!(allow(&known), Err(DropReason::NoConsent));
-        // An identifier without a state had none at any time: `when_missing` applies.
-        assert_eq!(allow(&event(Some("nobody"), None)), Ok(()));
-        assert_eq!(verdict(&table, &known, old, 0), Ok(()));
+        assert_eq!(
+            verdict(&table, &view, i64::MIN, ANALYTICS),
+            Err(DropReason::NoConsent)
+        );
     }
 
     #[test]

@@ -35,6 +35,17 @@ pub fn without_original(
     )
 }
 
+/// Header of a dead letter of a held record: the held event's source (`topic/partition/offset`
+/// of the input record it came from).
+pub const HELD_SOURCE_HEADER: &str = "consent-enforcer-held-source";
+
+pub fn with_held_source(headers: OwnedHeaders, held_source: &str) -> OwnedHeaders {
+    headers.insert(Header {
+        key: HELD_SOURCE_HEADER,
+        value: Some(held_source),
+    })
+}
+
 /// `headers` and the size in bytes of the value a dead letter was written without.
 pub fn with_original_size(headers: OwnedHeaders, value_bytes: usize) -> OwnedHeaders {
     let size = value_bytes.to_string();

@@ -58,8 +58,19 @@ pub async fn warn_about_topic_configs(config: &Config) {
         return;
     };
     for (i, result) in described.iter().enumerate() {
-        let (Some(topic), Ok(resource)) = (topics.get(i), result) else {
+        let Some(topic) = topics.get(i) else {
             continue;
+        };
+        let resource = match result {
+            Ok(resource) => resource,
+            Err(code) => {
+                // A missing topic is reported by the start-up check; anything else (a missing
+                // DescribeConfigs permission) means the check did not run: say so.
+                if *code != rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+                    tracing::warn!(topic, error = %code, "cannot check the topic's settings");
+                }
+                continue;
+            }
         };
         if i == 0 {
             warn_if_not_compacted(topic, resource);
@@ -92,7 +103,12 @@ fn warn_if_not_compacted(topic: &str, resource: &ConfigResource) {
 /// copies the client's clock into it can date an event before a revocation it came after.
 fn warn_if_create_time(topic: &str, resource: &ConfigResource) {
     let timestamp_type = value(resource, "message.timestamp.type");
-    if timestamp_type != Some("LogAppendTime") {
+    if timestamp_type.is_none() {
+        tracing::warn!(
+            topic,
+            "cannot read the input topic's message.timestamp.type"
+        );
+    } else if timestamp_type != Some("LogAppendTime") {
         tracing::warn!(
             topic,
             timestamp_type = timestamp_type.unwrap_or("unknown"),

@@ -372,29 +372,43 @@ pub fn held_headers(
         })
 }
 
-/// What a held record says: the destinations still to judge, when it was held, and its
-/// original headers (without any of reserved names: the enforcer's own, which are the last
-/// of their names as it appends them, and any a record held by an older version kept).
-pub fn read_held(
-    message: &BorrowedMessage<'_>,
-) -> (Option<String>, Option<i64>, Option<OwnedHeaders>) {
+/// What a held record says, from its headers (the enforcer's own are the last of their
+/// names: it appends them).
+#[derive(Default)]
+pub struct HeldHeaders {
+    /// The destinations still to judge, comma-separated.
+    pub destinations: Option<String>,
+    /// When it was held, Unix milliseconds.
+    pub held_at: Option<i64>,
+    /// Where the event came from: `topic/partition/offset` of the input record.
+    pub source: Option<String>,
+    /// The event's own headers, without any of reserved names (the enforcer's, and any a
+    /// record held by an older version kept).
+    pub original: Option<OwnedHeaders>,
+}
+
+pub fn read_held(message: &BorrowedMessage<'_>) -> HeldHeaders {
     let Some(headers) = message.headers() else {
-        return (None, None, None);
+        return HeldHeaders::default();
     };
-    let all: Vec<_> = headers.iter().collect();
+    let all: Vec<_> = crate::delivery::headers::raw(headers).collect();
     let text = |index: usize| all[index].value.and_then(|v| std::str::from_utf8(v).ok());
-    let position = |name: &str| all.iter().rposition(|header| header.key == name);
+    let position = |name: &str| all.iter().rposition(|h| h.name == name.as_bytes());
     let destinations = position(DESTINATIONS_HEADER)
         .and_then(text)
         .map(str::to_owned);
     let held_at = position(HELD_AT_HEADER)
         .and_then(text)
         .and_then(|v| v.parse().ok());
-    (
+    let source = position(crate::delivery::dead_letter::SOURCE_HEADER)
+        .and_then(text)
+        .map(str::to_owned);
+    HeldHeaders {
         destinations,
         held_at,
-        crate::delivery::headers::without_reserved(Some(headers)),
-    )
+        source,
+        original: crate::delivery::headers::without_reserved(Some(headers)),
+    }
 }
 
 /// Whether an event held at `held_at_ms` has waited longer than `max_age_ms` by `now_ms`.

@@ -9,7 +9,9 @@ use rdkafka::producer::BaseRecord;
 use super::hold::{self, Hold, Resolution, Waiting};
 use crate::config::{DeadLetterPayload, WhenMissing};
 use crate::consent::ConsentTable;
-use crate::decision::{decide, event_time_ms, person_state, DropReason, Grants, Rule, Verdicts};
+use crate::decision::{
+    dated_before_window, decide, event_time_ms, person_state, DropReason, Grants, Rule, Verdicts,
+};
 use crate::delivery::limits::{self, WriteLimits};
 use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::{self, dead_letter, Delivery};
@@ -29,9 +31,9 @@ pub struct Judge<'a> {
     pub limits: WriteLimits,
     pub when_missing: WhenMissing,
     pub max_event_bytes: usize,
-    /// `consent.history_window`: how far before its record time an event's own timestamp is
-    /// believed.
-    pub timestamp_tolerance_ms: i64,
+    /// `consent.history_window`: an event dated further back than this before its record
+    /// time is not held.
+    pub hold_window_ms: i64,
     /// The hold topic, when the hold is enabled.
     pub hold_topic: Option<&'a str>,
     /// Co-partitioned mode: a held event goes to the hold partition of its input partition's
@@ -141,15 +143,14 @@ impl Judge<'_> {
                 }
             }
             Ok(view) => {
-                let time = event_time_ms(
-                    view.timestamp_ms,
-                    outgoing.timestamp,
-                    now_ms,
-                    self.timestamp_tolerance_ms,
-                );
+                let time = event_time_ms(view.timestamp_ms, outgoing.timestamp, now_ms);
                 let verdicts = Verdicts::new(table, &view, time);
-                // Events of a user with no consent source at all wait for a first choice.
-                let holding = self.hold_topic.is_some() && verdicts.now() == Grants::Missing;
+                // Events of a user with no consent source at all wait for a first choice; not
+                // one dated long before it arrived (replayed old data, a clock far behind),
+                // which a first choice made now must not reach back to.
+                let holding = self.hold_topic.is_some()
+                    && verdicts.now() == Grants::Missing
+                    && !self.dated_before_window(&view, outgoing.timestamp, now_ms);
                 let mut waiting_for: Vec<&str> = Vec::new();
                 for (i, rule) in self.rules.iter().enumerate() {
                     match verdicts.decide(&view, rule, self.when_missing) {
@@ -185,6 +186,20 @@ impl Judge<'_> {
         slot: Slot,
         reason: event::Malformed,
     ) {
+        self.dead_letter_with(outgoing, message, slot, reason, None);
+    }
+
+    /// [`Judge::dead_letter`]; for a record read from the hold topic, with the source of the
+    /// event it held (`consent-enforcer-held-source`): the hold's own source header is not
+    /// carried, and the hold topic's retention is short.
+    fn dead_letter_with(
+        &self,
+        outgoing: &Outgoing<'_>,
+        message: &BorrowedMessage<'_>,
+        slot: Slot,
+        reason: event::Malformed,
+        held_source: Option<&str>,
+    ) {
         let keep = self.dead_letter_payload == DeadLetterPayload::Keep;
         let mut record =
             outgoing.record(self.dead_letter_topic, slot.tag(Target::DeadLetter(reason)));
@@ -211,7 +226,27 @@ impl Judge<'_> {
             }
             record.headers = Some(dead_letter::without_original(reason, source, size));
         }
+        if let Some(held_source) = held_source {
+            record.headers = record
+                .headers
+                .take()
+                .map(|headers| dead_letter::with_held_source(headers, held_source));
+        }
         let _ = self.delivery.send(record);
+    }
+
+    fn dated_before_window(
+        &self,
+        view: &EventView<'_>,
+        record_time_ms: Option<i64>,
+        now_ms: i64,
+    ) -> bool {
+        dated_before_window(
+            view.timestamp_ms,
+            record_time_ms,
+            now_ms,
+            self.hold_window_ms,
+        )
     }
 
     /// Writes the event to destination `i`, with its own headers. False if that failed.
@@ -243,12 +278,18 @@ impl Judge<'_> {
         now_ms: i64,
         hold: &mut Hold,
     ) {
-        let (names, held_at, headers) = hold::read_held(message);
+        let hold::HeldHeaders {
+            destinations: names,
+            held_at,
+            source,
+            original: headers,
+        } = hold::read_held(message);
         // The hold topic is trusted only as far as its headers make sense: a record without
         // the destinations header, or naming one not configured, was not written by this
         // enforcer as configured (a forged or foreign record, or a destination removed since).
         let Some(destinations) = names.as_deref().and_then(|n| self.destination_indices(n)) else {
-            self.dead_letter(outgoing, message, slot, event::Malformed::BadHoldHeaders);
+            let reason = event::Malformed::BadHoldHeaders;
+            self.dead_letter_with(outgoing, message, slot, reason, source.as_deref());
             return;
         };
         // Never later than now: a held-at in the future would never expire, and its parked
@@ -288,7 +329,11 @@ impl Judge<'_> {
         let chosen = first_choice_ms.is_some();
         let chosen_in_time =
             first_choice_ms.is_some_and(|at| at <= held_at_ms.saturating_add(hold.max_age_ms));
-        let resolution = if chosen_in_time {
+        // Never held by this version; one held by an earlier one must not be released either.
+        let too_old = self.dated_before_window(view, message.timestamp().to_millis(), now_ms);
+        let resolution = if too_old {
+            Some(Resolution::Expired)
+        } else if chosen_in_time {
             Some(Resolution::Released)
         } else if hold.expired(held_at_ms, now_ms) {
             Some(Resolution::Expired)

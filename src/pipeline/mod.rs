@@ -28,7 +28,8 @@ use crate::clock::now_ms;
 use crate::config::{Config, ConsentMode, Guarantee};
 use crate::consent::follower::{ConsentEffects, PendingSample};
 use crate::consent::record::encode_value;
-use crate::consent::{ConsentFollower, ConsentState};
+use crate::consent::republish::Override;
+use crate::consent::ConsentFollower;
 use crate::decision::Rule;
 use crate::delivery::limits::WriteLimits;
 use crate::delivery::tag::{InputPartition, Tag, Target};
@@ -234,7 +235,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         limits,
         when_missing: config.consent.when_missing,
         max_event_bytes: config.input.max_event_bytes,
-        timestamp_tolerance_ms: config.consent.history_window.as_millis(),
+        hold_window_ms: config.consent.history_window.as_millis(),
         hold_topic: hold_topic.as_deref(),
         copartitioned: config.consent.mode == ConsentMode::Copartitioned,
     };
@@ -769,8 +770,24 @@ impl ConsentEffects for Effects<'_> {
         }
     }
 
-    fn republish(&mut self, user: &str, partition: i32, state: ConsentState) {
-        let value = encode_value(&state, self.vocabulary);
+    fn republish(&mut self, user: &str, partition: i32, record: Override<'_>) {
+        let (value, mut headers) = match record {
+            Override::State(state) => (encode_value(&state, self.vocabulary), OwnedHeaders::new()),
+            Override::Copy(copy) => {
+                let mut headers = OwnedHeaders::new_with_capacity(copy.headers.len() + 1);
+                for (key, value) in &copy.headers {
+                    headers = headers.insert(Header {
+                        key: key.as_str(),
+                        value: value.as_deref(),
+                    });
+                }
+                (copy.value.clone(), headers)
+            }
+        };
+        headers = headers.insert(Header {
+            key: REPUBLISHED_HEADER,
+            value: Some("stale-record-superseded"),
+        });
         let tag = Tag {
             target: Target::Republish,
             input: InputPartition {
@@ -783,10 +800,7 @@ impl ConsentEffects for Effects<'_> {
             .partition(partition)
             .key(user.as_bytes())
             .payload(value.as_slice())
-            .headers(OwnedHeaders::new().insert(Header {
-                key: REPUBLISHED_HEADER,
-                value: Some("stale-record-superseded"),
-            }));
+            .headers(headers);
         // A failure is recorded by `send` and stops the service.
         let _ = self.delivery.send(record);
     }

@@ -98,12 +98,7 @@ impl Real {
             Ok(view) => view,
             Err(reason) => return Judgement::DeadLetter(reason.as_str()),
         };
-        let time = event_time_ms(
-            view.timestamp_ms,
-            kafka_timestamp_ms,
-            now_ms,
-            self.config.consent.history_window.as_millis(),
-        );
+        let time = event_time_ms(view.timestamp_ms, kafka_timestamp_ms, now_ms);
         let verdicts = Verdicts::new(&self.table, &view, time);
         Judgement::Judged(
             self.rules

@@ -100,7 +100,7 @@ pub struct Trace {
     /// The event's `timestamp` was not taken as it is (capped, too old, or missing).
     pub time_not_timestamp: bool,
     /// The event's timestamp was older than its record time by more than the window.
-    pub too_old: bool,
+    pub older_than_window: bool,
 }
 
 /// The consent sources of an event at one time, combined.
@@ -257,8 +257,10 @@ impl Model {
             Err(reason) => return (Judgement::DeadLetter(reason), trace),
         };
         let time = self.event_time(event.timestamp_ms, kafka_timestamp_ms, now_ms);
-        trace.time_not_timestamp = event.timestamp_ms != time;
-        trace.too_old = time.is_none();
+        trace.time_not_timestamp = event.timestamp_ms != Some(time);
+        trace.older_than_window = event.timestamp_ms.is_some_and(|t| {
+            kafka_timestamp_ms.unwrap_or(now_ms) - t > self.config.history_window_ms
+        });
         let user = self.timeline(event.user_id.as_deref());
         let anonymous = self.timeline(event.anonymous_id.as_deref());
         let (window, max_changes) = (
@@ -279,10 +281,10 @@ impl Model {
         let swept = self.swept_ms;
         let user_then = user
             .as_ref()
-            .map(|t| at_time(t, time, window, max_changes, swept));
+            .map(|t| t.at(time, window, max_changes, swept));
         let anonymous_then = anonymous
             .as_ref()
-            .map(|t| at_time(t, time, window, max_changes, swept));
+            .map(|t| t.at(time, window, max_changes, swept));
         // Reading: when both identifiers have several candidates, every pairing must allow.
         let then: Vec<Sources> = match (&user_then, &anonymous_then) {
             (Some(At::Unknown), _) | (_, Some(At::Unknown)) => {
@@ -383,36 +385,12 @@ impl Model {
     }
 
     /// "The event's time is its `timestamp` field (RFC 3339), else the record's Kafka
-    /// timestamp": later than the record timestamp is capped at it; older than it by more
-    /// than `consent.history_window` is "too old to judge" (`None`). "A record without a
-    /// Kafka timestamp has the time it is judged in its place."
-    fn event_time(&self, timestamp: Option<i64>, record: Option<i64>, now: i64) -> Option<i64> {
+    /// timestamp": later than the record timestamp is capped at it; an earlier one is taken as
+    /// it is, however old. "A record without a Kafka timestamp has the time it is judged in
+    /// its place."
+    fn event_time(&self, timestamp: Option<i64>, record: Option<i64>, now: i64) -> i64 {
         let record = record.unwrap_or(now);
-        match timestamp {
-            Some(t) if record - t > self.config.history_window_ms => None,
-            Some(t) => Some(t.min(record)),
-            None => Some(record),
-        }
-    }
-}
-
-/// What an identifier's state was at the event's time (`None`: too old to judge). "The
-/// consent in force then is unknown" for an identifier with a state now; one without had none
-/// at any time, and a failed-closed one is failed at every time.
-fn at_time(
-    timeline: &Timeline,
-    time: Option<i64>,
-    window: i64,
-    max_changes: usize,
-    swept: i64,
-) -> At<'_> {
-    match time {
-        Some(time) => timeline.at(time, window, max_changes, swept),
-        None => match timeline.now() {
-            Now::Absent => At::Absent,
-            Now::FailedClosed => At::FailedClosed,
-            Now::State(_) => At::Unknown,
-        },
+        timestamp.map_or(record, |t| t.min(record))
     }
 }
 
