@@ -58,6 +58,9 @@ pub struct KafkaConfig {
     /// How long start-up may wait for the cluster's metadata before giving up.
     #[serde(default = "default_startup_timeout_secs")]
     pub startup_timeout_secs: u64,
+    /// Values put into properties from `${VAR}` and `*_file`: redacted like secrets.
+    #[serde(skip)]
+    pub indirect_values: Vec<String>,
 }
 
 /// By hand: property values whose keys look secret are never printed.
@@ -66,14 +69,17 @@ impl std::fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("group_id", &self.group_id)
-            .field("properties", &Properties(&self.properties))
+            .field(
+                "properties",
+                &Properties(&self.properties, &self.indirect_values),
+            )
             .field(
                 "consumer_properties",
-                &Properties(&self.consumer_properties),
+                &Properties(&self.consumer_properties, &self.indirect_values),
             )
             .field(
                 "producer_properties",
-                &Properties(&self.producer_properties),
+                &Properties(&self.producer_properties, &self.indirect_values),
             )
             .field("startup_timeout_secs", &self.startup_timeout_secs)
             .finish()
@@ -492,17 +498,19 @@ impl Config {
         .map(|(key, _)| key.clone())
         .collect();
         let env = |name: &str| std::env::var(name).ok();
-        secrets::resolve(&mut config.kafka.properties, "properties", &env)?;
-        secrets::resolve(
-            &mut config.kafka.consumer_properties,
+        let kafka = &mut config.kafka;
+        let mut indirect = secrets::resolve(&mut kafka.properties, "properties", &env)?;
+        indirect.extend(secrets::resolve(
+            &mut kafka.consumer_properties,
             "consumer_properties",
             &env,
-        )?;
-        secrets::resolve(
-            &mut config.kafka.producer_properties,
+        )?);
+        indirect.extend(secrets::resolve(
+            &mut kafka.producer_properties,
             "producer_properties",
             &env,
-        )?;
+        )?);
+        kafka.indirect_values = indirect;
         if let Some(warning) = secrets::exposed_secret_warning(path, &written_out) {
             tracing::warn!("{warning}");
         }

@@ -55,6 +55,7 @@ impl Redactor {
         .flat_map(|map| map.iter())
         .filter(|(key, value)| is_secret_key(key) && !value.is_empty())
         .map(|(_, value)| value.clone())
+        .chain(kafka.indirect_values.iter().cloned())
         .collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
@@ -81,14 +82,16 @@ impl Redactor {
     }
 }
 
-/// A property table for `Debug`: secret-looking values redacted.
-pub struct Properties<'a>(pub &'a BTreeMap<String, String>);
+/// A property table for `Debug`: secret-looking values, and values holding any of the second
+/// field's (those put in from `${VAR}` and `*_file`), redacted.
+pub struct Properties<'a>(pub &'a BTreeMap<String, String>, pub &'a [String]);
 
 impl fmt::Debug for Properties<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(key, value)| {
-                let shown = if is_secret_key(key) {
+                let indirect = self.1.iter().any(|v| value.contains(v.as_str()));
+                let shown = if is_secret_key(key) || indirect {
                     REDACTED
                 } else {
                     value.as_str()
@@ -107,16 +110,18 @@ pub const FILE_SUFFIX: &str = "_file";
 /// Resolves secret indirections in a property table, in place: `${VAR}` anywhere in a value
 /// is replaced by the environment variable `VAR`, and a `<key>_file` entry becomes `<key>`
 /// with the named file's content. Errors name the key and the variable or path, never a
-/// value.
+/// value. Returns what was put in (the variables' values and the files' contents): kept out
+/// of the config file on purpose, they are redacted like secrets whatever their key.
 pub fn resolve(
     properties: &mut BTreeMap<String, String>,
     table: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<String>, ConfigError> {
     let mut resolved = BTreeMap::new();
+    let mut indirect = Vec::new();
     for (key, value) in std::mem::take(properties) {
         let field = format!("kafka.{table}.{key}");
-        let value = substitute(&value, &field, env)?;
+        let value = substitute(&value, &field, env, &mut indirect)?;
         match key.strip_suffix(FILE_SUFFIX) {
             Some(target) if !target.is_empty() => {
                 let content =
@@ -129,6 +134,7 @@ pub fn resolve(
                     .map(|c| c.strip_suffix('\r').unwrap_or(c))
                     .unwrap_or(&content)
                     .to_owned();
+                indirect.push(content.clone());
                 if resolved.insert(target.to_owned(), content).is_some() {
                     return Err(ConfigError::Invalid {
                         field,
@@ -147,7 +153,8 @@ pub fn resolve(
         }
     }
     *properties = resolved;
-    Ok(())
+    indirect.retain(|value| !value.is_empty());
+    Ok(indirect)
 }
 
 /// `${VAR}` replaced by the environment's `VAR` (`$${` stands for a literal `${`).
@@ -155,6 +162,7 @@ fn substitute(
     value: &str,
     field: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    indirect: &mut Vec<String>,
 ) -> Result<String, ConfigError> {
     if !value.contains('$') {
         return Ok(value.to_owned());
@@ -183,6 +191,7 @@ fn substitute(
                 });
             };
             out.push_str(&found);
+            indirect.push(found);
             rest = &inner[end + 1..];
         } else {
             out.push('$');
@@ -259,6 +268,24 @@ mod tests {
         assert!(debug.contains("enforcer"), "{debug}");
     }
 
+    #[test]
+    fn values_put_in_from_variables_and_files_are_redacted_whatever_their_key() {
+        let mut kafka: KafkaConfig =
+            toml::from_str("bootstrap_servers = \"b:9092\"").expect("kafka config");
+        kafka
+            .properties
+            .insert("client.id".into(), "id-${KAFKA_PASSWORD}".into());
+        kafka.indirect_values =
+            resolve(&mut kafka.properties, "properties", &env).expect("resolved");
+        assert_eq!(kafka.properties["client.id"], "id-from-env");
+        let debug = format!("{kafka:?}");
+        assert!(!debug.contains("from-env"), "{debug}");
+        assert_eq!(
+            Redactor::of(&kafka).redact("client.id id-from-env refused"),
+            "client.id id-<redacted> refused"
+        );
+    }
+
     fn env(name: &str) -> Option<String> {
         (name == "KAFKA_PASSWORD").then(|| "from-env".to_owned())
     }
@@ -278,7 +305,8 @@ mod tests {
             ("client.rack".to_owned(), "a$$b$${c}".to_owned()),
         ]
         .into();
-        resolve(&mut properties, "properties", &env).expect("resolved");
+        let indirect = resolve(&mut properties, "properties", &env).expect("resolved");
+        assert_eq!(indirect, ["from-env", "from-file"]);
         assert_eq!(properties["sasl.password"], "from-env");
         assert_eq!(properties["ssl.key.password"], "from-file");
         assert_eq!(properties["client.rack"], "a$$b${c}");
