@@ -255,6 +255,7 @@ impl KafkaContext {
 
 impl ClientContext for KafkaContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let message = crate::secrets::redact_log(message);
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -275,6 +276,8 @@ impl ClientContext for KafkaContext {
         {
             return;
         }
+        let error = crate::secrets::redact_log(&error.to_string()).into_owned();
+        let reason = crate::secrets::redact_log(reason);
         tracing::warn!(target: "librdkafka", %error, "{reason}");
     }
 

@@ -95,6 +95,8 @@ fn main() -> ExitCode {
 /// Reads and validates a config, librdkafka's view of its properties included.
 fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
     let config = Config::load(path)?;
+    // From here on, librdkafka's own logs (the clients made to check the config included).
+    consent_enforcer::secrets::redact_logs(Redactor::of(&config.kafka));
     kafka::check_client_configs(&config)?;
     Ok(config)
 }

@@ -82,6 +82,26 @@ impl Redactor {
     }
 }
 
+/// The redactor librdkafka's log lines and error reports go through (see [`redact_logs`]).
+static LOG_REDACTOR: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+
+/// From now on, librdkafka's logs and error reports have `redactor`'s values taken out: its
+/// texts can quote property values (a malformed `sasl.oauthbearer.config`, for one). The
+/// first call wins.
+pub fn redact_logs(redactor: Redactor) {
+    let _ = LOG_REDACTOR.set(redactor);
+}
+
+/// `text` without the values [`redact_logs`] was given.
+pub fn redact_log(text: &str) -> std::borrow::Cow<'_, str> {
+    match LOG_REDACTOR.get() {
+        Some(redactor) if redactor.values.iter().any(|v| text.contains(v.as_str())) => {
+            std::borrow::Cow::Owned(redactor.redact(text))
+        }
+        _ => std::borrow::Cow::Borrowed(text),
+    }
+}
+
 /// A property table for `Debug`: secret-looking values, and values holding any of the second
 /// field's (those put in from `${VAR}` and `*_file`), redacted.
 pub struct Properties<'a>(pub &'a BTreeMap<String, String>, pub &'a [String]);
@@ -266,6 +286,19 @@ mod tests {
         let debug = format!("{kafka:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("enforcer"), "{debug}");
+    }
+
+    #[test]
+    fn log_lines_lose_the_values_given_for_logs() {
+        redact_logs(Redactor::default().with("log-secret-31"));
+        assert_eq!(
+            redact_log("bad config: log-secret-31 here"),
+            "bad config: <redacted> here"
+        );
+        assert!(matches!(
+            redact_log("nothing"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]
