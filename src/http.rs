@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -26,6 +26,28 @@ use crate::telemetry;
 pub struct Endpoints {
     pub metrics: PrometheusHandle,
     pub ready: Arc<AtomicBool>,
+}
+
+/// The last rendering of `/metrics`, and when it began. One rendering at a time: requests
+/// that arrive while one runs share the next, so a flood of scrapes costs one rendering per
+/// rendering's time, not one each, and every answer is as recent as its request.
+#[derive(Default)]
+struct Rendered(tokio::sync::Mutex<Option<(Instant, Bytes)>>);
+
+impl Rendered {
+    async fn get(&self, metrics: &PrometheusHandle) -> Bytes {
+        let asked = Instant::now();
+        let mut last = self.0.lock().await;
+        match &*last {
+            Some((began, body)) if *began >= asked => body.clone(),
+            _ => {
+                let began = Instant::now();
+                let body = Bytes::from(metrics.render());
+                *last = Some((began, body.clone()));
+                body
+            }
+        }
+    }
 }
 
 /// Binds the listener now, so that a taken port is a start-up error, not a later surprise.
@@ -53,6 +75,7 @@ pub async fn serve(
 ) {
     let mut connections: VecDeque<JoinHandle<()>> = VecDeque::new();
     let mut backoff = Duration::ZERO;
+    let rendered = Arc::new(Rendered::default());
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -84,10 +107,11 @@ pub async fn serve(
             }
         }
         let endpoints = endpoints.clone();
+        let rendered = rendered.clone();
         connections.push_back(tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let response = respond(&endpoints, &request);
-                async move { Ok::<_, Infallible>(response) }
+                let (endpoints, rendered) = (endpoints.clone(), rendered.clone());
+                async move { Ok::<_, Infallible>(respond(&endpoints, &rendered, &request).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -99,13 +123,17 @@ pub async fn serve(
     }
 }
 
-fn respond(endpoints: &Endpoints, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(
+    endpoints: &Endpoints,
+    rendered: &Rendered,
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".to_owned());
     }
     match request.uri().path() {
         "/metrics" => {
-            let mut response = text(StatusCode::OK, endpoints.metrics.render());
+            let mut response = Response::new(Full::new(rendered.get(&endpoints.metrics).await));
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
