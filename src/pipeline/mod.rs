@@ -189,7 +189,6 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         consumer: None,
         hold: hold.as_ref(),
         republisher: Republisher {
-            copartitioned: config.consent.mode == ConsentMode::Copartitioned,
             first_input_partitions: config
                 .input
                 .topics
@@ -723,13 +722,13 @@ struct Effects<'a> {
     republisher: Republisher,
 }
 
-/// Which instance re-publishes for a consent partition. Co-partitioned: the one following
-/// it (the owner of the input partitions of its number). Global: the owner of partition
-/// `p mod n` of the first input topic, `n` its partition count, so that every consent
-/// partition has exactly one owner whatever the two counts.
+/// Which instance re-publishes for a consent partition `p`: the owner of partition `p mod n`
+/// of the first input topic, `n` its partition count, so that every consent partition has
+/// one owner whatever the two counts (in co-partitioned mode they are equal: the owner of
+/// input partition `p`, one of the instances following consent partition `p`, of which
+/// there can be several with several input topics).
 #[derive(Clone, Copy)]
 struct Republisher {
-    copartitioned: bool,
     first_input_partitions: i32,
 }
 
@@ -806,9 +805,6 @@ impl ConsentEffects for Effects<'_> {
     }
 
     fn republishes_for(&self, partition: i32) -> bool {
-        if self.republisher.copartitioned {
-            return true;
-        }
         let first = partition.rem_euclid(self.republisher.first_input_partitions);
         u16::try_from(first).is_ok_and(|partition| {
             self.delivery
