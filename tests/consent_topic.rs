@@ -280,6 +280,38 @@ fn a_newer_record_without_its_own_time_is_overridden_from_the_table_and_counted(
     assert!(value.get("consentId").is_none());
 }
 
+/// Compaction can leave of a user's records only a stale one and the override written after
+/// it (the newer record and the states between are gone). The stale record was never in
+/// force: the time between the two is unknown, not covered by its grant.
+#[test]
+fn a_stale_record_and_its_override_left_by_compaction_leave_the_time_between_unknown() {
+    const DAY: i64 = 86_400_000;
+    let s = Scenario::new("compacted-override", amplitude());
+    s.send_consent(
+        "u1",
+        &consent(&["analytics"], &[], &rfc3339_from_now(-500 * DAY)),
+    );
+    produce(
+        &s.consent,
+        &[Record {
+            key: Some(b"u1".to_vec()),
+            value: Some(consent(&["analytics"], &[], &rfc3339_from_now(-DAY)).into_bytes()),
+            headers: vec![(
+                "consent-enforcer-republished".to_owned(),
+                Some(b"stale-record-superseded".to_vec()),
+            )],
+            ..Record::default()
+        }],
+    );
+    let _enforcer = s.start_ready();
+    s.send_events(&[
+        ("u1", &track_at("u1", "then", &rfc3339_from_now(-200 * DAY))),
+        ("u1", &track("u1", "now")),
+    ]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["now"]);
+}
+
 /// Every instance of a global-mode group reads every consent partition and sees every stale
 /// record; only the owner of the matching input partition writes the override.
 #[test]

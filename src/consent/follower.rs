@@ -20,9 +20,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::hidden::HiddenRecords;
 use super::lookback::Lookback;
 use super::record::{parse_key, parse_value};
-use super::republish::{Override, Republishing};
+use super::republish::{Override, Republishing, REPUBLISHED_HEADER};
 use super::table::RecordOutcome;
-use super::{ConsentTable, Rejection};
+use super::{ConsentState, ConsentTable, ConsentUpdate, Rejection};
 use crate::config::{Config, ConsentMode};
 use crate::kafka::{consent_consumer_config, retry, KafkaContext, LagGauge};
 use crate::telemetry::{self, ConsentMetrics};
@@ -45,7 +45,7 @@ pub trait ConsentEffects {
     /// where the stale record is (compaction keeps the last record of a key per partition; a
     /// producer that does not partition like the enforcer's would otherwise put the override
     /// elsewhere).
-    fn republish(&mut self, user: &str, partition: i32, record: Override<'_>);
+    fn republish(&mut self, user: &str, partition: i32, record: Override);
 
     /// Whether this instance re-publishes for consent `partition`. Every instance of a
     /// global-mode group reads every consent partition and sees every stale record; one of
@@ -304,11 +304,11 @@ impl ConsentFollower {
                 KafkaContext::new(Some(LagGauge::Total(metrics.lag.clone())))
                     .with_hidden(hidden.clone()),
             )?;
-        let watermarks: BaseConsumer<KafkaContext> = consent_consumer_config(config)
+        let watermarks: BaseConsumer<KafkaContext> = unpolled_client_config(config)
             .set("isolation.level", "read_uncommitted")
             .create_with_context(KafkaContext::new(None))?;
         let sampler = Sampler::start(
-            consent_consumer_config(config).create_with_context(KafkaContext::new(None))?,
+            unpolled_client_config(config).create_with_context(KafkaContext::new(None))?,
             config.consent.topic.clone(),
         )
         .map_err(|error| {
@@ -316,7 +316,7 @@ impl ConsentFollower {
             KafkaError::ClientCreation(format!("consent sampling thread: {error}"))
         })?;
         // Without it overrides are re-encoded states: correct, without the records' own fields.
-        let lookback = consent_consumer_config(config)
+        let lookback = unpolled_client_config(config)
             .create_with_context(KafkaContext::new(None))
             .map_err(|error| error.to_string())
             .and_then(|client| {
@@ -697,18 +697,18 @@ impl ConsentFollower {
             .sum();
         applier.metrics.history_users.set(history_users as f64);
         if self.behind.is_empty() {
-            let Applier {
-                tables,
-                republishing,
-                copartitioned,
-                ..
-            } = applier;
-            let current = |partition: i32, user: &str| {
-                tables[table_index(*copartitioned, partition, tables.len())].get(user)
-            };
-            republishing.run(&current, effects);
+            let current = current_in(&applier.tables, applier.copartitioned);
+            applier.republishing.run(&current, effects);
         }
         read
+    }
+
+    /// Writes the overrides still waiting for a copy of their record from the table's state,
+    /// so that the stop's drain covers them.
+    pub fn flush_overrides(&mut self, effects: &mut dyn ConsentEffects) {
+        let applier = &mut self.applier;
+        let current = current_in(&applier.tables, applier.copartitioned);
+        applier.republishing.flush(&current, effects);
     }
 }
 
@@ -718,6 +718,29 @@ impl ConsentFollower {
 fn sweep_interval(history_window_ms: i64) -> Duration {
     let quarter = u64::try_from(history_window_ms / 4).unwrap_or(0);
     Duration::from_millis(quarter.clamp(1_000, 3_600_000))
+}
+
+/// The consent clients that ask the cluster but are not polled, or rarely: no statistics,
+/// which librdkafka would queue every interval for a poll that does not come.
+fn unpolled_client_config(config: &Config) -> rdkafka::ClientConfig {
+    let mut client = consent_consumer_config(config);
+    client.set("statistics.interval.ms", "0");
+    client
+}
+
+/// Whether a consent record is an override of a stale record, written by an enforcer.
+fn is_override(message: &BorrowedMessage<'_>) -> bool {
+    message.headers().is_some_and(|headers| {
+        crate::delivery::headers::raw(headers).any(|h| h.name == REPUBLISHED_HEADER.as_bytes())
+    })
+}
+
+/// A user's state now in the table of a consent partition.
+fn current_in(
+    tables: &[ConsentTable],
+    copartitioned: bool,
+) -> impl Fn(i32, &str) -> Option<ConsentState> + '_ {
+    move |partition, user| tables[table_index(copartitioned, partition, tables.len())].get(user)
 }
 
 /// Which of `tables` tables (at least one) holds the users of consent `partition`.
@@ -743,9 +766,10 @@ impl Applier {
     /// Forgets a consent partition no longer followed (co-partitioned mode).
     fn forget_partition(&mut self, partition: i32) {
         if self.copartitioned {
-            *self.table_mut(partition) =
-                ConsentTable::new(self.history_window_ms, self.history_max_changes);
-            self.republishing.forget_partition(partition);
+            let empty = ConsentTable::new(self.history_window_ms, self.history_max_changes);
+            let table = std::mem::replace(self.table_mut(partition), empty);
+            self.republishing
+                .forget_partition(partition, &|user| table.get(user));
         }
     }
 
@@ -783,7 +807,17 @@ impl Applier {
             );
         }
         let table = self.table_mut(partition);
-        let superseded = match table.apply_record(user, update, record_time_ms, now_ms) {
+        // An override read back with a different state before it: that state came from the
+        // stale record it overrode (compaction removed the newer record between them), and the
+        // states in force between the two are unknown.
+        let overrode = table.get(user).is_some_and(|stored| {
+            update.is_ok_and(|u| u != ConsentUpdate::Set(stored)) && is_override(message)
+        });
+        let outcome = table.apply_record(user, update, record_time_ms, now_ms);
+        if overrode {
+            table.forget_history(user);
+        }
+        let superseded = match outcome {
             RecordOutcome::Removed => {
                 self.metrics.removed.increment(1);
                 true

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::record::parse_value;
 use super::{ConsentState, ConsentUpdate};
-use crate::delivery::headers::{is_reserved, raw};
+use crate::delivery::headers::without_reserved;
 use crate::kafka::KafkaContext;
 use crate::vocabulary::Vocabulary;
 
@@ -43,11 +43,12 @@ pub struct Lookup {
     pub before: i64,
 }
 
-/// A consent record's value and headers (those of reserved names left out), to write again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A consent record's value and headers (those of reserved names left out, the others byte
+/// for byte), to write again.
+#[derive(Debug)]
 pub struct CopiedRecord {
     pub value: Vec<u8>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: Option<OwnedHeaders>,
 }
 
 /// What a lookup found.
@@ -101,6 +102,20 @@ impl Lookback {
         })
     }
 
+    /// A lookback whose requests and answers are the caller's to serve (tests).
+    #[cfg(test)]
+    pub fn served_by_caller() -> (Lookback, mpsc::Receiver<Lookup>, mpsc::Sender<Found>) {
+        let (requests, incoming) = mpsc::channel();
+        let (answer, answers) = mpsc::channel();
+        let lookback = Lookback {
+            requests: Some(requests),
+            answers,
+            stop: Arc::new(AtomicBool::new(false)),
+            pending: 0,
+        };
+        (lookback, incoming, answer)
+    }
+
     /// Asks for `lookup`; false if the thread is gone (the caller re-encodes instead).
     pub fn request(&mut self, lookup: Lookup) -> bool {
         let sent = self
@@ -113,11 +128,19 @@ impl Lookback {
         sent
     }
 
-    /// The lookups answered since the last call.
-    pub fn answered(&mut self) -> Vec<Found> {
-        let found: Vec<Found> = self.answers.try_iter().collect();
+    /// The lookups answered since the last call, and whether the thread is gone (nothing
+    /// more will be answered).
+    pub fn answered(&mut self) -> (Vec<Found>, bool) {
+        let mut found = Vec::new();
+        let gone = loop {
+            match self.answers.try_recv() {
+                Ok(answer) => found.push(answer),
+                Err(mpsc::TryRecvError::Empty) => break false,
+                Err(mpsc::TryRecvError::Disconnected) => break true,
+            }
+        };
         self.pending = self.pending.saturating_sub(found.len());
-        found
+        (found, gone)
     }
 
     /// Lookups asked for and not answered yet.
@@ -196,18 +219,9 @@ fn reads_back_as(value: Option<&[u8]>, state: ConsentState, vocabulary: &Vocabul
 }
 
 fn copy(message: &rdkafka::message::BorrowedMessage<'_>) -> CopiedRecord {
-    let headers = message.headers().map_or_else(Vec::new, |headers| {
-        raw(headers)
-            .filter(|h| !is_reserved(h.name))
-            .filter_map(|h| {
-                let name = std::str::from_utf8(h.name).ok()?;
-                Some((name.to_owned(), h.value.map(<[u8]>::to_vec)))
-            })
-            .collect()
-    });
     CopiedRecord {
         value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        headers,
+        headers: without_reserved(message.headers()),
     }
 }
 

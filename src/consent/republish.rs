@@ -13,6 +13,9 @@ use super::follower::ConsentEffects;
 use super::lookback::{CopiedRecord, Lookback, Lookup};
 use super::ConsentState;
 
+/// Header on a consent record the enforcer re-published after a stale one.
+pub const REPUBLISHED_HEADER: &str = "consent-enforcer-republished";
+
 /// Beyond this many lookups waiting (a flood of stale records), overrides are re-encoded
 /// at once rather than queued behind them.
 const MAX_PENDING_LOOKUPS: usize = 1_000;
@@ -24,11 +27,19 @@ const MAX_PENDING_LOOKUPS: usize = 1_000;
 /// record back.
 pub const OWNER_GRACE: Duration = Duration::from_secs(60);
 
+/// How long a lookup may take before the override is written from the table's state (a
+/// copy that comes later is still written, after it). Until an override is written the stale
+/// record is the last of its key, which compaction would keep.
+const LOOKUP_DEADLINE: Duration = Duration::from_secs(5);
+
 /// What an override is written as.
-#[derive(Debug, Clone, Copy)]
-pub enum Override<'a> {
-    /// The newer record as it was written, read back.
-    Copy(&'a CopiedRecord),
+#[derive(Debug)]
+pub enum Override {
+    /// The newer record as it was written, read back; `state` is what it reads back as.
+    Copy {
+        record: CopiedRecord,
+        state: ConsentState,
+    },
     /// The table's state, encoded (fields the enforcer does not read are not in it).
     State(ConsentState),
 }
@@ -39,6 +50,15 @@ struct Stale {
     offset: i64,
     /// Since when it is left to the instance that owns its partition.
     left_since: Option<Instant>,
+}
+
+/// A lookup asked for and not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// When the state is to be written if no answer has come.
+    deadline: Instant,
+    /// The state override is written already (the lookup took too long).
+    written: bool,
 }
 
 pub struct Republishing {
@@ -53,7 +73,13 @@ pub struct Republishing {
     grace_ends: Option<Instant>,
     /// [`OWNER_GRACE`], shorter in tests.
     grace: Duration,
+    /// [`LOOKUP_DEADLINE`], shorter in tests.
+    lookup_deadline: Duration,
     lookback: Option<Lookback>,
+    pending: HashMap<(i32, Box<str>), Pending>,
+    /// Overrides of partitions no longer followed, with the state to write (the table that
+    /// held it is gone): written at the next turn.
+    orphans: Vec<(i32, Box<str>, ConsentState)>,
     /// Overrides written from the table's state although the state was valid.
     rewritten: Counter,
 }
@@ -66,20 +92,22 @@ impl Republishing {
             checked: None,
             grace_ends: None,
             grace: OWNER_GRACE,
+            lookup_deadline: LOOKUP_DEADLINE,
             lookback,
+            pending: HashMap::new(),
+            orphans: Vec::new(),
             rewritten,
         }
     }
 
     /// The record of `user` at `offset` of `partition` was stale.
     pub fn stale(&mut self, partition: i32, user: &str, offset: i64) {
-        self.stale.insert(
-            (partition, user.into()),
-            Stale {
-                offset,
-                left_since: None,
-            },
-        );
+        let entry = self.stale.entry((partition, user.into())).or_insert(Stale {
+            offset,
+            left_since: None,
+        });
+        // The grace runs from the first stale record: one re-sent often must not restart it.
+        entry.offset = entry.offset.max(offset);
         self.added = true;
     }
 
@@ -90,40 +118,59 @@ impl Republishing {
         }
     }
 
-    /// The partition is no longer followed (co-partitioned mode).
-    pub fn forget_partition(&mut self, partition: i32) {
+    /// The partition is no longer followed (co-partitioned mode): overrides asked for and not
+    /// yet written are written from `current` (its table, about to be dropped) at the next
+    /// turn; the rest is left to the partition's next follower, which reads the stale record
+    /// too.
+    pub fn forget_partition(
+        &mut self,
+        partition: i32,
+        current: &dyn Fn(&str) -> Option<ConsentState>,
+    ) {
         self.stale.retain(|(p, _), _| *p != partition);
+        let orphans = &mut self.orphans;
+        self.pending.retain(|(p, user), pending| {
+            if *p != partition {
+                return true;
+            }
+            if let (false, Some(state)) = (pending.written, current(user)) {
+                orphans.push((partition, user.clone(), state));
+            }
+            false
+        });
     }
 
-    /// Writes the overrides this instance writes: copies read back since the last call, and
-    /// for new entries a lookup (or, without one, the state). `current` answers a user's
-    /// state now in a partition's table; an answer for a user whose state has changed since
-    /// it was asked for is dropped (the newer record needs no override, or has its own).
+    /// Writes every override asked for and not written yet from the table's state, without
+    /// waiting for its lookup (before a stop: the stop's drain then covers them).
+    pub fn flush(
+        &mut self,
+        current: &dyn Fn(i32, &str) -> Option<ConsentState>,
+        effects: &mut dyn ConsentEffects,
+    ) {
+        for (partition, user, state) in std::mem::take(&mut self.orphans) {
+            effects.republish(&user, partition, Override::State(state));
+        }
+        for ((partition, user), pending) in &mut self.pending {
+            if !pending.written {
+                pending.written = true;
+                if let Some(state) = current(*partition, user) {
+                    self.rewritten.increment(1);
+                    effects.republish(user, *partition, Override::State(state));
+                }
+            }
+        }
+    }
+
+    /// Writes the overrides this instance writes: copies read back since the last call (or
+    /// the state, for a lookup that found nothing or took too long), and for new entries a
+    /// lookup (or, without one, the state). `current` answers a user's state now in a
+    /// partition's table.
     pub fn run(
         &mut self,
         current: &dyn Fn(i32, &str) -> Option<ConsentState>,
         effects: &mut dyn ConsentEffects,
     ) {
-        if let Some(lookback) = &mut self.lookback {
-            for found in lookback.answered() {
-                let Lookup {
-                    partition,
-                    user,
-                    state,
-                    ..
-                } = found.lookup;
-                if current(partition, &user) != Some(state) {
-                    continue;
-                }
-                match &found.record {
-                    Some(copy) => effects.republish(&user, partition, Override::Copy(copy)),
-                    None => {
-                        self.rewritten.increment(1);
-                        effects.republish(&user, partition, Override::State(state));
-                    }
-                }
-            }
-        }
+        self.write_answers(current, effects);
         if std::mem::take(&mut self.added) {
             self.checked = None;
         }
@@ -152,40 +199,114 @@ impl Republishing {
                 );
                 continue;
             }
-            let offset = entry.offset;
             let Some(state) = current(partition, &user) else {
                 continue;
             };
-            let lookup = Lookup {
-                partition,
-                user,
-                state,
-                before: offset,
-            };
-            if state.is_failed_closed() {
-                // Its override reads back as malformed; no record of it is to be copied.
-                effects.republish(&lookup.user, partition, Override::State(state));
-                continue;
-            }
-            let queued = match &mut self.lookback {
-                Some(lookback) if lookback.pending() < MAX_PENDING_LOOKUPS => {
-                    lookback.request(lookup.clone())
-                }
-                _ => false,
-            };
-            if !queued {
-                self.rewritten.increment(1);
-                effects.republish(&lookup.user, partition, Override::State(state));
-            }
+            self.ask(partition, user, state, entry.offset, now, effects);
         }
         self.stale = others;
         self.checked = Some(version);
+    }
+
+    /// Asks for a copy of the record behind `state`, or writes the state at once.
+    fn ask(
+        &mut self,
+        partition: i32,
+        user: Box<str>,
+        state: ConsentState,
+        before: i64,
+        now: Instant,
+        effects: &mut dyn ConsentEffects,
+    ) {
+        // A failed-closed user's override reads back as malformed; no record is copied.
+        let lookback = self
+            .lookback
+            .as_mut()
+            .filter(|l| !state.is_failed_closed() && l.pending() < MAX_PENDING_LOOKUPS);
+        let lookup = Lookup {
+            partition,
+            user,
+            state,
+            before,
+        };
+        let key = (partition, lookup.user.clone());
+        if lookback.is_some_and(|l| l.request(lookup)) {
+            let pending = Pending {
+                deadline: now + self.lookup_deadline,
+                written: false,
+            };
+            self.pending.insert(key, pending);
+        } else {
+            if !state.is_failed_closed() {
+                self.rewritten.increment(1);
+            }
+            effects.republish(&key.1, partition, Override::State(state));
+        }
+    }
+
+    /// The lookups answered, and those that took too long.
+    fn write_answers(
+        &mut self,
+        current: &dyn Fn(i32, &str) -> Option<ConsentState>,
+        effects: &mut dyn ConsentEffects,
+    ) {
+        for (partition, user, state) in std::mem::take(&mut self.orphans) {
+            effects.republish(&user, partition, Override::State(state));
+        }
+        let Some(lookback) = &mut self.lookback else {
+            return;
+        };
+        let (answers, gone) = lookback.answered();
+        for found in answers {
+            let Lookup {
+                partition,
+                user,
+                state,
+                ..
+            } = found.lookup;
+            let Some(pending) = self.pending.remove(&(partition, user.clone())) else {
+                // Its partition was forgotten: written from its state then.
+                continue;
+            };
+            match (current(partition, &user), found.record) {
+                // Still the state looked for: the copy, last, wins compaction.
+                (Some(now), Some(record)) if now == state => {
+                    effects.republish(&user, partition, Override::Copy { record, state });
+                }
+                (Some(now), None) if now == state => {
+                    if !pending.written {
+                        self.rewritten.increment(1);
+                        effects.republish(&user, partition, Override::State(now));
+                    }
+                }
+                // Changed since, perhaps by a record of another partition: the stale record
+                // still needs overriding, with the state now.
+                (Some(now), _) => effects.republish(&user, partition, Override::State(now)),
+                (None, _) => {}
+            }
+        }
+        let now = Instant::now();
+        for ((partition, user), pending) in &mut self.pending {
+            if !pending.written && (gone || now >= pending.deadline) {
+                pending.written = true;
+                if let Some(state) = current(*partition, user) {
+                    self.rewritten.increment(1);
+                    effects.republish(user, *partition, Override::State(state));
+                }
+            }
+        }
+        if gone {
+            // The thread is gone: nothing more will be answered.
+            self.pending.clear();
+            self.lookback = None;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consent::lookback::Found;
     use crate::vocabulary::CategorySet;
 
     struct Fake {
@@ -199,8 +320,8 @@ mod tests {
             true
         }
         fn applied(&mut self, _: &str) {}
-        fn republish(&mut self, user: &str, partition: i32, record: Override<'_>) {
-            let copied = matches!(record, Override::Copy(_));
+        fn republish(&mut self, user: &str, partition: i32, record: Override) {
+            let copied = matches!(record, Override::Copy { .. });
             self.written.push((user.to_owned(), partition, copied));
         }
         fn republishes_for(&self, partition: i32) -> bool {
@@ -265,6 +386,104 @@ mod tests {
         assert_eq!(effects.written.len(), 1);
     }
 
+    fn owning_all() -> Fake {
+        Fake {
+            owned: vec![0, 1, 2, 3],
+            version: 1,
+            written: Vec::new(),
+        }
+    }
+
+    fn copy() -> CopiedRecord {
+        CopiedRecord {
+            value: b"{}".to_vec(),
+            headers: None,
+        }
+    }
+
+    #[test]
+    fn a_copy_found_is_the_override_and_one_not_found_is_the_state_counted() {
+        let (lookback, requests, answers) = Lookback::served_by_caller();
+        let mut republishing = Republishing::new(Some(lookback), Counter::noop());
+        let mut effects = owning_all();
+        let current = |_: i32, _: &str| Some(state(1));
+        republishing.stale(0, "a", 5);
+        republishing.stale(1, "b", 6);
+        republishing.run(&current, &mut effects);
+        assert!(effects.written.is_empty(), "waits for the lookups");
+        for lookup in requests.try_iter() {
+            let record = (lookup.user.as_ref() == "a").then(copy);
+            answers.send(Found { lookup, record }).unwrap();
+        }
+        republishing.run(&current, &mut effects);
+        effects.written.sort();
+        assert_eq!(
+            effects.written,
+            [("a".to_owned(), 0, true), ("b".to_owned(), 1, false)]
+        );
+    }
+
+    #[test]
+    fn an_override_waiting_for_its_copy_is_written_from_the_state_at_the_deadline_or_a_flush() {
+        let (lookback, requests, answers) = Lookback::served_by_caller();
+        let mut republishing = Republishing::new(Some(lookback), Counter::noop());
+        republishing.lookup_deadline = Duration::from_millis(50);
+        let mut effects = owning_all();
+        let current = |_: i32, _: &str| Some(state(1));
+        republishing.stale(0, "late", 5);
+        republishing.run(&current, &mut effects);
+        std::thread::sleep(Duration::from_millis(60));
+        republishing.run(&current, &mut effects);
+        assert_eq!(effects.written, [("late".to_owned(), 0, false)]);
+        // The copy that comes after is still written, last.
+        let lookup = requests.try_recv().unwrap();
+        answers
+            .send(Found {
+                lookup,
+                record: Some(copy()),
+            })
+            .unwrap();
+        republishing.run(&current, &mut effects);
+        assert_eq!(effects.written[1..], [("late".to_owned(), 0, true)]);
+        // Before a stop, nothing waits.
+        republishing.stale(2, "stopping", 7);
+        republishing.run(&current, &mut effects);
+        republishing.flush(&current, &mut effects);
+        assert_eq!(effects.written[2..], [("stopping".to_owned(), 2, false)]);
+    }
+
+    #[test]
+    fn a_state_changed_since_the_lookup_is_written_and_a_gone_thread_flushes_the_rest() {
+        let (lookback, requests, answers) = Lookback::served_by_caller();
+        let mut republishing = Republishing::new(Some(lookback), Counter::noop());
+        let mut effects = owning_all();
+        republishing.stale(0, "changed", 5);
+        republishing.stale(1, "waiting", 5);
+        republishing.run(&|_, _| Some(state(1)), &mut effects);
+        let lookups: Vec<Lookup> = requests.try_iter().collect();
+        for lookup in lookups {
+            if lookup.user.as_ref() == "changed" {
+                answers
+                    .send(Found {
+                        lookup,
+                        record: Some(copy()),
+                    })
+                    .unwrap();
+            }
+        }
+        drop(answers);
+        // The copy's state is no longer current: the state now is written instead.
+        republishing.run(&|_, _| Some(state(2)), &mut effects);
+        effects.written.sort();
+        assert_eq!(
+            effects.written,
+            [
+                ("changed".to_owned(), 0, false),
+                ("waiting".to_owned(), 1, false)
+            ]
+        );
+    }
+
     #[test]
     fn a_user_whose_state_is_gone_is_not_written_and_a_forgotten_partition_is_dropped() {
         let mut republishing = Republishing::new(None, Counter::noop());
@@ -275,7 +494,7 @@ mod tests {
         };
         republishing.stale(0, "gone", 5);
         republishing.stale(1, "forgotten", 5);
-        republishing.forget_partition(1);
+        republishing.forget_partition(1, &|_| Some(state(1)));
         republishing.run(&|_, _| None, &mut effects);
         assert!(effects.written.is_empty());
     }

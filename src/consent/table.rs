@@ -160,6 +160,17 @@ impl ConsentTable {
         }
     }
 
+    /// Forgets the states `user`'s current one superseded: after an override of a stale
+    /// record that was read back with a different state before it (see
+    /// [`super::follower`]), the state it superseded came from that stale record, and the
+    /// states really in force between them were compacted away. Times before the current
+    /// state are then unknown, which fails closed.
+    pub fn forget_history(&mut self, user: &str) {
+        if !self.history.is_empty() {
+            self.history.remove(user);
+        }
+    }
+
     /// Whether applying `record` could take a grant away from any person, now: every change
     /// does but a state granting every category (`all`) or a record that would be stale. A
     /// person's consent is the newer of the states of two identifiers, and which identifiers
@@ -182,7 +193,14 @@ impl ConsentTable {
             Ok(ConsentUpdate::Remove) => current.is_some(),
             Ok(ConsentUpdate::Set(state)) => {
                 let updated_at_ms = state.updated_at_ms.min(record_time_ms);
-                !state.granted.is_superset(all)
+                let applied = ConsentState {
+                    updated_at_ms,
+                    ..*state
+                };
+                // The same state again (an override read back, a record sent twice) changes
+                // nothing.
+                current != Some(applied)
+                    && !state.granted.is_superset(all)
                     && self.bar(user).is_none_or(|bar| bar <= updated_at_ms)
             }
             Err(_) => true,

@@ -402,6 +402,7 @@ pub fn read_held(message: &BorrowedMessage<'_>) -> HeldHeaders {
         .and_then(|v| v.parse().ok());
     let source = position(crate::delivery::dead_letter::SOURCE_HEADER)
         .and_then(text)
+        .filter(|source| is_source(source))
         .map(str::to_owned);
     HeldHeaders {
         destinations,
@@ -409,6 +410,21 @@ pub fn read_held(message: &BorrowedMessage<'_>) -> HeldHeaders {
         source,
         original: crate::delivery::headers::without_reserved(Some(headers)),
     }
+}
+
+/// Whether `text` is a `topic/partition/offset` the enforcer could have written: a forged
+/// one copied into a dead letter must not make it too large to write.
+fn is_source(text: &str) -> bool {
+    let mut parts = text.rsplitn(3, '/');
+    let (Some(offset), Some(partition), Some(topic)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    // Kafka topic names are at most 249 characters.
+    text.len() <= 300
+        && !topic.is_empty()
+        && partition.parse::<i32>().is_ok()
+        && offset.parse::<i64>().is_ok()
 }
 
 /// Whether an event held at `held_at_ms` has waited longer than `max_age_ms` by `now_ms`.
@@ -419,6 +435,16 @@ fn older_than(max_age_ms: i64, held_at_ms: i64, now_ms: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_short_topic_partition_offset_is_taken_as_a_held_source() {
+        assert!(is_source("events.raw/3/17"));
+        assert!(is_source("a/b/0/1"));
+        assert!(!is_source("events.raw/x/17"));
+        assert!(!is_source("/3/17"));
+        assert!(!is_source("17"));
+        assert!(!is_source(&format!("{}/0/1", "t".repeat(300))));
+    }
 
     const P: InputPartition = InputPartition {
         topic: 1,

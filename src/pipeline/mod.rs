@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message};
 use rdkafka::producer::BaseRecord;
 use rdkafka::Offset;
 
@@ -46,8 +46,7 @@ use judge::Judge;
 use read_again::ReadAgain;
 use rebalance::EventConsumerContext;
 
-/// Header on a consent record the enforcer re-published after a stale one.
-pub const REPUBLISHED_HEADER: &str = "consent-enforcer-republished";
+pub use crate::consent::republish::REPUBLISHED_HEADER;
 
 /// Consent records applied per turn once running.
 const CONSENT_RECORDS_PER_TURN: usize = 10_000;
@@ -376,6 +375,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
 
     // Its answer no longer matters: the last commit covers it.
     drop(pending_commit);
+    // Overrides of stale consent records still waiting for a copy: written now, so that the
+    // drain below covers them.
+    follower.flush_overrides(&mut effects);
     set_ready(signals, false);
     tracing::info!("stopping: draining in-flight writes");
     // One deadline for the whole stop: draining, the last commit (or abort), and leaving the
@@ -769,24 +771,19 @@ impl ConsentEffects for Effects<'_> {
         }
     }
 
-    fn republish(&mut self, user: &str, partition: i32, record: Override<'_>) {
-        let (value, mut headers) = match record {
-            Override::State(state) => (encode_value(&state, self.vocabulary), OwnedHeaders::new()),
-            Override::Copy(copy) => {
-                let mut headers = OwnedHeaders::new_with_capacity(copy.headers.len() + 1);
-                for (key, value) in &copy.headers {
-                    headers = headers.insert(Header {
-                        key: key.as_str(),
-                        value: value.as_deref(),
-                    });
-                }
-                (copy.value.clone(), headers)
-            }
+    fn republish(&mut self, user: &str, partition: i32, record: Override) {
+        let (value, headers, state) = match record {
+            Override::State(state) => (encode_value(&state, self.vocabulary), None, state),
+            Override::Copy { record, state } => (record.value, record.headers, state),
         };
-        headers = headers.insert(Header {
+        let headers = headers.unwrap_or_default().insert(Header {
             key: REPUBLISHED_HEADER,
             value: Some("stale-record-superseded"),
         });
+        // Never earlier than the state's own time: read back with an earlier timestamp, a
+        // state from a clock ahead of this one would be capped, seem stale, and be
+        // overridden again.
+        let timestamp = crate::clock::now_ms().max(state.updated_at_ms);
         let tag = Tag {
             target: Target::Republish,
             input: InputPartition {
@@ -799,6 +796,7 @@ impl ConsentEffects for Effects<'_> {
             .partition(partition)
             .key(user.as_bytes())
             .payload(value.as_slice())
+            .timestamp(timestamp)
             .headers(headers);
         // A failure is recorded by `send` and stops the service.
         let _ = self.delivery.send(record);
