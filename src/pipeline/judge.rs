@@ -31,8 +31,8 @@ pub struct Judge<'a> {
     pub limits: WriteLimits,
     pub when_missing: WhenMissing,
     pub max_event_bytes: usize,
-    /// `consent.history_window`: an event dated further back than this before its record
-    /// time is not held.
+    /// `consent.history_window` (at least `hold.max_age`): an event dated further back than
+    /// this before its record time is not held.
     pub hold_window_ms: i64,
     /// The hold topic, when the hold is enabled.
     pub hold_topic: Option<&'a str>,

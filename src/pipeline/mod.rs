@@ -233,7 +233,13 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         limits,
         when_missing: config.consent.when_missing,
         max_event_bytes: config.input.max_event_bytes,
-        hold_window_ms: config.consent.history_window.as_millis(),
+        // Never shorter than the hold's own age limit: a short history window (a memory
+        // setting) must not turn the hold off for events a few minutes old.
+        hold_window_ms: config
+            .consent
+            .history_window
+            .as_millis()
+            .max(config.hold.max_age.as_millis()),
         hold_topic: hold_topic.as_deref(),
         copartitioned: config.consent.mode == ConsentMode::Copartitioned,
     };
