@@ -36,6 +36,11 @@ pub fn is_secret_key(key: &str) -> bool {
         || key == "sasl.oauthbearer.config"
 }
 
+/// Values put in from `${VAR}` or `*_file` under keys that do not look secret are taken out of
+/// texts only from this length on: a short one (`SSL`, `PLAIN`, `1`) is no secret, and taking
+/// it out would garble every log line that mentions it.
+const MIN_INDIRECT_REDACTED: usize = 8;
+
 /// Takes the secret values of a config out of any text.
 #[derive(Clone, Default)]
 pub struct Redactor {
@@ -55,7 +60,13 @@ impl Redactor {
         .flat_map(|map| map.iter())
         .filter(|(key, value)| is_secret_key(key) && !value.is_empty())
         .map(|(_, value)| value.clone())
-        .chain(kafka.indirect_values.iter().cloned())
+        .chain(
+            kafka
+                .indirect_values
+                .iter()
+                .filter(|v| v.len() >= MIN_INDIRECT_REDACTED)
+                .cloned(),
+        )
         .collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
@@ -310,12 +321,13 @@ mod tests {
             .insert("client.id".into(), "id-${KAFKA_PASSWORD}".into());
         kafka.indirect_values =
             resolve(&mut kafka.properties, "properties", &env).expect("resolved");
+        kafka.indirect_values.push("SSL".into());
         assert_eq!(kafka.properties["client.id"], "id-from-env");
         let debug = format!("{kafka:?}");
         assert!(!debug.contains("from-env"), "{debug}");
         assert_eq!(
-            Redactor::of(&kafka).redact("client.id id-from-env refused"),
-            "client.id id-<redacted> refused"
+            Redactor::of(&kafka).redact("client.id id-from-env refused over SSL"),
+            "client.id id-<redacted> refused over SSL"
         );
     }
 
