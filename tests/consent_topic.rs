@@ -312,6 +312,30 @@ fn a_stale_record_and_its_override_left_by_compaction_leave_the_time_between_unk
     assert_eq!(message_ids(&s.delivered("amplitude")), ["now"]);
 }
 
+/// The override of a user failed closed reads back as malformed; its record is stamped with
+/// the time it is written (the failed-closed state's own time is the end of time, which a
+/// broker refuses as too far in the future, and the service would stop on every restart).
+#[test]
+fn a_stale_record_of_a_user_failed_closed_is_overridden_and_the_service_keeps_running() {
+    let s = Scenario::new("stale-failed", amplitude());
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T12:00:00Z"));
+    s.send_consent("u1", "{broken");
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T08:00:00Z"));
+    let mut enforcer = s.start_ready();
+    enforcer.wait_metric("consent_enforcer_consent_records_republished_total", 1.0);
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert!(s.delivered("amplitude").is_empty());
+    assert!(enforcer.exited().is_none(), "stopped:\n{}", enforcer.logs());
+    let records = read_all(&s.consent);
+    let last = records.last().expect("the override");
+    assert!(last.header("consent-enforcer-republished").is_some());
+    let value: serde_json::Value = serde_json::from_slice(last.value.as_deref().unwrap()).unwrap();
+    assert_eq!(value["categoryPreferences"], serde_json::Value::Null);
+    let written = last.timestamp.expect("a timestamp");
+    assert!((written - now_ms()).abs() < 600_000, "stamped {written}");
+}
+
 /// Every instance of a global-mode group reads every consent partition and sees every stale
 /// record; only the owner of the matching input partition writes the override.
 #[test]

@@ -735,6 +735,28 @@ fn is_override(message: &BorrowedMessage<'_>) -> bool {
     })
 }
 
+/// Whether an override applies over a state it was not written for: one with the same time
+/// or a later one and other grants, or a failed-closed one (a CMP record it landed after
+/// without having read it; the override of a failed-closed user reads back malformed). An
+/// override applies only over an older state, or as the same state again.
+fn overtaken(
+    stored: Option<ConsentState>,
+    update: &Result<ConsentUpdate, Rejection>,
+    record_time_ms: i64,
+) -> bool {
+    match (stored, update) {
+        (Some(stored), Ok(ConsentUpdate::Set(_))) if stored.is_failed_closed() => true,
+        (Some(stored), Ok(ConsentUpdate::Set(state))) => {
+            let applied = ConsentState {
+                updated_at_ms: state.updated_at_ms.min(record_time_ms),
+                ..*state
+            };
+            applied != stored && applied.updated_at_ms <= stored.updated_at_ms
+        }
+        _ => false,
+    }
+}
+
 /// A user's state now in the table of a consent partition.
 fn current_in(
     tables: &[ConsentTable],
@@ -794,7 +816,14 @@ impl Applier {
         let partition = message.partition();
         let update = parse_value(message.payload(), record_time_ms, &self.vocabulary);
         let all = self.all_categories;
+        let is_override = is_override(message);
         let table = self.table_mut(partition);
+        if is_override && overtaken(table.get(user), &update, record_time_ms) {
+            // Written over a state it had not read: stale, and overridden in turn.
+            self.metrics.rejected(Rejection::Stale);
+            self.republishing.stale(partition, user, message.offset());
+            return true;
+        }
         if table.may_narrow(user, &update, record_time_ms, all) {
             if !effects.before_revocation() {
                 return false;
@@ -810,9 +839,10 @@ impl Applier {
         // An override read back with a different state before it: that state came from the
         // stale record it overrode (compaction removed the newer record between them), and the
         // states in force between the two are unknown.
-        let overrode = table.get(user).is_some_and(|stored| {
-            update.is_ok_and(|u| u != ConsentUpdate::Set(stored)) && is_override(message)
-        });
+        let overrode = is_override
+            && table
+                .get(user)
+                .is_some_and(|stored| update.is_ok_and(|u| u != ConsentUpdate::Set(stored)));
         let outcome = table.apply_record(user, update, record_time_ms, now_ms);
         if overrode {
             table.forget_history(user);
@@ -845,5 +875,37 @@ impl Applier {
             self.republishing.superseded(partition, user);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(bits: u64, updated_at_ms: i64) -> ConsentState {
+        ConsentState {
+            granted: crate::vocabulary::CategorySet::from_bits(bits),
+            updated_at_ms,
+        }
+    }
+
+    #[test]
+    fn an_override_applies_only_over_an_older_state_or_as_the_same_one() {
+        let set = |s| Ok(ConsentUpdate::Set(s));
+        // Over an older state (a stale record left by compaction), or the same again: applies.
+        assert!(!overtaken(Some(state(1, 10)), &set(state(2, 20)), 99));
+        assert!(!overtaken(Some(state(2, 20)), &set(state(2, 20)), 99));
+        // Over a record with the same time and other grants, or a later one: overtaken.
+        assert!(overtaken(Some(state(1, 20)), &set(state(2, 20)), 99));
+        assert!(overtaken(Some(state(1, 30)), &set(state(2, 20)), 99));
+        // A valid override over a failed-closed user was written before the malformed record.
+        assert!(overtaken(
+            Some(ConsentState::FAILED_CLOSED),
+            &set(state(2, 20)),
+            99
+        ));
+        // No state, or an override that reads back malformed: applies.
+        assert!(!overtaken(None, &set(state(2, 20)), 99));
+        assert!(!overtaken(Some(state(1, 30)), &Err(Rejection::NotJson), 99));
     }
 }

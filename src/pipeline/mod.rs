@@ -29,7 +29,7 @@ use crate::config::{Config, ConsentMode, Guarantee};
 use crate::consent::follower::{ConsentEffects, PendingSample};
 use crate::consent::record::encode_value;
 use crate::consent::republish::Override;
-use crate::consent::ConsentFollower;
+use crate::consent::{ConsentFollower, ConsentState};
 use crate::decision::Rule;
 use crate::delivery::limits::WriteLimits;
 use crate::delivery::tag::{InputPartition, Tag, Target};
@@ -103,7 +103,9 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     if config.consent.mode == ConsentMode::Copartitioned {
         kafka::check_copartitioned(config, &partitions)?;
     }
-    let limits = match kafka::admin_config(config).create() {
+    let limits = match kafka::admin_config(config)
+        .create_with_context(kafka::KafkaContext::new(None))
+    {
         Ok(admin) => WriteLimits::read(
             config,
             &admin,
@@ -730,6 +732,18 @@ struct Effects<'a> {
     republisher: Republisher,
 }
 
+/// The Kafka timestamp of an override: never earlier than its state's own time (read back
+/// with an earlier one, a state from a clock ahead of this one would be capped, seem stale,
+/// and be overridden again), and now for a failed-closed state (whose time is the largest
+/// there is, which a broker refuses; its override reads back failed closed at any time).
+fn override_timestamp(state: ConsentState, now_ms: i64) -> i64 {
+    if state.is_failed_closed() {
+        now_ms
+    } else {
+        now_ms.max(state.updated_at_ms)
+    }
+}
+
 /// Which instance re-publishes for a consent partition `p`: the owner of partition `p mod n`
 /// of the first input topic, `n` its partition count, so that every consent partition has
 /// one owner whatever the two counts (in co-partitioned mode they are equal: the owner of
@@ -786,10 +800,7 @@ impl ConsentEffects for Effects<'_> {
             key: REPUBLISHED_HEADER,
             value: Some("stale-record-superseded"),
         });
-        // Never earlier than the state's own time: read back with an earlier timestamp, a
-        // state from a clock ahead of this one would be capped, seem stale, and be
-        // overridden again.
-        let timestamp = crate::clock::now_ms().max(state.updated_at_ms);
+        let timestamp = override_timestamp(state, crate::clock::now_ms());
         let tag = Tag {
             target: Target::Republish,
             input: InputPartition {
@@ -822,5 +833,22 @@ impl ConsentEffects for Effects<'_> {
 
     fn ownership_version(&self) -> u64 {
         self.delivery.assignment_version()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocabulary::CategorySet;
+
+    #[test]
+    fn an_override_is_stamped_no_earlier_than_its_state_and_never_at_the_end_of_time() {
+        let state = |updated_at_ms| ConsentState {
+            granted: CategorySet::from_bits(1),
+            updated_at_ms,
+        };
+        assert_eq!(override_timestamp(state(10), 20), 20);
+        assert_eq!(override_timestamp(state(30), 20), 30);
+        assert_eq!(override_timestamp(ConsentState::FAILED_CLOSED, 20), 20);
     }
 }
