@@ -110,10 +110,16 @@ pub fn check_client_configs(config: &Config) -> Result<(), ConfigError> {
         }
         client.remove("bootstrap.servers");
         let created = match role {
-            Role::Producer => client.create::<rdkafka::producer::BaseProducer>().map(drop),
-            Role::Consumer | Role::Admin => {
-                client.create::<rdkafka::consumer::BaseConsumer>().map(drop)
-            }
+            Role::Producer => client
+                .create_with_context::<_, rdkafka::producer::BaseProducer<KafkaContext>>(
+                    KafkaContext::new(None),
+                )
+                .map(drop),
+            Role::Consumer | Role::Admin => client
+                .create_with_context::<_, rdkafka::consumer::BaseConsumer<KafkaContext>>(
+                    KafkaContext::new(None),
+                )
+                .map(drop),
         };
         if let Err(error) = created {
             return Err(refused(error, &redactor));
@@ -328,3 +334,11 @@ impl ClientContext for KafkaContext {
 }
 
 impl ConsumerContext for KafkaContext {}
+
+/// For the clients made only to check a config: their logs go through [`KafkaContext`]
+/// (redacted) too; they send nothing.
+impl rdkafka::producer::ProducerContext for KafkaContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}

@@ -41,6 +41,24 @@ pub fn is_secret_key(key: &str) -> bool {
 /// it out would garble every log line that mentions it.
 const MIN_INDIRECT_REDACTED: usize = 8;
 
+/// Keys whose values are no secrets, even when put in from `${VAR}` or `*_file`: taking them
+/// out of texts would only hide what a connection error is about.
+fn is_plain_key(key: &str) -> bool {
+    const PLAIN: [&str; 9] = [
+        "bootstrap.servers",
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.kerberos.service.name",
+        "client.id",
+        "client.rack",
+        "ssl.endpoint.identification.algorithm",
+    ];
+    let key = key.to_ascii_lowercase();
+    PLAIN.contains(&key.as_str()) || (key.ends_with(".location") && !is_secret_key(&key))
+}
+
 /// Takes the secret values of a config out of any text.
 #[derive(Clone, Default)]
 pub struct Redactor {
@@ -121,7 +139,10 @@ impl fmt::Debug for Properties<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(key, value)| {
-                let indirect = self.1.iter().any(|v| value.contains(v.as_str()));
+                let indirect = self
+                    .1
+                    .iter()
+                    .any(|v| v.len() >= MIN_INDIRECT_REDACTED && value.contains(v.as_str()));
                 let shown = if is_secret_key(key) || indirect {
                     REDACTED
                 } else {
@@ -152,7 +173,12 @@ pub fn resolve(
     let mut indirect = Vec::new();
     for (key, value) in std::mem::take(properties) {
         let field = format!("kafka.{table}.{key}");
-        let value = substitute(&value, &field, env, &mut indirect)?;
+        // A file name substituted into a `*_file` key is no secret; its content may be.
+        let mut pieces = Vec::new();
+        let value = substitute(&value, &field, env, &mut pieces)?;
+        if !is_plain_key(&key) && !key.ends_with(FILE_SUFFIX) {
+            indirect.extend(pieces);
+        }
         match key.strip_suffix(FILE_SUFFIX) {
             Some(target) if !target.is_empty() => {
                 let content =
@@ -165,7 +191,9 @@ pub fn resolve(
                     .map(|c| c.strip_suffix('\r').unwrap_or(c))
                     .unwrap_or(&content)
                     .to_owned();
-                indirect.push(content.clone());
+                if !is_plain_key(target) {
+                    indirect.push(content.clone());
+                }
                 if resolved.insert(target.to_owned(), content).is_some() {
                     return Err(ConfigError::Invalid {
                         field,
@@ -316,18 +344,25 @@ mod tests {
     fn values_put_in_from_variables_and_files_are_redacted_whatever_their_key() {
         let mut kafka: KafkaConfig =
             toml::from_str("bootstrap_servers = \"b:9092\"").expect("kafka config");
+        kafka.properties.insert(
+            "sasl.oauthbearer.extensions".into(),
+            "id-${KAFKA_PASSWORD}".into(),
+        );
         kafka
             .properties
-            .insert("client.id".into(), "id-${KAFKA_PASSWORD}".into());
+            .insert("client.id".into(), "${KAFKA_PASSWORD}-host".into());
         kafka.indirect_values =
             resolve(&mut kafka.properties, "properties", &env).expect("resolved");
         kafka.indirect_values.push("SSL".into());
-        assert_eq!(kafka.properties["client.id"], "id-from-env");
-        let debug = format!("{kafka:?}");
-        assert!(!debug.contains("from-env"), "{debug}");
         assert_eq!(
-            Redactor::of(&kafka).redact("client.id id-from-env refused over SSL"),
-            "client.id id-<redacted> refused over SSL"
+            kafka.properties["sasl.oauthbearer.extensions"],
+            "id-from-env"
+        );
+        let debug = format!("{kafka:?}");
+        assert!(!debug.contains("id-from-env"), "{debug}");
+        assert_eq!(
+            Redactor::of(&kafka).redact("extensions id-from-env refused over SSL"),
+            "extensions id-<redacted> refused over SSL"
         );
     }
 

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::message::BorrowedHeaders;
 
 use crate::config::Config;
@@ -42,7 +41,7 @@ impl WriteLimits {
     /// reported as any failed write).
     pub fn read(
         config: &Config,
-        admin: &AdminClient<DefaultClientContext>,
+        admin: &AdminClient<crate::kafka::KafkaContext>,
         timeout: Duration,
     ) -> WriteLimits {
         let producer = producer_max_bytes(config);
@@ -69,7 +68,7 @@ fn producer_max_bytes(config: &Config) -> usize {
 
 /// The topic's `max.message.bytes`, if it says.
 fn topic_limit(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<crate::kafka::KafkaContext>,
     topic: &str,
     timeout: Duration,
 ) -> Result<Option<usize>, String> {

@@ -5,11 +5,10 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigResource, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 
 use super::startup::{is_transient_code, time_left, FIRST_BACKOFF, MAX_BACKOFF, MIN_TRY};
-use super::{base, is_transient, with_user_properties, Role};
+use super::{base, is_transient, with_user_properties, KafkaContext, Role};
 use crate::config::Config;
 
 /// Reads the consent and input topics' configs and warns about what weakens the enforcer's
@@ -17,8 +16,10 @@ use crate::config::Config;
 /// cannot be described is skipped (a missing one is reported by the start-up check).
 pub async fn warn_about_topic_configs(config: &Config) {
     let deadline = Instant::now() + Duration::from_secs(config.kafka.startup_timeout_secs);
-    let admin: AdminClient<DefaultClientContext> =
-        match with_user_properties(base(config), config, Role::Admin).create() {
+    let admin: AdminClient<KafkaContext> =
+        match with_user_properties(base(config), config, Role::Admin)
+            .create_with_context(KafkaContext::new(None))
+        {
             Ok(admin) => admin,
             Err(err) => {
                 tracing::warn!(%err, "cannot check the topics' settings");
