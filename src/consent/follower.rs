@@ -7,26 +7,25 @@
 //! judged with consent older than what was acknowledged before the event was written).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::apply::{current_in, Applier};
 use super::hidden::HiddenRecords;
 use super::lookback::Lookback;
-use super::record::{parse_key, parse_value};
-use super::republish::{Override, Republishing, REPUBLISHED_HEADER};
-use super::table::RecordOutcome;
-use super::{ConsentState, ConsentTable, ConsentUpdate, Rejection};
+use super::republish::{Override, Republishing};
+use super::sampler::Sampler;
+pub use super::sampler::{EndOffsets, PendingSample};
+use super::ConsentTable;
 use crate::config::{Config, ConsentMode};
 use crate::kafka::{consent_consumer_config, retry, KafkaContext, LagGauge};
 use crate::telemetry::{self, ConsentMetrics};
-use crate::vocabulary::{CategorySet, Vocabulary};
+use crate::vocabulary::Vocabulary;
 
 /// What applying consent records asks of the rest of the service.
 pub trait ConsentEffects {
@@ -54,188 +53,6 @@ pub trait ConsentEffects {
 
     /// Changes whenever [`ConsentEffects::republishes_for`] may answer differently.
     fn ownership_version(&self) -> u64;
-}
-
-/// End offsets of the consent partitions at one moment, and how many partitions the topic
-/// had then (`None` when not asked).
-#[derive(Debug, Clone, Default)]
-pub struct EndOffsets {
-    ends: Vec<(i32, i64)>,
-    partition_count: Option<usize>,
-}
-
-/// An end-offset sample asked for (see [`ConsentFollower::request_sample`]): the request is
-/// sent after the ask, on the sampling thread.
-pub struct PendingSample {
-    state: SampleState,
-}
-
-enum SampleState {
-    Waiting(mpsc::Receiver<KafkaResult<EndOffsets>>),
-    Taken(EndOffsets),
-}
-
-impl PendingSample {
-    fn taken(ends: EndOffsets) -> PendingSample {
-        PendingSample {
-            state: SampleState::Taken(ends),
-        }
-    }
-
-    /// The sampled end offsets once the answer is in, waiting at most `timeout` for it;
-    /// `Ok(None)` if it is not in yet. After an error the sample is spent: ask for a new one.
-    pub fn wait(&mut self, timeout: Duration) -> KafkaResult<Option<&EndOffsets>> {
-        if let SampleState::Waiting(answer) = &self.state {
-            let ends = match answer.recv_timeout(timeout) {
-                Ok(result) => result?,
-                Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(KafkaError::Canceled);
-                }
-            };
-            self.state = SampleState::Taken(ends);
-        }
-        match &self.state {
-            SampleState::Taken(ends) => Ok(Some(ends)),
-            SampleState::Waiting(_) => Ok(None),
-        }
-    }
-}
-
-/// One sample to take: which partitions, how long to wait for the cluster, where to answer.
-struct SampleRequest {
-    partitions: Vec<i32>,
-    /// Also sample every partition from this one on that the topic has now (partitions added
-    /// since the follower last looked); `None` in co-partitioned mode.
-    from_new: Option<i32>,
-    timeout: Duration,
-    answer: mpsc::SyncSender<KafkaResult<EndOffsets>>,
-}
-
-/// Takes end-offset samples on a thread of its own, with a client of its own: on the
-/// follower's connection a request would queue behind its long-polling fetch (up to
-/// `fetch.wait.max.ms`), and on the pipeline thread the round trip for one batch could not
-/// overlap with judging the batch before it.
-struct Sampler {
-    requests: Option<mpsc::Sender<SampleRequest>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sampler {
-    fn start(client: BaseConsumer<KafkaContext>, topic: String) -> std::io::Result<Sampler> {
-        let (requests, incoming) = mpsc::channel::<SampleRequest>();
-        let thread = std::thread::Builder::new()
-            .name("consent-sampler".to_owned())
-            .spawn(move || {
-                while let Ok(first) = incoming.recv() {
-                    // One sample answers every ask made before it is sent: under load the asks
-                    // can come faster than round trips, and answering them one by one would
-                    // queue each behind all the others.
-                    let mut asks = vec![first];
-                    asks.extend(incoming.try_iter());
-                    let mut partitions: Vec<i32> = asks
-                        .iter()
-                        .flat_map(|ask| ask.partitions.iter().copied())
-                        .collect();
-                    partitions.sort_unstable();
-                    partitions.dedup();
-                    let from_new = asks.iter().filter_map(|ask| ask.from_new).min();
-                    let timeout = asks.iter().map(|ask| ask.timeout).min().unwrap_or_default();
-                    let ends = sample_ends(&client, &topic, &partitions, from_new, timeout);
-                    for ask in asks {
-                        // The asker may have moved on (a rewind dropped its batch).
-                        let _ = ask.answer.send(ends.clone());
-                    }
-                }
-            })?;
-        Ok(Sampler {
-            requests: Some(requests),
-            thread: Some(thread),
-        })
-    }
-
-    fn request(
-        &self,
-        partitions: Vec<i32>,
-        from_new: Option<i32>,
-        timeout: Duration,
-    ) -> PendingSample {
-        let (answer, receiver) = mpsc::sync_channel(1);
-        let request = SampleRequest {
-            partitions,
-            from_new,
-            timeout,
-            answer,
-        };
-        // If the thread is gone the receiver reports it as disconnected.
-        if let Some(requests) = &self.requests {
-            let _ = requests.send(request);
-        }
-        PendingSample {
-            state: SampleState::Waiting(receiver),
-        }
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread after the sample it is taking, if any.
-        self.requests = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Asks the cluster for the topic's partition count now, then for the end offsets of
-/// `partitions` and of any partition from `from_new` on (for `read_committed`, the last
-/// stable offsets). The count comes first: a partition added before the sample was asked
-/// for is in it, so a consent record written there is waited for like any other.
-fn sample_ends(
-    client: &BaseConsumer<KafkaContext>,
-    topic: &str,
-    partitions: &[i32],
-    from_new: Option<i32>,
-    timeout: Duration,
-) -> KafkaResult<EndOffsets> {
-    let partition_count = client
-        .fetch_metadata(Some(topic), timeout)?
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().len());
-    let added = match (from_new, partition_count) {
-        (Some(from), Some(count)) => from..i32::try_from(count).unwrap_or(i32::MAX),
-        _ => 0..0,
-    };
-    let mut query = TopicPartitionList::with_capacity(partitions.len() + added.len());
-    for partition in partitions
-        .iter()
-        .copied()
-        .chain(added.filter(|p| !partitions.contains(p)))
-    {
-        query.add_partition_offset(topic, partition, Offset::End)?;
-    }
-    let answer = client.offsets_for_times(query, timeout)?;
-    let mut ends = Vec::with_capacity(partitions.len());
-    for element in answer.elements() {
-        if let Some(error) = element.error().err() {
-            return Err(error);
-        }
-        match element.offset() {
-            Offset::Offset(end) => ends.push((element.partition(), end)),
-            other => {
-                tracing::debug!(?other, "no end offset for a consent partition");
-                return Err(KafkaError::OffsetFetch(
-                    rdkafka::types::RDKafkaErrorCode::OffsetNotAvailable,
-                ));
-            }
-        }
-    }
-    Ok(EndOffsets {
-        ends,
-        partition_count,
-    })
 }
 
 pub struct ConsentFollower {
@@ -268,23 +85,6 @@ pub struct ConsentFollower {
     hidden_at_start_reported: bool,
     /// When the history is next swept of states that ended before the window.
     next_sweep: Instant,
-}
-
-/// Applies records to the table (apart from the consumer, so a borrowed message can be
-/// applied while the consumer is borrowed).
-struct Applier {
-    /// One table for the whole topic, or in co-partitioned mode one per consent partition
-    /// (empty unless followed).
-    tables: Vec<ConsentTable>,
-    history_window_ms: i64,
-    history_max_changes: usize,
-    vocabulary: Arc<Vocabulary>,
-    /// Every category the configuration knows: a state granting all of them narrows nobody.
-    all_categories: CategorySet,
-    copartitioned: bool,
-    /// Stale records to override.
-    republishing: Republishing,
-    metrics: ConsentMetrics,
 }
 
 impl ConsentFollower {
@@ -726,186 +526,4 @@ fn unpolled_client_config(config: &Config) -> rdkafka::ClientConfig {
     let mut client = consent_consumer_config(config);
     client.set("statistics.interval.ms", "0");
     client
-}
-
-/// Whether a consent record is an override of a stale record, written by an enforcer.
-fn is_override(message: &BorrowedMessage<'_>) -> bool {
-    message.headers().is_some_and(|headers| {
-        crate::delivery::headers::raw(headers).any(|h| h.name == REPUBLISHED_HEADER.as_bytes())
-    })
-}
-
-/// Whether an override applies over a state it was not written for: one with the same time
-/// or a later one and other grants, or a failed-closed one (a CMP record it landed after
-/// without having read it; the override of a failed-closed user reads back malformed). An
-/// override applies only over an older state, or as the same state again.
-fn overtaken(
-    stored: Option<ConsentState>,
-    update: &Result<ConsentUpdate, Rejection>,
-    record_time_ms: i64,
-) -> bool {
-    match (stored, update) {
-        (Some(stored), Ok(ConsentUpdate::Set(_))) if stored.is_failed_closed() => true,
-        (Some(stored), Ok(ConsentUpdate::Set(state))) => {
-            let applied = ConsentState {
-                updated_at_ms: state.updated_at_ms.min(record_time_ms),
-                ..*state
-            };
-            applied != stored && applied.updated_at_ms <= stored.updated_at_ms
-        }
-        _ => false,
-    }
-}
-
-/// A user's state now in the table of a consent partition.
-fn current_in(
-    tables: &[ConsentTable],
-    copartitioned: bool,
-) -> impl Fn(i32, &str) -> Option<ConsentState> + '_ {
-    move |partition, user| tables[table_index(copartitioned, partition, tables.len())].get(user)
-}
-
-/// Which of `tables` tables (at least one) holds the users of consent `partition`.
-fn table_index(copartitioned: bool, partition: i32, tables: usize) -> usize {
-    let index = if copartitioned {
-        usize::try_from(partition).unwrap_or(0)
-    } else {
-        0
-    };
-    index.min(tables.saturating_sub(1))
-}
-
-impl Applier {
-    fn table_of(&self, partition: i32) -> &ConsentTable {
-        &self.tables[table_index(self.copartitioned, partition, self.tables.len())]
-    }
-
-    fn table_mut(&mut self, partition: i32) -> &mut ConsentTable {
-        let index = table_index(self.copartitioned, partition, self.tables.len());
-        &mut self.tables[index]
-    }
-
-    /// Forgets a consent partition no longer followed (co-partitioned mode).
-    fn forget_partition(&mut self, partition: i32) {
-        if self.copartitioned {
-            let empty = ConsentTable::new(self.history_window_ms, self.history_max_changes);
-            let table = std::mem::replace(self.table_mut(partition), empty);
-            self.republishing
-                .forget_partition(partition, &|user| table.get(user));
-        }
-    }
-
-    /// Applies one consent record to the table. False if it was not applied because the
-    /// writes that must finish before it could not (the service is stopping or failed).
-    fn apply(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        now_ms: i64,
-        effects: &mut dyn ConsentEffects,
-    ) -> bool {
-        self.metrics.received.increment(1);
-        let user = match parse_key(message.key()) {
-            Ok(user) => user,
-            Err(reason) => {
-                self.metrics.rejected(reason);
-                return true;
-            }
-        };
-        // Without a Kafka timestamp, the time it is read stands in.
-        let record_time_ms = message.timestamp().to_millis().unwrap_or(now_ms);
-        let partition = message.partition();
-        let update = parse_value(message.payload(), record_time_ms, &self.vocabulary);
-        let all = self.all_categories;
-        let is_override = is_override(message);
-        let table = self.table_mut(partition);
-        if is_override && overtaken(table.get(user), &update, record_time_ms) {
-            // Written over a state it had not read: stale, and overridden in turn.
-            self.metrics.rejected(Rejection::Stale);
-            self.republishing.stale(partition, user, message.offset());
-            return true;
-        }
-        if table.may_narrow(user, &update, record_time_ms, all) {
-            if !effects.before_revocation() {
-                return false;
-            }
-            // When it takes effect: nothing judged before it lands after this.
-            tracing::debug!(
-                partition,
-                offset = message.offset(),
-                "applying a consent record that may narrow a grant"
-            );
-        }
-        let table = self.table_mut(partition);
-        // An override read back with a different state before it: that state came from the
-        // stale record it overrode (compaction removed the newer record between them), and the
-        // states in force between the two are unknown.
-        let overrode = is_override
-            && table
-                .get(user)
-                .is_some_and(|stored| update.is_ok_and(|u| u != ConsentUpdate::Set(stored)));
-        let outcome = table.apply_record(user, update, record_time_ms, now_ms);
-        if overrode {
-            table.forget_history(user);
-        }
-        let superseded = match outcome {
-            RecordOutcome::Removed => {
-                self.metrics.removed.increment(1);
-                true
-            }
-            RecordOutcome::Stored { future_dated } => {
-                self.metrics.applied.increment(1);
-                if future_dated {
-                    self.metrics.future_dated.increment(1);
-                }
-                effects.applied(user);
-                true
-            }
-            RecordOutcome::Stale { .. } => {
-                self.metrics.rejected(Rejection::Stale);
-                self.republishing.stale(partition, user, message.offset());
-                false
-            }
-            RecordOutcome::FailedClosed(reason) => {
-                self.metrics.rejected(reason);
-                effects.applied(user);
-                true
-            }
-        };
-        if superseded {
-            self.republishing.superseded(partition, user);
-        }
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(bits: u64, updated_at_ms: i64) -> ConsentState {
-        ConsentState {
-            granted: crate::vocabulary::CategorySet::from_bits(bits),
-            updated_at_ms,
-        }
-    }
-
-    #[test]
-    fn an_override_applies_only_over_an_older_state_or_as_the_same_one() {
-        let set = |s| Ok(ConsentUpdate::Set(s));
-        // Over an older state (a stale record left by compaction), or the same again: applies.
-        assert!(!overtaken(Some(state(1, 10)), &set(state(2, 20)), 99));
-        assert!(!overtaken(Some(state(2, 20)), &set(state(2, 20)), 99));
-        // Over a record with the same time and other grants, or a later one: overtaken.
-        assert!(overtaken(Some(state(1, 20)), &set(state(2, 20)), 99));
-        assert!(overtaken(Some(state(1, 30)), &set(state(2, 20)), 99));
-        // A valid override over a failed-closed user was written before the malformed record.
-        assert!(overtaken(
-            Some(ConsentState::FAILED_CLOSED),
-            &set(state(2, 20)),
-            99
-        ));
-        // No state, or an override that reads back malformed: applies.
-        assert!(!overtaken(None, &set(state(2, 20)), 99));
-        assert!(!overtaken(Some(state(1, 30)), &Err(Rejection::NotJson), 99));
-    }
 }

@@ -2,6 +2,7 @@
 //! user's current state ([`table`]), and the Kafka consumer that keeps the table current
 //! ([`follower`]).
 
+mod apply;
 pub mod follower;
 pub mod hidden;
 pub mod history;
@@ -9,6 +10,7 @@ pub mod key;
 pub mod lookback;
 pub mod record;
 pub mod republish;
+pub mod sampler;
 pub mod table;
 
 use crate::vocabulary::CategorySet;
