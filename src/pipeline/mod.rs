@@ -7,6 +7,8 @@
 //! the network I/O and compression.
 
 mod batch;
+mod effects;
+mod freshness;
 mod hold;
 mod input_pause;
 mod judge;
@@ -20,19 +22,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message};
-use rdkafka::producer::BaseRecord;
+use rdkafka::message::Message;
 use rdkafka::Offset;
 
 use crate::clock::now_ms;
 use crate::config::{Config, ConsentMode, Guarantee};
-use crate::consent::follower::{ConsentEffects, PendingSample};
-use crate::consent::record::encode_value;
-use crate::consent::republish::Override;
-use crate::consent::{ConsentFollower, ConsentState};
+use crate::consent::ConsentFollower;
 use crate::decision::Rule;
 use crate::delivery::limits::WriteLimits;
-use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::transaction::Outcome;
 use crate::delivery::{self, Delivery, Settings, Topics, WriteFailed};
 use crate::kafka::commit::PendingCommit;
@@ -40,6 +37,8 @@ use crate::kafka::{self, StartupError};
 use crate::telemetry::{self, ConsentMetrics, EventMetrics};
 use crate::vocabulary::Vocabulary;
 use batch::Batch;
+use effects::{Effects, Republisher};
+use freshness::Freshness;
 use hold::Hold;
 use input_pause::InputPause;
 use judge::Judge;
@@ -49,13 +48,13 @@ use rebalance::EventConsumerContext;
 pub use crate::consent::republish::REPUBLISHED_HEADER;
 
 /// Consent records applied per turn once running.
-const CONSENT_RECORDS_PER_TURN: usize = 10_000;
+pub(super) const CONSENT_RECORDS_PER_TURN: usize = 10_000;
 /// How long an idle loop waits for an event.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// How often an idle enforcer checks that it can still read the consent topic.
-const FRESHNESS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const FRESHNESS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one consent poll waits while catching up.
-const CATCH_UP_SLICE: Duration = Duration::from_millis(5);
+pub(super) const CATCH_UP_SLICE: Duration = Duration::from_millis(5);
 /// At most this much of an at-least-once stop's deadline is kept for the last commit and
 /// for leaving the group (a quarter of it, if that is less).
 const STOP_RESERVE: Duration = Duration::from_secs(5);
@@ -554,124 +553,9 @@ fn serve_hold(
     }
 }
 
-fn set_ready(signals: &Signals, ready: bool) {
+pub(super) fn set_ready(signals: &Signals, ready: bool) {
     signals.ready.store(ready, Ordering::SeqCst);
     metrics::gauge!(telemetry::READY).set(if ready { 1.0 } else { 0.0 });
-}
-
-/// Whether the consent table is current enough to judge events.
-struct Freshness {
-    max_wait: Duration,
-    max_staleness: Duration,
-    /// The sample of an idle probe, kept until reached.
-    probe: Option<PendingSample>,
-    /// When the table was last known to be caught up.
-    fresh_at: Instant,
-    last_probe: Instant,
-    /// Past `max_staleness`: not ready, nothing judged or committed.
-    stale: bool,
-    wait_seconds: metrics::Histogram,
-    wait_timeouts: metrics::Counter,
-}
-
-impl Freshness {
-    fn new(config: &Config) -> Freshness {
-        Freshness {
-            max_wait: Duration::from_millis(config.consent.max_wait_ms),
-            max_staleness: Duration::from_millis(config.consent.max_staleness_ms),
-            probe: None,
-            fresh_at: Instant::now(),
-            last_probe: Instant::now(),
-            stale: false,
-            wait_seconds: metrics::histogram!(telemetry::CONSENT_WAIT_SECONDS),
-            wait_timeouts: metrics::counter!(telemetry::CONSENT_WAIT_TIMEOUTS),
-        }
-    }
-
-    fn probe_due(&self) -> bool {
-        self.last_probe.elapsed() >= FRESHNESS_PROBE_INTERVAL
-    }
-
-    /// With no events to judge: checks that the table can still catch up.
-    fn probe(&mut self, follower: &mut ConsentFollower, effects: &mut Effects<'_>) -> bool {
-        let mut sample = self.probe.take();
-        let fresh = self.catch_up(&mut sample, follower, effects);
-        // A sample not reached yet is kept for the next probe.
-        self.probe = if fresh { None } else { sample };
-        fresh
-    }
-
-    /// Applies consent records until the table reaches the end offsets in `sample` (asked
-    /// for now if there is none), for at most `consent.max_wait_ms`. True if it did. A
-    /// failed sample is dropped, so the next try asks for a new one.
-    fn catch_up(
-        &mut self,
-        sample: &mut Option<PendingSample>,
-        follower: &mut ConsentFollower,
-        effects: &mut Effects<'_>,
-    ) -> bool {
-        self.last_probe = Instant::now();
-        let started = Instant::now();
-        let pending = sample.get_or_insert_with(|| follower.request_sample(self.max_wait));
-        loop {
-            let left = self.max_wait.saturating_sub(started.elapsed());
-            let reached = match pending.wait(left) {
-                Ok(Some(ends)) => follower.reached(ends),
-                Ok(None) => false,
-                Err(error) => {
-                    telemetry::error("consent", "sample_end_offsets");
-                    tracing::debug!(%error, "cannot sample the consent topic's end offsets");
-                    *sample = None;
-                    return false;
-                }
-            };
-            if reached {
-                self.wait_seconds.record(started.elapsed().as_secs_f64());
-                return true;
-            }
-            let elapsed = started.elapsed();
-            if elapsed >= self.max_wait {
-                self.wait_seconds.record(elapsed.as_secs_f64());
-                self.wait_timeouts.increment(1);
-                return false;
-            }
-            follower.poll(
-                CATCH_UP_SLICE.min(self.max_wait - elapsed),
-                CONSENT_RECORDS_PER_TURN,
-                effects,
-            );
-            effects.delivery.poll();
-        }
-    }
-
-    /// Tracks staleness and readiness after a catch-up. `hidden`: consent records have been
-    /// held back behind an open transaction for `max_staleness` already (stale at once).
-    fn report(&mut self, fresh: bool, hidden: bool, signals: &Signals) {
-        if fresh {
-            self.fresh_at = Instant::now();
-            if self.stale {
-                self.stale = false;
-                set_ready(signals, true);
-                tracing::info!("consent topic readable again: judging events");
-            }
-        } else if hidden && !self.stale {
-            self.stale = true;
-            set_ready(signals, false);
-            telemetry::error("consent", "hidden_by_open_transaction");
-            tracing::error!(
-                max_staleness_ms = self.max_staleness.as_millis() as u64,
-                "consent records are held back behind a transaction left open on the consent topic: not judging events until it ends"
-            );
-        } else if !self.stale && self.fresh_at.elapsed() >= self.max_staleness {
-            self.stale = true;
-            set_ready(signals, false);
-            telemetry::error("consent", "stale");
-            tracing::error!(
-                max_staleness_ms = self.max_staleness.as_millis() as u64,
-                "cannot catch up with the consent topic: not judging events until it can"
-            );
-        }
-    }
 }
 
 /// Reads the consent topic to its end. False if asked to stop first.
@@ -716,139 +600,5 @@ fn shut_down_before_start(
     match delivery.failure() {
         Some(failure) => Err(failure.into()),
         None => Ok(()),
-    }
-}
-
-/// What consent records ask of delivery: finish earlier writes before a revocation, and
-/// write newer states back after a stale record.
-struct Effects<'a> {
-    delivery: &'a Delivery,
-    vocabulary: &'a Vocabulary,
-    consent_topic: &'a str,
-    drain_timeout: Duration,
-    /// The event consumer, once events are judged (exactly-once commits need its group).
-    consumer: Option<&'a BaseConsumer<EventConsumerContext>>,
-    hold: Option<&'a RefCell<Hold>>,
-    republisher: Republisher,
-}
-
-/// The Kafka timestamp of an override: never earlier than its state's own time (read back
-/// with an earlier one, a state from a clock ahead of this one would be capped, seem stale,
-/// and be overridden again), and now for a failed-closed state (whose time is the largest
-/// there is, which a broker refuses; its override reads back failed closed at any time).
-fn override_timestamp(state: ConsentState, now_ms: i64) -> i64 {
-    if state.is_failed_closed() {
-        now_ms
-    } else {
-        now_ms.max(state.updated_at_ms)
-    }
-}
-
-/// Which instance re-publishes for a consent partition `p`: the owner of partition `p mod n`
-/// of the first input topic, `n` its partition count, so that every consent partition has
-/// one owner whatever the two counts (in co-partitioned mode they are equal: the owner of
-/// input partition `p`, one of the instances following consent partition `p`, of which
-/// there can be several with several input topics).
-#[derive(Clone, Copy)]
-struct Republisher {
-    first_input_partitions: i32,
-}
-
-impl ConsentEffects for Effects<'_> {
-    fn before_revocation(&mut self) -> bool {
-        match (self.delivery.guarantee(), self.consumer) {
-            (Guarantee::ExactlyOnce, Some(consumer)) => {
-                // Writes become visible on commit: commit them before the revocation applies.
-                // An aborted transaction is fine too: its writes are never visible, and its
-                // events are judged again with the revocation applied.
-                self.delivery
-                    .commit_transaction(consumer, self.drain_timeout);
-                self.delivery.failure().is_none()
-            }
-            _ => loop {
-                // Wait as long as it takes: applying the revocation while writes judged
-                // before it may still land would break the guarantee. Acknowledgements are
-                // served meanwhile, and a stop or a failed write ends the wait.
-                // Only event writes: a re-published consent state is no judged event.
-                if self.delivery.drain_events(self.drain_timeout) {
-                    return true;
-                }
-                if self.delivery.failure().is_some() || self.delivery.stopping() {
-                    return false;
-                }
-                telemetry::error("consent", "revocation_drain_timeout");
-                tracing::warn!(
-                    drain_timeout_secs = self.drain_timeout.as_secs(),
-                    "writes judged before a revocation are still unacknowledged; the revocation waits for them"
-                );
-            },
-        }
-    }
-
-    fn applied(&mut self, user: &str) {
-        if let Some(hold) = self.hold {
-            hold.borrow_mut().consent_applied(user);
-        }
-    }
-
-    fn republish(&mut self, user: &str, partition: i32, record: Override) {
-        let (value, headers, state) = match record {
-            Override::State(state) => (encode_value(&state, self.vocabulary), None, state),
-            Override::Copy { record, state } => (record.value, record.headers, state),
-        };
-        let headers = headers.unwrap_or_default().insert(Header {
-            key: REPUBLISHED_HEADER,
-            value: Some("stale-record-superseded"),
-        });
-        let timestamp = override_timestamp(state, crate::clock::now_ms());
-        let tag = Tag {
-            target: Target::Republish,
-            input: InputPartition {
-                topic: 0,
-                partition: 0,
-            },
-            seq: 0,
-        };
-        let record = BaseRecord::with_opaque_to(self.consent_topic, tag.encode())
-            .partition(partition)
-            .key(user.as_bytes())
-            .payload(value.as_slice())
-            .timestamp(timestamp)
-            .headers(headers);
-        // A failure is recorded by `send` and stops the service.
-        let _ = self.delivery.send(record);
-    }
-
-    fn republishes_for(&self, partition: i32) -> bool {
-        let first = partition.rem_euclid(self.republisher.first_input_partitions);
-        u16::try_from(first).is_ok_and(|partition| {
-            self.delivery
-                .assignment(InputPartition {
-                    topic: 0,
-                    partition,
-                })
-                .is_some()
-        })
-    }
-
-    fn ownership_version(&self) -> u64 {
-        self.delivery.assignment_version()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::vocabulary::CategorySet;
-
-    #[test]
-    fn an_override_is_stamped_no_earlier_than_its_state_and_never_at_the_end_of_time() {
-        let state = |updated_at_ms| ConsentState {
-            granted: CategorySet::from_bits(1),
-            updated_at_ms,
-        };
-        assert_eq!(override_timestamp(state(10), 20), 20);
-        assert_eq!(override_timestamp(state(30), 20), 30);
-        assert_eq!(override_timestamp(ConsentState::FAILED_CLOSED, 20), 20);
     }
 }

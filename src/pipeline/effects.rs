@@ -1,0 +1,156 @@
+//! What consent records ask of the rest of the pipeline ([`ConsentEffects`]): finish the
+//! writes judged before a revocation, release held events of a user who chose, and write
+//! overrides of stale consent records.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::message::Header;
+use rdkafka::producer::BaseRecord;
+
+use super::hold::Hold;
+use super::rebalance::EventConsumerContext;
+use crate::config::Guarantee;
+use crate::consent::follower::ConsentEffects;
+use crate::consent::record::encode_value;
+use crate::consent::republish::{Override, REPUBLISHED_HEADER};
+use crate::consent::ConsentState;
+use crate::delivery::tag::{InputPartition, Tag, Target};
+use crate::delivery::Delivery;
+use crate::telemetry;
+use crate::vocabulary::Vocabulary;
+
+/// What consent records ask of delivery: finish earlier writes before a revocation, and
+/// write newer states back after a stale record.
+pub(super) struct Effects<'a> {
+    pub(super) delivery: &'a Delivery,
+    pub(super) vocabulary: &'a Vocabulary,
+    pub(super) consent_topic: &'a str,
+    pub(super) drain_timeout: Duration,
+    /// The event consumer, once events are judged (exactly-once commits need its group).
+    pub(super) consumer: Option<&'a BaseConsumer<EventConsumerContext>>,
+    pub(super) hold: Option<&'a RefCell<Hold>>,
+    pub(super) republisher: Republisher,
+}
+
+/// The Kafka timestamp of an override: never earlier than its state's own time (read back
+/// with an earlier one, a state from a clock ahead of this one would be capped, seem stale,
+/// and be overridden again), and now for a failed-closed state (whose time is the largest
+/// there is, which a broker refuses; its override reads back failed closed at any time).
+fn override_timestamp(state: ConsentState, now_ms: i64) -> i64 {
+    if state.is_failed_closed() {
+        now_ms
+    } else {
+        now_ms.max(state.updated_at_ms)
+    }
+}
+
+/// Which instance re-publishes for a consent partition `p`: the owner of partition `p mod n`
+/// of the first input topic, `n` its partition count, so that every consent partition has
+/// one owner whatever the two counts (in co-partitioned mode they are equal: the owner of
+/// input partition `p`, one of the instances following consent partition `p`, of which
+/// there can be several with several input topics).
+#[derive(Clone, Copy)]
+pub(super) struct Republisher {
+    pub(super) first_input_partitions: i32,
+}
+
+impl ConsentEffects for Effects<'_> {
+    fn before_revocation(&mut self) -> bool {
+        match (self.delivery.guarantee(), self.consumer) {
+            (Guarantee::ExactlyOnce, Some(consumer)) => {
+                // Writes become visible on commit: commit them before the revocation applies.
+                // An aborted transaction is fine too: its writes are never visible, and its
+                // events are judged again with the revocation applied.
+                self.delivery
+                    .commit_transaction(consumer, self.drain_timeout);
+                self.delivery.failure().is_none()
+            }
+            _ => loop {
+                // Wait as long as it takes: applying the revocation while writes judged
+                // before it may still land would break the guarantee. Acknowledgements are
+                // served meanwhile, and a stop or a failed write ends the wait.
+                // Only event writes: a re-published consent state is no judged event.
+                if self.delivery.drain_events(self.drain_timeout) {
+                    return true;
+                }
+                if self.delivery.failure().is_some() || self.delivery.stopping() {
+                    return false;
+                }
+                telemetry::error("consent", "revocation_drain_timeout");
+                tracing::warn!(
+                    drain_timeout_secs = self.drain_timeout.as_secs(),
+                    "writes judged before a revocation are still unacknowledged; the revocation waits for them"
+                );
+            },
+        }
+    }
+
+    fn applied(&mut self, user: &str) {
+        if let Some(hold) = self.hold {
+            hold.borrow_mut().consent_applied(user);
+        }
+    }
+
+    fn republish(&mut self, user: &str, partition: i32, record: Override) {
+        let (value, headers, state) = match record {
+            Override::State(state) => (encode_value(&state, self.vocabulary), None, state),
+            Override::Copy { record, state } => (record.value, record.headers, state),
+        };
+        let headers = headers.unwrap_or_default().insert(Header {
+            key: REPUBLISHED_HEADER,
+            value: Some("stale-record-superseded"),
+        });
+        let timestamp = override_timestamp(state, crate::clock::now_ms());
+        let tag = Tag {
+            target: Target::Republish,
+            input: InputPartition {
+                topic: 0,
+                partition: 0,
+            },
+            seq: 0,
+        };
+        let record = BaseRecord::with_opaque_to(self.consent_topic, tag.encode())
+            .partition(partition)
+            .key(user.as_bytes())
+            .payload(value.as_slice())
+            .timestamp(timestamp)
+            .headers(headers);
+        // A failure is recorded by `send` and stops the service.
+        let _ = self.delivery.send(record);
+    }
+
+    fn republishes_for(&self, partition: i32) -> bool {
+        let first = partition.rem_euclid(self.republisher.first_input_partitions);
+        u16::try_from(first).is_ok_and(|partition| {
+            self.delivery
+                .assignment(InputPartition {
+                    topic: 0,
+                    partition,
+                })
+                .is_some()
+        })
+    }
+
+    fn ownership_version(&self) -> u64 {
+        self.delivery.assignment_version()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocabulary::CategorySet;
+
+    #[test]
+    fn an_override_is_stamped_no_earlier_than_its_state_and_never_at_the_end_of_time() {
+        let state = |updated_at_ms| ConsentState {
+            granted: CategorySet::from_bits(1),
+            updated_at_ms,
+        };
+        assert_eq!(override_timestamp(state(10), 20), 20);
+        assert_eq!(override_timestamp(state(30), 20), 30);
+        assert_eq!(override_timestamp(ConsentState::FAILED_CLOSED, 20), 20);
+    }
+}
