@@ -131,7 +131,10 @@ impl Applier {
                 return false;
             }
             // When it takes effect: nothing judged before it lands after this.
+            // Under the follower's target, where it was before applying moved here: log filters
+            // (`consent_enforcer::consent::follower=debug`) keep finding it.
             tracing::debug!(
+                target: "consent_enforcer::consent::follower",
                 partition,
                 offset = message.offset(),
                 "applying a consent record that may narrow a grant"
