@@ -800,15 +800,7 @@ mod tests {
         // The broker at 127.0.0.1:1 never answers: a write sent there stays in flight, as a
         // re-publish does when the consent topic is readable but not writable.
         let delivery = delivery();
-        let tag = Tag {
-            target: Target::Republish,
-            input: InputPartition {
-                topic: 0,
-                partition: 0,
-            },
-            seq: 0,
-        };
-        let record = BaseRecord::with_opaque_to("consent", tag.encode())
+        let record = BaseRecord::with_opaque_to("consent", Tag::republish().encode())
             .partition(0)
             .key(b"user".as_slice())
             .payload(b"{}".as_slice());

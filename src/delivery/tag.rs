@@ -39,6 +39,18 @@ const HOLD: u8 = 254;
 const REPUBLISH: u8 = 255;
 
 impl Tag {
+    /// The tag of an override of a stale consent record: tied to no input partition.
+    pub fn republish() -> Tag {
+        Tag {
+            target: Target::Republish,
+            input: InputPartition {
+                topic: 0,
+                partition: 0,
+            },
+            seq: 0,
+        }
+    }
+
     pub fn encode(self) -> usize {
         let target = match self.target {
             Target::Destination(index) => index,

@@ -16,7 +16,7 @@ use crate::consent::follower::ConsentEffects;
 use crate::consent::record::encode_value;
 use crate::consent::republish::{Override, REPUBLISHED_HEADER};
 use crate::consent::ConsentState;
-use crate::delivery::tag::{InputPartition, Tag, Target};
+use crate::delivery::tag::{InputPartition, Tag};
 use crate::delivery::Delivery;
 use crate::telemetry;
 use crate::vocabulary::Vocabulary;
@@ -103,15 +103,7 @@ impl ConsentEffects for Effects<'_> {
             value: Some("stale-record-superseded"),
         });
         let timestamp = override_timestamp(state, crate::clock::now_ms());
-        let tag = Tag {
-            target: Target::Republish,
-            input: InputPartition {
-                topic: 0,
-                partition: 0,
-            },
-            seq: 0,
-        };
-        let record = BaseRecord::with_opaque_to(self.consent_topic, tag.encode())
+        let record = BaseRecord::with_opaque_to(self.consent_topic, Tag::republish().encode())
             .partition(partition)
             .key(user.as_bytes())
             .payload(value.as_slice())
