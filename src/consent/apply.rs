@@ -49,10 +49,7 @@ fn overtaken(
     match (stored, update) {
         (Some(stored), Ok(ConsentUpdate::Set(_))) if stored.is_failed_closed() => true,
         (Some(stored), Ok(ConsentUpdate::Set(state))) => {
-            let applied = ConsentState {
-                updated_at_ms: state.updated_at_ms.min(record_time_ms),
-                ..*state
-            };
+            let applied = state.applied_at(record_time_ms);
             applied != stored && applied.updated_at_ms <= stored.updated_at_ms
         }
         _ => false,

@@ -37,6 +37,15 @@ impl ConsentState {
         updated_at_ms: i64::MAX,
     };
 
+    /// The state a record with this state applies as: its `updatedAt` capped at the record's
+    /// timestamp (a record cannot be from after Kafka received it).
+    pub fn applied_at(self, record_time_ms: i64) -> ConsentState {
+        ConsentState {
+            updated_at_ms: self.updated_at_ms.min(record_time_ms),
+            ..self
+        }
+    }
+
     pub fn is_failed_closed(&self) -> bool {
         self.updated_at_ms == i64::MAX
     }

@@ -143,11 +143,9 @@ impl ConsentTable {
                 self.remove(user);
                 RecordOutcome::Removed
             }
-            Ok(ConsentUpdate::Set(mut state)) => {
-                let future_dated = state.updated_at_ms > record_time_ms;
-                if future_dated {
-                    state.updated_at_ms = record_time_ms;
-                }
+            Ok(ConsentUpdate::Set(claimed)) => {
+                let future_dated = claimed.updated_at_ms > record_time_ms;
+                let state = claimed.applied_at(record_time_ms);
                 match self.store(user, state, now_ms) {
                     Some(stored) => RecordOutcome::Stale { stored },
                     None => RecordOutcome::Stored { future_dated },
@@ -192,16 +190,14 @@ impl ConsentTable {
         match record {
             Ok(ConsentUpdate::Remove) => current.is_some(),
             Ok(ConsentUpdate::Set(state)) => {
-                let updated_at_ms = state.updated_at_ms.min(record_time_ms);
-                let applied = ConsentState {
-                    updated_at_ms,
-                    ..*state
-                };
+                let applied = state.applied_at(record_time_ms);
                 // The same state again (an override read back, a record sent twice) changes
                 // nothing.
                 current != Some(applied)
                     && !state.granted.is_superset(all)
-                    && self.bar(user).is_none_or(|bar| bar <= updated_at_ms)
+                    && self
+                        .bar(user)
+                        .is_none_or(|bar| bar <= applied.updated_at_ms)
             }
             Err(_) => true,
         }
