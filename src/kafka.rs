@@ -23,18 +23,7 @@ pub use startup::{
 };
 pub use topic_configs::warn_about_topic_configs;
 
-/// librdkafka settings that the delivery guarantee rests on; `kafka.properties` may not
-/// change them (checked when the config is loaded).
-pub const PROTECTED_PROPERTIES: [&str; 8] = [
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "enable.idempotence",
-    "acks",
-    "request.required.acks",
-    "enable.partition.eof",
-    "transactional.id",
-    "isolation.level",
-];
+pub use crate::config::PROTECTED_PROPERTIES;
 
 /// The producer's local queue bound (librdkafka `queue.buffering.max.messages`); overridable
 /// in `kafka.producer_properties`.

@@ -13,6 +13,7 @@ pub mod decision;
 pub mod delivery;
 pub mod event;
 pub mod http;
+pub mod input;
 pub(crate) mod json;
 pub mod kafka;
 pub mod pipeline;

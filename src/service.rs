@@ -79,7 +79,7 @@ pub async fn run(
 
     let (done_tx, mut done_rx) = oneshot::channel();
     let pipeline_signals = signals.clone();
-    let drain_secs = config.delivery.drain_timeout_secs;
+    let drain_timeout = config.delivery.drain_timeout().value;
     std::thread::Builder::new()
         .name("pipeline".to_owned())
         .spawn(move || {
@@ -94,10 +94,10 @@ pub async fn run(
         _ = &mut shutdown => {
             tracing::info!("shutdown requested");
             if let Ok(mut deadline) = signals.stop_deadline.lock() {
-                *deadline = Some(std::time::Instant::now() + Duration::from_secs(drain_secs));
+                *deadline = Some(std::time::Instant::now() + drain_timeout);
             }
             signals.stopping.store(true, Ordering::SeqCst);
-            let bound = Duration::from_secs(drain_secs) + CLOSE_GRACE;
+            let bound = drain_timeout + CLOSE_GRACE;
             match tokio::time::timeout(bound, &mut done_rx).await {
                 Ok(finished) => finished.map_err(|_| ServiceError::Panicked)?,
                 Err(_) => return Err(ServiceError::StopTimeout(bound.as_secs())),

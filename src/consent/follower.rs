@@ -138,7 +138,7 @@ impl ConsentFollower {
             watermarks,
             sampler,
             topic: config.consent.topic.clone(),
-            timeout: Duration::from_secs(config.kafka.startup_timeout_secs),
+            timeout: config.kafka.startup_timeout().value,
             assigned: Vec::new(),
             applier: Applier {
                 tables,

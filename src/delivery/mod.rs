@@ -1,38 +1,42 @@
-//! Writes to destination, dead-letter and consent topics, and the bookkeeping that turns their
-//! acknowledgements into committable input offsets.
+//! Writes to destination, dead-letter and consent topics, and the ledger that turns their
+//! acknowledgements into committable input offsets (`progress`).
+//!
+//! Where the offsets are committed depends on the guarantee: `at_least_once.rs` commits them to
+//! the consumer group, `exactly_once.rs` commits them in the transaction with the writes;
+//! `commits.rs` is the one interface the pipeline drives them through.
 //!
 //! Every method runs on the pipeline thread: librdkafka runs delivery callbacks inside
 //! `poll`, and rebalance callbacks inside the consumer's `poll`, both called from that thread.
 //! The mutexes below are therefore never contended; they exist because librdkafka's contexts
 //! must be `Sync`.
 
+pub mod at_least_once;
+pub mod commits;
 pub mod dead_letter;
+pub mod exactly_once;
 pub mod headers;
 pub mod limits;
 pub mod producer_stats;
 pub mod progress;
 pub mod tag;
-pub mod transaction;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 
 use self::producer_stats::ProducerStats;
 
 use crate::config::Guarantee;
-use crate::kafka::commit::{self, CommitAnswer, PendingCommit};
+use crate::input::{Assignments, InputPartition};
 use crate::kafka::KafkaContext;
 use crate::telemetry::{self, EventMetrics};
 use progress::Progress;
-use tag::{InputPartition, Tag, Target};
+use tag::{Tag, Target};
 
 /// How long `send` waits on a full producer queue before saying so (it keeps waiting: the
 /// writes fail for good only at librdkafka's `message.timeout.ms`).
@@ -132,12 +136,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The first write that failed for good; the service stops and does not commit past it.
+/// What stopped delivery for good: the service stops and commits nothing past it.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("a write to {topic} failed and retrying cannot fix it: {error}")]
-pub struct WriteFailed {
-    pub topic: String,
-    pub error: KafkaError,
+pub enum DeliveryFailure {
+    /// A write failed and retrying cannot fix it.
+    #[error("a write to {topic} failed and retrying cannot fix it: {error}")]
+    Write { topic: String, error: KafkaError },
+    /// Exactly-once: the transaction could not be opened, committed or aborted (fenced by
+    /// another instance, aborted too often, or the producer could not be replaced).
+    #[error("the transaction failed and retrying cannot fix it: {0}")]
+    Transaction(KafkaError),
+    /// Events dropped after an aborted transaction could not be sought back to.
+    #[error("cannot read dropped events of {topic} again, and retrying cannot fix it: {error}")]
+    Seek { topic: String, error: KafkaError },
+}
+
+impl DeliveryFailure {
+    /// The Kafka error behind it.
+    pub fn error(&self) -> &KafkaError {
+        match self {
+            DeliveryFailure::Write { error, .. }
+            | DeliveryFailure::Transaction(error)
+            | DeliveryFailure::Seek { error, .. } => error,
+        }
+    }
 }
 
 pub struct Delivery {
@@ -152,15 +174,11 @@ pub struct Delivery {
     /// every instance's view of consent acknowledged after them, until the commit.
     republisher: Option<BaseProducer<AckContext>>,
     progress: Mutex<Progress>,
-    /// Input partitions this instance owns now, each with the number of its assignment (so
-    /// state kept for an earlier assignment of the same partition can be told apart).
-    assigned: Mutex<HashMap<InputPartition, u64>>,
-    assignments: AtomicU64,
-    assignment_changes: AtomicU64,
-    failure: Mutex<Option<WriteFailed>>,
+    /// The input partitions owned, and the names of the topics they belong to.
+    inputs: Arc<Assignments>,
+    failure: Mutex<Option<DeliveryFailure>>,
     /// Where each target writes, for error messages.
     destination_topics: Vec<String>,
-    input_topics: Vec<String>,
     dead_letter_topic: String,
     consent_topic: String,
     hold_topic: Option<String>,
@@ -174,7 +192,7 @@ pub struct Delivery {
     /// signal). Every wait is bounded by it from then on, a commit under way included.
     stop_deadline: Arc<Mutex<Option<Instant>>>,
     guarantee: Guarantee,
-    transaction: Mutex<transaction::Transaction>,
+    transaction: Mutex<exactly_once::Transaction>,
     transaction_interval: Duration,
     transaction_max_events: usize,
     transaction_timeout: Duration,
@@ -185,7 +203,8 @@ pub struct Delivery {
 
 /// Topic names the delivery layer writes to or reports on.
 pub struct Topics {
-    pub input: Vec<String>,
+    /// The input partitions owned, and the names of the topics the group reads.
+    pub inputs: Arc<Assignments>,
     pub destinations: Vec<String>,
     pub dead_letter: String,
     pub consent: String,
@@ -248,12 +267,9 @@ impl Delivery {
             startup_timeout: settings.startup_timeout,
             republisher,
             progress: Mutex::new(Progress::default()),
-            assigned: Mutex::new(HashMap::new()),
-            assignments: AtomicU64::new(0),
-            assignment_changes: AtomicU64::new(0),
+            inputs: topics.inputs,
             failure: Mutex::new(None),
             destination_topics: topics.destinations,
-            input_topics: topics.input,
             dead_letter_topic: topics.dead_letter,
             consent_topic: topics.consent,
             hold_topic: topics.hold,
@@ -264,7 +280,7 @@ impl Delivery {
             not_sent_at_stop: AtomicBool::new(false),
             stop_deadline,
             guarantee: settings.guarantee,
-            transaction: Mutex::new(transaction::Transaction::default()),
+            transaction: Mutex::new(exactly_once::Transaction::default()),
             transaction_interval: settings.transaction_interval,
             transaction_max_events: settings.transaction_max_events,
             transaction_timeout: settings.transaction_timeout,
@@ -314,6 +330,11 @@ impl Delivery {
         self.guarantee
     }
 
+    /// The input partitions owned, and how they are numbered.
+    pub fn inputs(&self) -> &Assignments {
+        &self.inputs
+    }
+
     /// Starts tracking an input event; its writes are tagged with the returned sequence.
     /// In exactly-once mode the event joins the open transaction (opening one if needed); if
     /// none can be opened the error is recorded and the service stops.
@@ -321,10 +342,7 @@ impl Delivery {
         if self.guarantee == Guarantee::ExactlyOnce {
             if let Err(error) = self.ensure_transaction() {
                 self.transaction_failed(error.clone());
-                lock(&self.failure).get_or_insert(WriteFailed {
-                    topic: "(transaction)".to_owned(),
-                    error,
-                });
+                lock(&self.failure).get_or_insert(DeliveryFailure::Transaction(error));
             }
             self.transaction_event(input, offset);
         }
@@ -516,21 +534,21 @@ impl Delivery {
         } else {
             tracing::error!(%topic, %error, "write failed for good; stopping without committing past it");
         }
-        *failure = Some(WriteFailed { topic, error });
+        *failure = Some(DeliveryFailure::Write { topic, error });
     }
 
     /// Events read but not judged could not be sought back to after an aborted transaction:
     /// the service stops without committing past them (a restart reads them again).
     pub fn fail_to_read_again(&self, topic: &str, error: KafkaError) {
         tracing::error!(%topic, %error, "cannot read dropped events again; stopping");
-        lock(&self.failure).get_or_insert(WriteFailed {
-            topic: format!("(seek in {topic})"),
+        lock(&self.failure).get_or_insert(DeliveryFailure::Seek {
+            topic: topic.to_owned(),
             error,
         });
     }
 
     /// The first write that failed for good, if any.
-    pub fn failure(&self) -> Option<WriteFailed> {
+    pub fn failure(&self) -> Option<DeliveryFailure> {
         lock(&self.failure).clone()
     }
 
@@ -585,170 +603,10 @@ impl Delivery {
         }
     }
 
-    /// The committable offsets (of the given partitions, or all) not committed yet, as a list
-    /// for the consumer; None if there are none.
-    fn to_commit(
-        &self,
-        only: Option<&[InputPartition]>,
-    ) -> KafkaResult<Option<TopicPartitionList>> {
-        let offsets = lock(&self.progress).to_commit(only);
-        if offsets.is_empty() {
-            return Ok(None);
-        }
-        let mut list = TopicPartitionList::with_capacity(offsets.len());
-        for (input, offset) in &offsets {
-            list.add_partition_offset(
-                &self.input_topics[usize::from(input.topic)],
-                i32::from(input.partition),
-                Offset::Offset(*offset),
-            )?;
-        }
-        Ok(Some(list))
-    }
-
-    /// Sends a commit of what is committable, without waiting: the caller reads its answer
-    /// and hands it to [`Delivery::commit_answered`]. None if there is nothing to commit.
-    pub fn commit_async<'c, C: ConsumerContext>(
-        &self,
-        consumer: &'c BaseConsumer<C>,
-    ) -> KafkaResult<Option<PendingCommit<'c>>> {
-        match self.to_commit(None)? {
-            Some(list) => PendingCommit::send(consumer, &list).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Commits what is committable (of the given partitions, or all) and waits at most
-    /// `timeout` for the broker's answer. An error if it was rejected or not answered in
-    /// time (the partitions are committed again next time).
-    pub fn commit_within<C: ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        only: Option<&[InputPartition]>,
-        timeout: Duration,
-    ) -> KafkaResult<()> {
-        let Some(list) = self.to_commit(only)? else {
-            return Ok(());
-        };
-        match commit::commit_within(consumer, &list, timeout)? {
-            Some(answer) => {
-                self.commit_answered(&answer);
-                match answer.result {
-                    Err(error) => Err(error),
-                    Ok(()) => match answer.offsets.iter().find_map(|o| o.error) {
-                        Some(code) => Err(KafkaError::ConsumerCommit(code)),
-                        None => Ok(()),
-                    },
-                }
-            }
-            None => {
-                metrics::counter!(telemetry::OFFSET_COMMITS, "result" => "error").increment(1);
-                Err(KafkaError::ConsumerCommit(
-                    RDKafkaErrorCode::OperationTimedOut,
-                ))
-            }
-        }
-    }
-
-    /// The broker's answer to a commit: partitions committed are recorded; the others are
-    /// committed again next time.
-    pub fn commit_answered(&self, answer: &CommitAnswer) {
-        let mut progress = lock(&self.progress);
-        let mut failed = answer.result.is_err();
-        for committed in &answer.offsets {
-            let Some(input) = self.input_partition(&committed.topic, committed.partition) else {
-                continue;
-            };
-            if answer.result.is_ok() && committed.error.is_none() && committed.offset >= 0 {
-                progress.mark_committed(input, committed.offset);
-            } else {
-                failed = true;
-                progress.forget_commit(input);
-            }
-        }
-        let outcome = if failed { "error" } else { "ok" };
-        metrics::counter!(telemetry::OFFSET_COMMITS, "result" => outcome).increment(1);
-    }
-
-    /// Changes whenever partitions are assigned or unassigned.
-    pub fn assignment_version(&self) -> u64 {
-        self.assignment_changes.load(Ordering::SeqCst)
-    }
-
-    /// The partition numbers this instance owns in any input topic.
-    pub fn assigned_partition_numbers(&self) -> Vec<i32> {
-        let mut numbers: Vec<i32> = lock(&self.assigned)
-            .keys()
-            .map(|input| i32::from(input.partition))
-            .collect();
-        numbers.sort_unstable();
-        numbers.dedup();
-        numbers
-    }
-
-    /// Records newly assigned partitions.
-    pub fn assign(&self, inputs: &[InputPartition]) {
-        self.assignment_changes.fetch_add(1, Ordering::SeqCst);
-        let mut assigned = lock(&self.assigned);
-        for input in inputs {
-            let number = self.assignments.fetch_add(1, Ordering::SeqCst);
-            assigned.insert(*input, number);
-        }
-    }
-
-    /// How many assignments have been numbered so far: the next one gets this number.
-    pub fn assignments_made(&self) -> u64 {
-        self.assignments.load(Ordering::SeqCst)
-    }
-
-    /// True if this instance owns the partition now, under an assignment numbered below
-    /// `before` (one made before some moment marked with [`Delivery::assignments_made`]).
-    pub fn owned_under_assignment_before(&self, input: InputPartition, before: u64) -> bool {
-        lock(&self.assigned)
-            .get(&input)
-            .is_some_and(|number| *number < before)
-    }
-
-    /// True if this instance owns the partition now.
-    pub fn is_assigned(&self, input: InputPartition) -> bool {
-        lock(&self.assigned).contains_key(&input)
-    }
-
-    /// The number of the partition's current assignment, if owned.
-    pub fn assignment(&self, input: InputPartition) -> Option<u64> {
-        lock(&self.assigned).get(&input).copied()
-    }
-
-    /// Marks partitions as no longer owned (their progress is still tracked).
-    pub fn unassign(&self, inputs: &[InputPartition]) {
-        self.assignment_changes.fetch_add(1, Ordering::SeqCst);
-        let mut assigned = lock(&self.assigned);
-        for input in inputs {
-            assigned.remove(input);
-        }
-    }
-
     /// Stops owning and tracking revoked partitions.
     pub fn remove(&self, inputs: &[InputPartition]) {
-        self.unassign(inputs);
+        self.inputs.unassign(inputs);
         lock(&self.progress).remove(inputs);
-    }
-
-    /// The tracked form of an input partition, if it is one of ours.
-    pub fn input_partition(&self, topic: &str, partition: i32) -> Option<InputPartition> {
-        let topic = self.input_topics.iter().position(|t| t == topic)?;
-        Some(InputPartition {
-            topic: u8::try_from(topic).ok()?,
-            partition: u16::try_from(partition).ok()?,
-        })
-    }
-
-    /// Every input partition in a list.
-    pub fn input_partitions(&self, list: &TopicPartitionList) -> Vec<InputPartition> {
-        list.elements()
-            .iter()
-            .filter_map(|e| self.input_partition(e.topic(), e.partition()))
-            .collect()
     }
 
     /// Flushes librdkafka's queue (bounded); used once everything else is done.
@@ -773,7 +631,7 @@ mod tests {
         Delivery::new(
             &producer,
             Topics {
-                input: vec!["events".to_owned()],
+                inputs: Arc::new(Assignments::new(vec!["events".to_owned()])),
                 destinations: vec!["out".to_owned()],
                 dead_letter: "dead".to_owned(),
                 consent: "consent".to_owned(),
@@ -810,26 +668,5 @@ mod tests {
         assert!(delivery.drain_events(Duration::from_millis(50)));
         // A stop's drain still waits for it.
         assert!(!delivery.drain(None, Duration::from_millis(50)));
-    }
-
-    #[test]
-    fn an_event_read_under_an_earlier_assignment_of_its_partition_is_not_owned() {
-        let delivery = delivery();
-        let input = InputPartition {
-            topic: 0,
-            partition: 3,
-        };
-        delivery.assign(&[input]);
-        let read_at = delivery.assignments_made();
-        assert!(delivery.owned_under_assignment_before(input, read_at));
-
-        delivery.unassign(&[input]);
-        assert!(!delivery.owned_under_assignment_before(input, read_at));
-
-        // Assigned again after the read: the consumer reads it again from the committed
-        // offset, so what was read before must not be judged as well.
-        delivery.assign(&[input]);
-        assert!(!delivery.owned_under_assignment_before(input, read_at));
-        assert!(delivery.owned_under_assignment_before(input, delivery.assignments_made()));
     }
 }

@@ -5,13 +5,7 @@
 //! Layout (64 bits): target (8) | input topic index (8) | input partition (16) | sequence (32).
 
 use crate::event::Malformed;
-
-/// An input partition: the index of its topic in `input.topics`, and its number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InputPartition {
-    pub topic: u8,
-    pub partition: u16,
-}
+pub use crate::input::InputPartition;
 
 /// What a write is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

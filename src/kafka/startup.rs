@@ -18,7 +18,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{base, with_user_properties, KafkaContext, Role};
-use crate::config::Config;
+use crate::config::{Config, ConfiguredTopic};
 
 /// The longest single wait for the cluster's metadata, so that an authentication failure,
 /// reported apart from the request, ends start-up soon.
@@ -186,25 +186,11 @@ fn report_transient(step: &'static str, error: &dyn std::fmt::Display, reported:
 
 /// Every topic the config names, with the field that names it.
 pub fn configured_topics(config: &Config) -> Vec<(String, String)> {
-    let mut topics: Vec<(String, String)> = config
-        .input
-        .topics
-        .iter()
-        .enumerate()
-        .map(|(i, topic)| (topic.clone(), format!("input.topics[{i}]")))
-        .collect();
-    topics.push((config.consent.topic.clone(), "consent.topic".to_owned()));
-    topics.push((
-        config.dead_letter.topic.clone(),
-        "dead_letter.topic".to_owned(),
-    ));
-    for (i, dest) in config.destinations.iter().enumerate() {
-        topics.push((dest.topic.clone(), format!("destination[{i}].topic")));
-    }
-    if let (true, Some(topic)) = (config.hold.enabled, &config.hold.topic) {
-        topics.push((topic.clone(), "hold.topic".to_owned()));
-    }
-    topics
+    config
+        .topics()
+        .into_iter()
+        .map(|topic| (topic.name.to_owned(), topic.field))
+        .collect()
 }
 
 /// The metadata client's context: librdkafka's logs as usual, and the errors it reports
@@ -259,7 +245,7 @@ pub fn check_topics(
         })
         .map_err(StartupError::Client)?;
     let servers = &config.kafka.bootstrap_servers;
-    let secs = config.kafka.startup_timeout_secs;
+    let secs = config.kafka.startup_timeout().secs();
     let configured = configured_topics(config);
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
@@ -489,17 +475,12 @@ pub fn check_copartitioned(
     partitions: &HashMap<String, usize>,
 ) -> Result<(), StartupError> {
     let consent = partitions.get(&config.consent.topic).copied().unwrap_or(0);
-    let mut inputs: Vec<(String, String)> = config
-        .input
-        .topics
-        .iter()
-        .enumerate()
-        .map(|(i, topic)| (topic.clone(), format!("input.topics[{i}]")))
-        .collect();
-    if let (true, Some(topic)) = (config.hold.enabled, &config.hold.topic) {
-        inputs.push((topic.clone(), "hold.topic".to_owned()));
-    }
-    for (topic, field) in inputs {
+    let inputs = config.topics().into_iter().filter(|t| t.read_by_group());
+    for ConfiguredTopic {
+        name: topic, field, ..
+    } in inputs
+    {
+        let topic = topic.to_owned();
         let count = partitions.get(&topic).copied().unwrap_or(0);
         if count != consent {
             return Err(StartupError::NotCopartitioned {

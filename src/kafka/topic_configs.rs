@@ -2,20 +2,20 @@
 //! weaken what it can promise: a consent topic that is not compacted, and input topics whose
 //! record timestamps are the producer's (`CreateTime`) rather than the broker's.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigResource, ResourceSpecifier};
 use rdkafka::error::KafkaError;
 
 use super::startup::{is_transient_code, time_left, FIRST_BACKOFF, MAX_BACKOFF, MIN_TRY};
 use super::{base, is_transient, with_user_properties, KafkaContext, Role};
-use crate::config::Config;
+use crate::config::{Config, TopicRole};
 
 /// Reads the consent and input topics' configs and warns about what weakens the enforcer's
 /// guarantees. Transient errors are retried until `kafka.startup_timeout_secs`; a topic that
 /// cannot be described is skipped (a missing one is reported by the start-up check).
 pub async fn warn_about_topic_configs(config: &Config) {
-    let deadline = Instant::now() + Duration::from_secs(config.kafka.startup_timeout_secs);
+    let deadline = Instant::now() + config.kafka.startup_timeout().value;
     let admin: AdminClient<KafkaContext> =
         match with_user_properties(base(config), config, Role::Admin)
             .create_with_context(KafkaContext::new(None))
@@ -26,8 +26,11 @@ pub async fn warn_about_topic_configs(config: &Config) {
                 return;
             }
         };
-    let topics: Vec<&str> = std::iter::once(config.consent.topic.as_str())
-        .chain(config.input.topics.iter().map(String::as_str))
+    let topics: Vec<&str> = config
+        .topics()
+        .into_iter()
+        .filter(|t| matches!(t.role, TopicRole::Consent | TopicRole::Input))
+        .map(|t| t.name)
         .collect();
     let resources: Vec<ResourceSpecifier<'_>> =
         topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();

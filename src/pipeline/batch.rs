@@ -41,7 +41,7 @@ impl<'c> Batch<'c> {
                         events.reserve(EVENTS_PER_TURN);
                     }
                     // Rebalance callbacks run inside `poll`, before it returns a message.
-                    marks.note(events.len(), delivery.assignments_made());
+                    marks.note(events.len(), delivery.inputs().made());
                     events.push(message);
                 }
                 Some(Err(error)) => {

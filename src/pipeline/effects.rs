@@ -11,14 +11,12 @@ use rdkafka::producer::BaseRecord;
 
 use super::hold::Hold;
 use super::rebalance::EventConsumerContext;
-use crate::config::Guarantee;
 use crate::consent::follower::ConsentEffects;
 use crate::consent::record::encode_value;
 use crate::consent::republish::{Override, REPUBLISHED_HEADER};
 use crate::consent::ConsentState;
 use crate::delivery::tag::{InputPartition, Tag};
-use crate::delivery::Delivery;
-use crate::telemetry;
+use crate::delivery::{commits, Delivery};
 use crate::vocabulary::Vocabulary;
 
 /// What consent records ask of delivery: finish earlier writes before a revocation, and
@@ -58,33 +56,7 @@ pub(super) struct Republisher {
 
 impl ConsentEffects for Effects<'_> {
     fn before_revocation(&mut self) -> bool {
-        match (self.delivery.guarantee(), self.consumer) {
-            (Guarantee::ExactlyOnce, Some(consumer)) => {
-                // Writes become visible on commit: commit them before the revocation applies.
-                // An aborted transaction is fine too: its writes are never visible, and its
-                // events are judged again with the revocation applied.
-                self.delivery
-                    .commit_transaction(consumer, self.drain_timeout);
-                self.delivery.failure().is_none()
-            }
-            _ => loop {
-                // Wait as long as it takes: applying the revocation while writes judged
-                // before it may still land would break the guarantee. Acknowledgements are
-                // served meanwhile, and a stop or a failed write ends the wait.
-                // Only event writes: a re-published consent state is no judged event.
-                if self.delivery.drain_events(self.drain_timeout) {
-                    return true;
-                }
-                if self.delivery.failure().is_some() || self.delivery.stopping() {
-                    return false;
-                }
-                telemetry::error("consent", "revocation_drain_timeout");
-                tracing::warn!(
-                    drain_timeout_secs = self.drain_timeout.as_secs(),
-                    "writes judged before a revocation are still unacknowledged; the revocation waits for them"
-                );
-            },
-        }
+        commits::before_revocation(self.delivery, self.consumer, self.drain_timeout)
     }
 
     fn applied(&mut self, user: &str) {
@@ -117,6 +89,7 @@ impl ConsentEffects for Effects<'_> {
         let first = partition.rem_euclid(self.republisher.first_input_partitions);
         u16::try_from(first).is_ok_and(|partition| {
             self.delivery
+                .inputs()
                 .assignment(InputPartition {
                     topic: 0,
                     partition,
@@ -126,7 +99,7 @@ impl ConsentEffects for Effects<'_> {
     }
 
     fn ownership_version(&self) -> u64 {
-        self.delivery.assignment_version()
+        self.delivery.inputs().version()
     }
 }
 

@@ -32,8 +32,8 @@ pub(super) struct Freshness {
 impl Freshness {
     pub(super) fn new(config: &Config) -> Freshness {
         Freshness {
-            max_wait: Duration::from_millis(config.consent.max_wait_ms),
-            max_staleness: Duration::from_millis(config.consent.max_staleness_ms),
+            max_wait: config.consent.max_wait().value,
+            max_staleness: config.consent.max_staleness().value,
             probe: None,
             fresh_at: Instant::now(),
             last_probe: Instant::now(),

@@ -96,6 +96,7 @@ impl Judge<'_> {
     ) {
         let Some(input) = self
             .delivery
+            .inputs()
             .input_partition(message.topic(), message.partition())
         else {
             // Not trackable (a partition number past 65535): never commit past it.
@@ -109,6 +110,7 @@ impl Judge<'_> {
         };
         if !self
             .delivery
+            .inputs()
             .owned_under_assignment_before(input, assignments_before)
         {
             // Read before its partition was revoked (and perhaps assigned again, when the
@@ -301,7 +303,7 @@ impl Judge<'_> {
             .min(now_ms);
         let event = Waiting {
             input: slot.input,
-            assignment: self.delivery.assignment(slot.input).unwrap_or(0),
+            assignment: self.delivery.inputs().assignment(slot.input).unwrap_or(0),
             seq: slot.seq,
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
@@ -374,7 +376,7 @@ impl Judge<'_> {
     /// Judges a waiting event whose user has chosen, or drops an expired one, and resolves it.
     pub fn resolve(&self, table: &ConsentTable, event: Waiting) {
         let expired = event.resolution == Some(Resolution::Expired);
-        if self.delivery.assignment(event.input) != Some(event.assignment) {
+        if self.delivery.inputs().assignment(event.input) != Some(event.assignment) {
             // Its partition moved: the new owner reads it again from the hold topic.
             return;
         }

@@ -1,9 +1,20 @@
 //! After an aborted transaction: where the consumer must seek so that the events read but
 //! dropped unjudged are read again.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::time::Duration;
 
-use crate::delivery::tag::InputPartition;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::Offset;
+
+use super::batch::Batch;
+use super::hold::Hold;
+use super::rebalance::EventConsumerContext;
+use crate::delivery::Delivery;
+use crate::input::InputPartition;
+use crate::telemetry;
 
 /// The first dropped offset of each input partition.
 #[derive(Debug, Default)]
@@ -39,6 +50,57 @@ impl ReadAgain {
             .collect();
         seeks.sort();
         seeks
+    }
+}
+
+/// After an aborted transaction rewound the consumer, events read but not judged are dropped
+/// and read again: every partition with dropped events is sought back to the first of them
+/// (or to the rewind offset, if earlier), since events read after the abort's own seek are
+/// among them; held events of rewound partitions are forgotten from the rewind offsets on.
+pub(super) fn after_rewind(
+    delivery: &Delivery,
+    consumer: &BaseConsumer<EventConsumerContext>,
+    batches: [&mut Option<Batch<'_>>; 2],
+    hold: Option<&RefCell<Hold>>,
+    timeout: Duration,
+) {
+    let rewound = delivery.take_rewound();
+    if rewound.is_empty() {
+        return;
+    }
+    let mut read_again = ReadAgain::default();
+    for batch in batches.into_iter().filter_map(Option::take) {
+        for (index, message) in batch.events.iter().enumerate() {
+            let Some(input) = delivery
+                .inputs()
+                .input_partition(message.topic(), message.partition())
+            else {
+                continue;
+            };
+            // Read under an earlier assignment: the consumer reads it again from the
+            // committed offset anyway, and a seek to it could skip what lies before.
+            if !delivery
+                .inputs()
+                .owned_under_assignment_before(input, batch.assignments_before(index))
+            {
+                continue;
+            }
+            read_again.dropped(input, message.topic(), message.offset());
+        }
+    }
+    for (topic, partition, offset) in read_again.seeks(&rewound) {
+        // Bounded by the stop's deadline too: a seek waits for the partition's broker thread.
+        let timeout = delivery.bounded(timeout);
+        if let Err(error) = consumer.seek(&topic, partition, Offset::Offset(offset), timeout) {
+            telemetry::error("consume", "seek");
+            delivery.fail_to_read_again(&topic, error);
+        }
+    }
+    if let Some(hold) = hold {
+        let mut hold = hold.borrow_mut();
+        for (input, offset) in rewound {
+            hold.forget(input, offset);
+        }
     }
 }
 

@@ -3,16 +3,14 @@
 //! starts exactly where this instance's acknowledged work ends.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
-use super::stop_reserve;
-use crate::config::Guarantee;
-use crate::delivery::Delivery;
+use crate::delivery::{commits, Delivery};
 use crate::kafka::{KafkaContext, LagGauge};
 use crate::telemetry::{self, INPUT_LAG};
 
@@ -50,52 +48,17 @@ impl ConsumerContext for EventConsumerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(list) => {
-                let revoked = self.delivery.input_partitions(list);
+                let revoked = self.delivery.inputs().input_partitions(list);
                 tracing::info!(
                     partitions = revoked.len(),
                     "partitions revoked; draining them"
                 );
-                if self.delivery.guarantee() == Guarantee::ExactlyOnce {
-                    // The open transaction holds events of every owned partition: commit it
-                    // whole, offsets of the revoked ones included. If that fails (a lost
-                    // assignment is fenced), the abort rewinds only the partitions kept.
-                    self.delivery.unassign(&revoked);
-                    self.delivery
-                        .commit_transaction(consumer, self.drain_timeout);
-                    self.delivery.remove(&revoked);
-                    return;
-                }
-                // One deadline for the drain and the commit: the drain timeout, or what is
-                // left of the stop's deadline, less (when stopping) the reserve that the
-                // commit and the leave need.
-                let until = Instant::now() + self.delivery.bounded(self.drain_timeout);
-                let reserve = if self.delivery.stopping() {
-                    stop_reserve(self.drain_timeout)
-                } else {
-                    Duration::ZERO
-                };
-                let left = || until.saturating_duration_since(Instant::now());
-                let drained = self
-                    .delivery
-                    .drain(Some(&revoked), left().saturating_sub(reserve));
-                let timeout = left().saturating_sub(reserve / 2);
-                if consumer.assignment_lost() {
-                    tracing::warn!("assignment lost: the group moved on, not committing");
-                } else if let Err(error) =
-                    self.delivery
-                        .commit_within(consumer, Some(&revoked), timeout)
-                {
-                    telemetry::error("commit", "revoke");
-                    tracing::warn!(%error, "commit on revocation failed; the next owner redelivers");
-                }
-                if !drained {
-                    telemetry::error("delivery", "revoke_drain");
-                }
-                self.delivery.remove(&revoked);
+                commits::on_revoke(&self.delivery, consumer, &revoked, self.drain_timeout);
             }
             Rebalance::Assign(list) => {
                 tracing::info!(partitions = list.count(), "partitions assigned");
-                self.delivery.assign(&self.delivery.input_partitions(list));
+                let inputs = self.delivery.inputs();
+                inputs.assign(&inputs.input_partitions(list));
             }
             Rebalance::Error(error) => {
                 telemetry::error("consume", "rebalance");

@@ -11,6 +11,7 @@ use consent_enforcer::config::Guarantee;
 use consent_enforcer::delivery::tag::{Tag, Target};
 use consent_enforcer::delivery::{Delivery, Settings, Topics};
 use consent_enforcer::event::Malformed;
+use consent_enforcer::input::Assignments;
 use consent_enforcer::telemetry::EventMetrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -52,7 +53,7 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
     let delivery = Delivery::new(
         &producer,
         Topics {
-            input: vec![args.input.clone()],
+            inputs: Arc::new(Assignments::new(vec![args.input.clone()])),
             destinations: args.destinations.clone(),
             dead_letter: args.dead_letter.clone(),
             consent: String::new(),
@@ -93,7 +94,10 @@ pub fn run(args: CopyArgs) -> anyhow::Result<()> {
             };
             wait = Duration::ZERO;
             let message = message?;
-            let Some(input) = delivery.input_partition(message.topic(), message.partition()) else {
+            let Some(input) = delivery
+                .inputs()
+                .input_partition(message.topic(), message.partition())
+            else {
                 continue;
             };
             let seq = delivery.begin(input, message.offset());

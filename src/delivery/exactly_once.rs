@@ -1,6 +1,11 @@
 //! Exactly-once delivery: every write of a batch of events, and the input offsets past those
 //! events, commit in one Kafka transaction (KIP-447: offsets are sent with the consumer
-//! group's metadata, so a zombie from an older generation is fenced).
+//! group's metadata, so a zombie from an older generation is fenced). This file is where the
+//! transaction is: opened, committed, aborted, and its producer replaced.
+//!
+//! Where it is committed: [`ExactlyOnce::tick`] when it is due (age or size),
+//! [`before_revocation`] before a consent revocation applies, [`on_revoke`] before partitions
+//! are released, and [`ExactlyOnce::shutdown`] at the stop.
 //!
 //! A transaction is opened lazily by the first event or write after the last commit, and
 //! committed when it is due (age or size), before a revocation is applied, before partitions
@@ -19,9 +24,10 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::producer_stats::ProducerStats;
-use super::tag::{InputPartition, Target};
-use super::{create_producer, lock, serve_queued, Delivery, WriteFailed};
+use super::tag::Target;
+use super::{create_producer, lock, serve_queued, Delivery, DeliveryFailure};
 use crate::config::Guarantee;
+use crate::input::InputPartition;
 use crate::telemetry;
 
 /// Consecutive aborts after which the enforcer gives up (a write that can never succeed
@@ -75,6 +81,67 @@ pub(super) struct Transaction {
     delivered: Vec<u64>,
     /// Acknowledged dead-letter and hold writes, likewise.
     other_acks: Vec<(Target, u64)>,
+}
+
+/// The exactly-once commit strategy. Its state is the transaction itself, which the write
+/// path joins (every event and write is part of the open one), kept in [`Delivery`].
+pub struct ExactlyOnce {
+    drain_timeout: Duration,
+}
+
+impl ExactlyOnce {
+    pub fn new(drain_timeout: Duration) -> ExactlyOnce {
+        ExactlyOnce { drain_timeout }
+    }
+
+    /// Each turn of the loop: commits the open transaction once it is old or large enough.
+    pub fn tick<C: ConsumerContext>(&mut self, delivery: &Delivery, consumer: &BaseConsumer<C>) {
+        if delivery.transaction_due() {
+            delivery.commit_transaction(consumer, self.drain_timeout);
+        }
+    }
+
+    /// Commits the last transaction, then waits for the re-published consent states (written
+    /// outside it). True if the stop is clean: an abort for a write left unsent at the stop
+    /// is, since nothing is lost (its events are read again by the next owner); one
+    /// re-publish lost is not (compaction could keep the stale record it overrides).
+    pub fn shutdown<C: ConsumerContext>(
+        self,
+        delivery: &Delivery,
+        consumer: &BaseConsumer<C>,
+    ) -> bool {
+        let committed = delivery.commit_transaction(consumer, self.drain_timeout)
+            != Outcome::Aborted
+            || delivery.not_sent_at_stop();
+        let republished = delivery.drain(None, delivery.bounded(self.drain_timeout));
+        committed && republished
+    }
+}
+
+/// Before a consent revocation is applied: writes become visible on commit, so the open
+/// transaction is committed first. An aborted one is fine too: its writes are never visible,
+/// and its events are judged again with the revocation applied. False if delivery failed.
+pub fn before_revocation<C: ConsumerContext>(
+    delivery: &Delivery,
+    consumer: &BaseConsumer<C>,
+    drain_timeout: Duration,
+) -> bool {
+    delivery.commit_transaction(consumer, drain_timeout);
+    delivery.failure().is_none()
+}
+
+/// Partitions are being revoked. The open transaction holds events of every owned partition:
+/// it is committed whole, offsets of the revoked ones included. If that fails (a lost
+/// assignment is fenced), the abort rewinds only the partitions kept.
+pub fn on_revoke<C: ConsumerContext>(
+    delivery: &Delivery,
+    consumer: &BaseConsumer<C>,
+    revoked: &[InputPartition],
+    drain_timeout: Duration,
+) {
+    delivery.inputs.unassign(revoked);
+    delivery.commit_transaction(consumer, drain_timeout);
+    delivery.remove(revoked);
 }
 
 /// What committing did.
@@ -227,7 +294,7 @@ impl Delivery {
             let mut list = TopicPartitionList::with_capacity(offsets.len());
             for (input, offset) in &offsets {
                 list.add_partition_offset(
-                    &self.input_topics[usize::from(input.topic)],
+                    self.inputs.topic_name(*input),
                     i32::from(input.partition),
                     Offset::Offset(*offset),
                 )?;
@@ -316,10 +383,10 @@ impl Delivery {
             }
         }
         for (input, offset) in &rewind {
-            if !self.is_assigned(*input) {
+            if !self.inputs.is_assigned(*input) {
                 continue;
             }
-            let topic = &self.input_topics[usize::from(input.topic)];
+            let topic = self.inputs.topic_name(*input);
             let partition = i32::from(input.partition);
             if let Err(seek_error) = consumer.seek(
                 topic,
@@ -409,10 +476,7 @@ impl Delivery {
             } else {
                 tracing::error!(%error, aborts, "transaction failed for good; stopping");
             }
-            *failure = Some(WriteFailed {
-                topic: "(transaction)".to_owned(),
-                error,
-            });
+            *failure = Some(DeliveryFailure::Transaction(error));
         }
         Outcome::Aborted
     }

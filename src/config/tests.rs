@@ -1,0 +1,251 @@
+use super::*;
+
+
+const MINIMAL: &str = r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+[input]
+topics = ["events.raw"]
+[consent]
+topic = "consent.states"
+[dead_letter]
+topic = "events.dead-letter"
+[[destination]]
+name = "amplitude"
+topic = "dest.amplitude"
+categories = ["analytics"]
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    let config = Config::parse(text, "test.toml")?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn error_of(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("config should have been rejected"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.kafka.group_id, "consent-enforcer");
+    assert_eq!(config.input.max_event_bytes, 1_000_000);
+    assert_eq!(config.consent.when_missing, WhenMissing::Deny);
+    assert_eq!(config.metrics.listen, "127.0.0.1:9464");
+    assert_eq!(
+        config.delivery.drain_timeout().value,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(
+        config.kafka.startup_timeout().value,
+        std::time::Duration::from_secs(15)
+    );
+    assert_eq!(
+        config.consent.max_wait().value,
+        std::time::Duration::from_millis(1_000)
+    );
+    assert_eq!(
+        config.consent.max_staleness().value,
+        std::time::Duration::from_millis(30_000)
+    );
+    assert_eq!(
+        config.delivery.commit_interval().value,
+        std::time::Duration::from_millis(1_000)
+    );
+    assert_eq!(
+        config.delivery.transaction_interval().value,
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(config.delivery.guarantee, Guarantee::AtLeastOnce);
+    let dest = &config.destinations[0];
+    assert_eq!(dest.match_mode, MatchMode::All);
+    assert_eq!(dest.integration_names(), vec!["amplitude".to_owned()]);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let text = MINIMAL.replace("[input]", "[input]\nbogus_key = 1");
+    let err = error_of(&text);
+    assert!(err.contains("bogus_key"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+}
+
+#[test]
+fn destination_without_categories_is_rejected() {
+    let err = error_of(&MINIMAL.replace("categories = [\"analytics\"]", ""));
+    assert!(err.contains("categories"), "{err}");
+}
+
+#[test]
+fn duplicate_destination_name_is_rejected() {
+    let text = format!(
+        "{MINIMAL}\n[[destination]]\nname = \"amplitude\"\ntopic = \"dest.other\"\ncategories = []\n"
+    );
+    let err = error_of(&text);
+    assert!(err.contains("destination[1].name"), "{err}");
+}
+
+#[test]
+fn destination_name_with_a_comma_is_rejected() {
+    let err = error_of(&MINIMAL.replace("name = \"amplitude\"", "name = \"amp,litude\""));
+    assert!(err.contains("destination[0].name"), "{err}");
+    assert!(err.contains("comma"), "{err}");
+}
+
+#[test]
+fn zero_drain_timeout_is_rejected() {
+    let err = error_of(&format!("{MINIMAL}\n[delivery]\ndrain_timeout_secs = 0\n"));
+    assert!(err.contains("delivery.drain_timeout_secs"), "{err}");
+}
+
+#[test]
+fn duplicate_destination_topic_is_rejected() {
+    let text = format!(
+        "{MINIMAL}\n[[destination]]\nname = \"other\"\ntopic = \"dest.amplitude\"\ncategories = []\n"
+    );
+    let err = error_of(&text);
+    assert!(err.contains("destination[1].topic"), "{err}");
+    assert!(err.contains("destination[0].topic"), "{err}");
+}
+
+#[test]
+fn topic_in_two_roles_is_rejected() {
+    let err =
+        error_of(&MINIMAL.replace("topic = \"events.dead-letter\"", "topic = \"events.raw\""));
+    assert!(err.contains("dead_letter.topic"), "{err}");
+    assert!(err.contains("input.topics[0]"), "{err}");
+}
+
+#[test]
+fn bad_enum_value_is_named() {
+    let err = error_of(&MINIMAL.replace(
+        "topic = \"consent.states\"",
+        "topic = \"consent.states\"\nwhen_missing = \"maybe\"",
+    ));
+    assert!(err.contains("maybe"), "{err}");
+}
+
+#[test]
+fn bad_listen_address_is_named() {
+    let err = error_of(&format!("{MINIMAL}\n[metrics]\nlisten = \"nowhere\"\n"));
+    assert!(err.contains("metrics.listen"), "{err}");
+}
+
+#[test]
+fn guarantee_critical_properties_cannot_be_overridden() {
+    let err = error_of(&MINIMAL.replace(
+        "bootstrap_servers = \"127.0.0.1:9092\"",
+        "bootstrap_servers = \"127.0.0.1:9092\"\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"",
+    ));
+    assert!(err.contains("enable.auto.commit"), "{err}");
+}
+
+#[test]
+fn durations_carry_their_unit() {
+    for (text, ms) in [
+        ("500ms", 500),
+        ("30s", 30_000),
+        ("10m", 600_000),
+        ("2h", 7_200_000),
+        ("7d", 604_800_000),
+    ] {
+        assert_eq!(text.parse::<Duration>().unwrap().as_millis(), ms, "{text}");
+    }
+    for bad in ["10", "m", "10 fortnights", "-1s", ""] {
+        assert!(bad.parse::<Duration>().is_err(), "{bad}");
+    }
+    let err = error_of(&MINIMAL.replace(
+        "topic = \"consent.states\"",
+        "topic = \"consent.states\"\nhistory_window = \"7\"",
+    ));
+    assert!(
+        err.contains("history_window") || err.contains("unit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn staleness_shorter_than_wait_names_both_fields() {
+    let err = error_of(&MINIMAL.replace(
+        "topic = \"consent.states\"",
+        "topic = \"consent.states\"\nmax_wait_ms = 5000\nmax_staleness_ms = 1000",
+    ));
+    assert!(
+        err.contains("consent.max_staleness_ms") && err.contains("consent.max_wait_ms"),
+        "{err}"
+    );
+}
+
+#[test]
+fn all_is_not_an_integration_name() {
+    let err = error_of(&MINIMAL.replace(
+        "name = \"amplitude\"",
+        "name = \"amplitude\"\nintegration_names = [\"All\"]",
+    ));
+    assert!(err.contains("integration_names"), "{err}");
+}
+
+#[test]
+fn duration_keys_and_their_integer_aliases_set_the_same_thing() {
+    let with = |kafka: &str, consent: &str, delivery: &str| {
+        load(
+            &MINIMAL
+                .replace("[kafka]\n", &format!("[kafka]\n{kafka}\n"))
+                .replace("[consent]\n", &format!("[consent]\n{consent}\n"))
+                .replace("[input]", &format!("[delivery]\n{delivery}\n[input]")),
+        )
+    };
+    let new = with(
+        "startup_timeout = \"8s\"",
+        "max_wait = \"250ms\"\nmax_staleness = \"2m\"",
+        "commit_interval = \"2s\"\ndrain_timeout = \"1m 30s\"\ntransaction_interval = \"50ms\"",
+    )
+    .unwrap();
+    let old = with(
+        "startup_timeout_secs = 8",
+        "max_wait_ms = 250\nmax_staleness_ms = 120000",
+        "commit_interval_ms = 2000\ndrain_timeout_secs = 90\ntransaction_interval_ms = 50",
+    )
+    .unwrap();
+    for config in [&new, &old] {
+        let ms = |d: std::time::Duration| d.as_millis();
+        assert_eq!(ms(config.kafka.startup_timeout().value), 8_000);
+        assert_eq!(ms(config.consent.max_wait().value), 250);
+        assert_eq!(ms(config.consent.max_staleness().value), 120_000);
+        assert_eq!(ms(config.delivery.commit_interval().value), 2_000);
+        assert_eq!(ms(config.delivery.drain_timeout().value), 90_000);
+        assert_eq!(ms(config.delivery.transaction_interval().value), 50);
+    }
+    // Messages name the key the config used.
+    assert_eq!(
+        new.delivery.drain_timeout().to_string(),
+        "delivery.drain_timeout = \"1m 30s\""
+    );
+    assert_eq!(
+        old.delivery.drain_timeout().to_string(),
+        "delivery.drain_timeout_secs = 90"
+    );
+}
+
+#[test]
+fn a_duration_set_under_both_names_or_without_a_unit_is_refused() {
+    let err = error_of(&MINIMAL.replace(
+        "[input]",
+        "[delivery]\ndrain_timeout = \"10s\"\ndrain_timeout_secs = 10\n[input]",
+    ));
+    assert!(err.contains("delivery.drain_timeout") && err.contains("not both"), "{err}");
+    let err = error_of(&MINIMAL.replace("[input]", "[delivery]\ncommit_interval = 5\n[input]"));
+    assert!(err.contains("commit_interval"), "{err}");
+    let err = error_of(&MINIMAL.replace(
+        "topic = \"consent.states\"",
+        "topic = \"consent.states\"\nmax_wait = \"5s\"\nmax_staleness = \"1s\"",
+    ));
+    assert!(
+        err.contains("consent.max_staleness") && err.contains("consent.max_wait = \"5s\""),
+        "{err}"
+    );
+}

@@ -1,0 +1,241 @@
+//! The cross-field checks done once at load. Each error names the field and the value at fault.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::*;
+
+pub(super) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// The cross-field checks. Each error names the field and the value at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        for (table, properties) in [
+            ("properties", &self.kafka.properties),
+            ("consumer_properties", &self.kafka.consumer_properties),
+            ("producer_properties", &self.kafka.producer_properties),
+        ] {
+            for key in properties.keys() {
+                if PROTECTED_PROPERTIES.contains(&key.as_str()) {
+                    return Err(invalid(
+                        format!("kafka.{table}.{key:?}"),
+                        "is set by the enforcer itself: its delivery guarantee depends on it",
+                    ));
+                }
+            }
+        }
+        STARTUP_TIMEOUT.check(self.kafka.startup_timeout, self.kafka.startup_timeout_secs)?;
+        if self.input.topics.is_empty() {
+            return Err(invalid("input.topics", "must name at least one topic"));
+        }
+        if self.input.topics.len() > 255 {
+            return Err(invalid("input.topics", "at most 255 input topics"));
+        }
+        if self.input.max_event_bytes == 0 {
+            return Err(invalid("input.max_event_bytes", "must be at least 1"));
+        }
+        MAX_WAIT.check(self.consent.max_wait, self.consent.max_wait_ms)?;
+        MAX_STALENESS.check(self.consent.max_staleness, self.consent.max_staleness_ms)?;
+        let (wait, staleness) = (self.consent.max_wait(), self.consent.max_staleness());
+        if staleness.value < wait.value {
+            return Err(invalid(
+                staleness.key(),
+                format!("{} is shorter than {wait}", staleness.shown_value()),
+            ));
+        }
+        if self
+            .delivery
+            .transactional_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err(invalid("delivery.transactional_id", "must not be empty"));
+        }
+        if self.delivery.transactional_id.is_some()
+            && self.delivery.guarantee != Guarantee::ExactlyOnce
+        {
+            return Err(invalid(
+                "delivery.transactional_id",
+                "is only used with delivery.guarantee = \"exactly_once\"",
+            ));
+        }
+        TRANSACTION_INTERVAL.check(
+            self.delivery.transaction_interval,
+            self.delivery.transaction_interval_ms,
+        )?;
+        if self.delivery.transaction_max_events == 0 {
+            return Err(invalid(
+                "delivery.transaction_max_events",
+                "must be at least 1",
+            ));
+        }
+        if self.hold.enabled {
+            if self.hold.topic.is_none() {
+                return Err(invalid(
+                    "hold.topic",
+                    "is required when hold.enabled = true",
+                ));
+            }
+            if self.consent.when_missing != WhenMissing::Deny {
+                return Err(invalid(
+                    "hold.enabled",
+                    "holds events that consent.when_missing = \"deny\" would drop; with \"allow\" nothing is held",
+                ));
+            }
+            if self.hold.max_age.as_millis() < 1_000 {
+                return Err(invalid("hold.max_age", "must be at least 1s"));
+            }
+            if self.hold.max_bytes < 1_024 {
+                return Err(invalid("hold.max_bytes", "must be at least 1024"));
+            }
+        }
+        DRAIN_TIMEOUT.check(
+            self.delivery.drain_timeout,
+            self.delivery.drain_timeout_secs,
+        )?;
+        COMMIT_INTERVAL.check(
+            self.delivery.commit_interval,
+            self.delivery.commit_interval_ms,
+        )?;
+        if self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "metrics.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9464",
+                    self.metrics.listen
+                ),
+            ));
+        }
+        if self.destinations.is_empty() {
+            return Err(invalid(
+                "destination",
+                "at least one [[destination]] is needed",
+            ));
+        }
+        if self.destinations.len() > MAX_DESTINATIONS {
+            return Err(invalid(
+                "destination",
+                format!("at most {MAX_DESTINATIONS} destinations"),
+            ));
+        }
+        self.check_topic_roles()?;
+        self.check_destinations()
+    }
+
+    /// A topic may serve one role only: reading our own output would loop or leak.
+    fn check_topic_roles(&self) -> Result<(), ConfigError> {
+        let claims = self.topics();
+        let mut roles: HashMap<&str, &str> = HashMap::new();
+        for ConfiguredTopic {
+            name: topic, field, ..
+        } in &claims
+        {
+            if topic.trim().is_empty() {
+                return Err(invalid(field.as_str(), "topic name must not be empty"));
+            }
+            if let Some(first) = roles.insert(topic, field) {
+                return Err(invalid(
+                    field.as_str(),
+                    format!("topic {topic:?} is already used as {first}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_destinations(&self) -> Result<(), ConfigError> {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut categories: Vec<&str> = Vec::new();
+        let mut integration_names: Vec<String> = Vec::new();
+        for (i, dest) in self.destinations.iter().enumerate() {
+            if dest.name.trim().is_empty() {
+                return Err(invalid(
+                    format!("destination[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if dest.name.contains(',') {
+                // The hold topic's header lists destination names separated by commas.
+                return Err(invalid(
+                    format!("destination[{i}].name"),
+                    format!("{:?} must not contain a comma", dest.name),
+                ));
+            }
+            if let Some(first) = names.insert(&dest.name, i) {
+                return Err(invalid(
+                    format!("destination[{i}].name"),
+                    format!(
+                        "{:?} is already the name of destination[{first}]",
+                        dest.name
+                    ),
+                ));
+            }
+            for (j, category) in dest.categories.iter().enumerate() {
+                if category.is_empty() {
+                    return Err(invalid(
+                        format!("destination[{i}].categories[{j}]"),
+                        "must not be empty",
+                    ));
+                }
+                if !categories.contains(&category.as_str()) {
+                    categories.push(category);
+                }
+            }
+            if let Some(list) = &dest.integration_names {
+                if list.is_empty() {
+                    return Err(invalid(
+                        format!("destination[{i}].integration_names"),
+                        "must name at least one integration (omit it to use the destination name)",
+                    ));
+                }
+            }
+            for name in dest.integration_names() {
+                if name.is_empty() {
+                    return Err(invalid(
+                        format!("destination[{i}].integration_names"),
+                        "names must not be empty",
+                    ));
+                }
+                if name == "All" {
+                    return Err(invalid(
+                        format!("destination[{i}].integration_names"),
+                        "\"All\" is the catch-all key of `integrations`, not an integration name",
+                    ));
+                }
+                if !integration_names.contains(&name) {
+                    integration_names.push(name);
+                }
+            }
+        }
+        if categories.len() > MAX_CATEGORIES {
+            return Err(invalid(
+                "destination.categories",
+                format!(
+                    "{} distinct categories; at most {MAX_CATEGORIES} are supported",
+                    categories.len()
+                ),
+            ));
+        }
+        if integration_names.len() > MAX_INTEGRATION_NAMES {
+            return Err(invalid(
+                "destination.integration_names",
+                format!(
+                    "{} distinct names; at most {MAX_INTEGRATION_NAMES} are supported",
+                    integration_names.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

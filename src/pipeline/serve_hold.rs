@@ -1,0 +1,61 @@
+//! Serving the hold each turn: held events whose user has chosen are released; every
+//! second, expired ones are dropped, those of partitions no longer owned are forgotten, and
+//! the hold topic is paused or resumed for memory.
+
+use std::cell::RefCell;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use super::hold::Hold;
+use super::judge::Judge;
+use super::rebalance::EventConsumerContext;
+use crate::clock::now_ms;
+use crate::consent::ConsentFollower;
+use crate::telemetry;
+
+/// Releases held events whose user has chosen; on `scan`, also drops expired ones, forgets
+/// those of partitions no longer owned, and pauses or resumes the hold topic for memory.
+pub(super) fn serve_hold(
+    judge: &Judge<'_>,
+    follower: &ConsentFollower,
+    hold: &RefCell<Hold>,
+    consumer: &BaseConsumer<EventConsumerContext>,
+    scan: bool,
+) {
+    let chosen = hold.borrow_mut().take_chosen();
+    for event in chosen {
+        let table = follower.table_for(i32::from(event.input.partition));
+        judge.resolve(table, event);
+    }
+    if !scan {
+        return;
+    }
+    let expired = hold.borrow_mut().take_expired(now_ms());
+    for event in expired {
+        let table = follower.table_for(i32::from(event.input.partition));
+        judge.resolve(table, event);
+    }
+    let mut hold = hold.borrow_mut();
+    hold.retain_assigned(|input| judge.delivery.inputs().assignment(input));
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let mut held_partitions = rdkafka::TopicPartitionList::new();
+    for element in assignment.elements_for_topic(&hold.topic) {
+        held_partitions.add_partition(&hold.topic, element.partition());
+    }
+    if held_partitions.count() == 0 {
+        return;
+    }
+    let result = if hold.full() {
+        consumer.pause(&held_partitions)
+    } else if hold.has_room() {
+        consumer.resume(&held_partitions)
+    } else {
+        Ok(())
+    };
+    if let Err(error) = result {
+        telemetry::error("hold", "pause");
+        tracing::warn!(%error, "cannot pause or resume the hold topic");
+    }
+}
