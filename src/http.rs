@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::telemetry;
+use crate::internal_events::{self as events, InternalEvent};
 
 #[derive(Clone)]
 pub struct Endpoints {
@@ -87,8 +87,7 @@ pub async fn serve(
                     // Logged once per run of failures; the pause keeps the loop from
                     // spinning while file descriptors are exhausted.
                     if backoff.is_zero() {
-                        telemetry::error("http", "accept");
-                        tracing::warn!(%error, "accepting an HTTP connection failed; backing off");
+                        events::HttpAcceptFailed { error: &error }.emit();
                     }
                     backoff = (backoff * 2).clamp(Duration::from_millis(10), ACCEPT_BACKOFF_MAX);
                     tokio::select! {

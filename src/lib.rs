@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod event;
 pub mod http;
 pub mod input;
+pub mod internal_events;
 pub(crate) mod json;
 pub mod kafka;
 pub mod pipeline;

@@ -23,6 +23,7 @@ use super::sampler::Sampler;
 pub use super::sampler::{EndOffsets, PendingSample};
 use super::ConsentTable;
 use crate::config::{Config, ConsentMode};
+use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::{consent_consumer_config, retry, KafkaContext, LagGauge};
 use crate::telemetry::{self, ConsentMetrics};
 use crate::vocabulary::Vocabulary;
@@ -382,12 +383,11 @@ impl ConsentFollower {
             }
             if !self.partitions_changed {
                 self.partitions_changed = true;
-                telemetry::error("consent", "partitions_changed");
-                tracing::error!(
-                    partitions = count,
-                    expected = self.applier.tables.len(),
-                    "the consent topic's partition count changed: co-partitioned mode no longer matches the input topics; not judging events until restarted"
-                );
+                events::ConsentPartitionCountChanged {
+                    partitions: count,
+                    expected: self.applier.tables.len(),
+                }
+                .emit();
             }
             return false;
         }
@@ -416,11 +416,12 @@ impl ConsentFollower {
                 true
             }
             Err(error) => {
-                telemetry::error("consent", "follow");
-                if !self.follow_failing {
-                    self.follow_failing = true;
-                    tracing::warn!(%error, "cannot follow consent partitions added since start; not judging events until it can");
+                events::AddedConsentPartitionsNotFollowed {
+                    error: &error,
+                    first_of_a_run: !self.follow_failing,
                 }
+                .emit();
+                self.follow_failing = true;
                 false
             }
         }
@@ -479,8 +480,7 @@ impl ConsentFollower {
                     }
                 }
                 Some(Err(error)) => {
-                    telemetry::error("consent", "consume");
-                    tracing::warn!(%error, "reading the consent topic failed; retrying");
+                    events::ConsentReadFailed { error: &error }.emit();
                     break;
                 }
             }

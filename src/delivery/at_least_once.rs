@@ -18,6 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{lock, Delivery};
 use crate::input::InputPartition;
+use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::commit::{self, CommitAnswer, PendingCommit};
 use crate::telemetry;
 
@@ -60,8 +61,10 @@ impl<'c> AtLeastOnce<'c> {
             delivery.commit_answered(&answer);
             self.pending = None;
             if !answer.committed() {
-                telemetry::error("commit", "rejected");
-                tracing::warn!(error = ?answer.result, "offset commit rejected; committing again next time");
+                events::CommitRejected {
+                    result: &answer.result,
+                }
+                .emit();
             }
         }
         // One commit at a time: the next one is sent once this one is answered.
@@ -69,8 +72,7 @@ impl<'c> AtLeastOnce<'c> {
             match delivery.commit_async(consumer) {
                 Ok(pending) => self.pending = pending,
                 Err(error) => {
-                    telemetry::error("commit", "async");
-                    tracing::warn!(%error, "offset commit failed; retrying with the next commit");
+                    events::CommitNotSent { error: &error }.emit();
                 }
             }
             self.last_commit = Instant::now();
@@ -96,8 +98,7 @@ impl<'c> AtLeastOnce<'c> {
         );
         let commit_for = delivery.bounded(drain_timeout).saturating_sub(reserve / 2);
         if let Err(error) = delivery.commit_within(consumer, None, commit_for) {
-            telemetry::error("commit", "shutdown");
-            tracing::warn!(%error, "final offset commit failed; uncommitted events will be redelivered");
+            events::FinalCommitFailed { error: &error }.emit();
         }
         drained
     }
@@ -115,11 +116,7 @@ pub fn before_revocation(delivery: &Delivery, drain_timeout: Duration) -> bool {
         if delivery.failure().is_some() || delivery.stopping() {
             return false;
         }
-        telemetry::error("consent", "revocation_drain_timeout");
-        tracing::warn!(
-            drain_timeout_secs = drain_timeout.as_secs(),
-            "writes judged before a revocation are still unacknowledged; the revocation waits for them"
-        );
+        events::RevocationWaitsForWrites { drain_timeout }.emit();
     }
 }
 
@@ -145,11 +142,10 @@ pub fn on_revoke<C: ConsumerContext>(
     if consumer.assignment_lost() {
         tracing::warn!("assignment lost: the group moved on, not committing");
     } else if let Err(error) = delivery.commit_within(consumer, Some(revoked), timeout) {
-        telemetry::error("commit", "revoke");
-        tracing::warn!(%error, "commit on revocation failed; the next owner redelivers");
+        events::RevocationCommitFailed { error: &error }.emit();
     }
     if !drained {
-        telemetry::error("delivery", "revoke_drain");
+        events::RevokedPartitionsNotDrained.emit();
     }
     delivery.remove(revoked);
 }

@@ -28,6 +28,7 @@ use super::tag::Target;
 use super::{create_producer, lock, serve_queued, Delivery, DeliveryFailure};
 use crate::config::Guarantee;
 use crate::input::InputPartition;
+use crate::internal_events::{self as events, InternalEvent};
 use crate::telemetry;
 
 /// Consecutive aborts after which the enforcer gives up (a write that can never succeed
@@ -360,8 +361,7 @@ impl Delivery {
             // init_transactions aborts the transaction.
             Err(error) if self.stopping() => return self.give_up(error, aborts),
             Err(error) => {
-                telemetry::error("delivery", "producer_renewed");
-                tracing::warn!(%error, "the transactional producer cannot go on; replacing it");
+                events::ProducerRenewed { error: &error }.emit();
                 if let Err(renew_error) = self.renew_producer(timeout) {
                     return self.give_up(renew_error, aborts);
                 }
@@ -452,30 +452,31 @@ impl Delivery {
                     .is_some_and(|(code, _)| fencing(code)))
     }
 
-    /// Logs why a fenced producer stops: another instance took its transactional id, or the
-    /// broker aborted a transaction open too long (librdkafka reports both as fencing).
-    pub(super) fn log_fenced(&self, error: &KafkaError) {
-        let open_for = lock(&self.transaction).started.map(|s| s.elapsed());
-        if open_for.is_some_and(|open| open >= self.transaction_timeout) {
-            tracing::error!(
-                %error,
-                open_secs = open_for.map_or(0, |d| d.as_secs()),
-                "the broker aborted the transaction, open longer than transaction.timeout.ms; stopping"
-            );
-        } else {
-            tracing::error!(%error, "fenced: another instance uses this delivery.transactional_id; stopping");
+    /// If `error` says this producer is fenced, why: another instance took its transactional
+    /// id, or the broker aborted a transaction open too long (librdkafka reports both as
+    /// fencing).
+    pub(super) fn fencing(&self, error: &KafkaError) -> Option<events::Fencing> {
+        if !self.is_fenced(error) {
+            return None;
         }
+        let open_for = lock(&self.transaction).started.map(|s| s.elapsed());
+        Some(match open_for {
+            Some(open) if open >= self.transaction_timeout => {
+                events::Fencing::TransactionTimedOut { open }
+            }
+            _ => events::Fencing::AnotherInstance,
+        })
     }
 
     fn give_up(&self, error: KafkaError, aborts: u32) -> Outcome {
         let mut failure = lock(&self.failure);
         if failure.is_none() {
-            telemetry::error("delivery", "transaction_fatal");
-            if self.is_fenced(&error) {
-                self.log_fenced(&error);
-            } else {
-                tracing::error!(%error, aborts, "transaction failed for good; stopping");
+            events::TransactionFailedForGood {
+                error: &error,
+                aborts,
+                fencing: self.fencing(&error),
             }
+            .emit();
             *failure = Some(DeliveryFailure::Transaction(error));
         }
         Outcome::Aborted

@@ -33,6 +33,7 @@ use self::producer_stats::ProducerStats;
 
 use crate::config::Guarantee;
 use crate::input::{Assignments, InputPartition};
+use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::KafkaContext;
 use crate::telemetry::{self, EventMetrics};
 use progress::Progress;
@@ -492,8 +493,7 @@ impl Delivery {
                     // Once per transaction: an abort purges every write in flight, and each
                     // comes back failed.
                     if self.transaction_failed(error.clone()) {
-                        telemetry::error("delivery", "write_failed_in_transaction");
-                        tracing::warn!(%error, "a write failed; its transaction will be aborted");
+                        events::WriteFailedInTransaction { error: &error }.emit();
                     }
                 }
                 (None, target) => {
@@ -528,19 +528,18 @@ impl Delivery {
             // Stopping already: the first failure was reported.
             return;
         }
-        telemetry::error("delivery", "write_failed");
-        if self.is_fenced(&error) {
-            self.log_fenced(&error);
-        } else {
-            tracing::error!(%topic, %error, "write failed for good; stopping without committing past it");
+        events::WriteFailedForGood {
+            topic: &topic,
+            error: &error,
+            fencing: self.fencing(&error),
         }
+        .emit();
         *failure = Some(DeliveryFailure::Write { topic, error });
     }
 
     /// Events read but not judged could not be sought back to after an aborted transaction:
     /// the service stops without committing past them (a restart reads them again).
     pub fn fail_to_read_again(&self, topic: &str, error: KafkaError) {
-        tracing::error!(%topic, %error, "cannot read dropped events again; stopping");
         lock(&self.failure).get_or_insert(DeliveryFailure::Seek {
             topic: topic.to_owned(),
             error,

@@ -9,7 +9,7 @@ use rdkafka::error::KafkaError;
 
 use super::startup::{is_transient_code, time_left, FIRST_BACKOFF, MAX_BACKOFF, MIN_TRY};
 use super::{base, is_transient, with_user_properties, KafkaContext, Role};
-use crate::config::{Config, TopicRole};
+use crate::config::{Config, ConfiguredTopic, TopicRole};
 
 /// Reads the consent and input topics' configs and warns about what weakens the enforcer's
 /// guarantees. Transient errors are retried until `kafka.startup_timeout_secs`; a topic that
@@ -26,14 +26,15 @@ pub async fn warn_about_topic_configs(config: &Config) {
                 return;
             }
         };
-    let topics: Vec<&str> = config
+    let topics: Vec<ConfiguredTopic<'_>> = config
         .topics()
         .into_iter()
         .filter(|t| matches!(t.role, TopicRole::Consent | TopicRole::Input))
-        .map(|t| t.name)
         .collect();
-    let resources: Vec<ResourceSpecifier<'_>> =
-        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let resources: Vec<ResourceSpecifier<'_>> = topics
+        .iter()
+        .map(|t| ResourceSpecifier::Topic(t.name))
+        .collect();
     let mut backoff = FIRST_BACKOFF;
     let described = loop {
         let options = AdminOptions::new().request_timeout(Some(time_left(deadline).max(MIN_TRY)));
@@ -62,7 +63,10 @@ pub async fn warn_about_topic_configs(config: &Config) {
         return;
     };
     for (i, result) in described.iter().enumerate() {
-        let Some(topic) = topics.get(i) else {
+        let Some(ConfiguredTopic {
+            name: topic, role, ..
+        }) = topics.get(i)
+        else {
             continue;
         };
         let resource = match result {
@@ -76,7 +80,7 @@ pub async fn warn_about_topic_configs(config: &Config) {
                 continue;
             }
         };
-        if i == 0 {
+        if *role == TopicRole::Consent {
             warn_if_not_compacted(topic, resource);
         } else {
             warn_if_create_time(topic, resource);

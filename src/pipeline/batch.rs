@@ -8,7 +8,7 @@ use rdkafka::message::BorrowedMessage;
 use super::rebalance::EventConsumerContext;
 use crate::consent::follower::PendingSample;
 use crate::delivery::Delivery;
-use crate::telemetry;
+use crate::internal_events::{self as events, InternalEvent};
 
 /// Events read per turn of the loop before consent records, acknowledgements and commits
 /// are served again.
@@ -45,8 +45,7 @@ impl<'c> Batch<'c> {
                     events.push(message);
                 }
                 Some(Err(error)) => {
-                    telemetry::error("consume", "poll");
-                    tracing::warn!(%error, "reading the input topics failed; retrying");
+                    events::InputReadFailed { error: &error }.emit();
                     break;
                 }
             }

@@ -12,6 +12,7 @@ use super::{
 use crate::config::Config;
 use crate::consent::follower::PendingSample;
 use crate::consent::ConsentFollower;
+use crate::internal_events::{self as events, InternalEvent};
 use crate::telemetry;
 
 /// Whether the consent table is current enough to judge events.
@@ -78,8 +79,7 @@ impl Freshness {
                 Ok(Some(ends)) => follower.reached(ends),
                 Ok(None) => false,
                 Err(error) => {
-                    telemetry::error("consent", "sample_end_offsets");
-                    tracing::debug!(%error, "cannot sample the consent topic's end offsets");
+                    events::EndOffsetsNotSampled { error: &error }.emit();
                     *sample = None;
                     return false;
                 }
@@ -116,19 +116,17 @@ impl Freshness {
         } else if hidden && !self.stale {
             self.stale = true;
             set_ready(signals, false);
-            telemetry::error("consent", "hidden_by_open_transaction");
-            tracing::error!(
-                max_staleness_ms = self.max_staleness.as_millis() as u64,
-                "consent records are held back behind a transaction left open on the consent topic: not judging events until it ends"
-            );
+            events::ConsentHiddenByOpenTransaction {
+                max_staleness: self.max_staleness,
+            }
+            .emit();
         } else if !self.stale && self.fresh_at.elapsed() >= self.max_staleness {
             self.stale = true;
             set_ready(signals, false);
-            telemetry::error("consent", "stale");
-            tracing::error!(
-                max_staleness_ms = self.max_staleness.as_millis() as u64,
-                "cannot catch up with the consent topic: not judging events until it can"
-            );
+            events::ConsentStale {
+                max_staleness: self.max_staleness,
+            }
+            .emit();
         }
     }
 }

@@ -14,7 +14,7 @@ use rdkafka::TopicPartitionList;
 use super::batch::Batch;
 use super::rebalance::EventConsumerContext;
 use crate::delivery::Delivery;
-use crate::telemetry;
+use crate::internal_events::{self as events, InternalEvent};
 
 #[derive(Debug, Default)]
 pub struct InputPause {
@@ -59,8 +59,7 @@ impl InputPause {
         match consumer.resume(&list) {
             Ok(()) => self.paused = false,
             Err(error) => {
-                telemetry::error("consume", "resume");
-                tracing::warn!(%error, "cannot resume reading the input after a wait; retrying");
+                events::InputResumeFailed { error: &error }.emit();
             }
         }
     }
@@ -75,8 +74,7 @@ impl InputPause {
         match consumer.pause(&assignment) {
             Ok(()) => self.paused = true,
             Err(error) => {
-                telemetry::error("consume", "pause");
-                tracing::warn!(%error, "cannot pause reading the input while waiting");
+                events::InputPauseFailed { error: &error }.emit();
             }
         }
     }

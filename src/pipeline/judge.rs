@@ -16,7 +16,7 @@ use crate::delivery::limits::{self, WriteLimits};
 use crate::delivery::tag::{InputPartition, Tag, Target};
 use crate::delivery::{self, dead_letter, Delivery};
 use crate::event::{self, EventView};
-use crate::telemetry;
+use crate::internal_events::{self as events, InternalEvent};
 use crate::vocabulary::Vocabulary;
 
 pub struct Judge<'a> {
@@ -100,12 +100,11 @@ impl Judge<'_> {
             .input_partition(message.topic(), message.partition())
         else {
             // Not trackable (a partition number past 65535): never commit past it.
-            telemetry::error("consume", "untrackable_partition");
-            tracing::error!(
-                topic = message.topic(),
-                partition = message.partition(),
-                "cannot track this partition"
-            );
+            events::UntrackablePartition {
+                topic: message.topic(),
+                partition: message.partition(),
+            }
+            .emit();
             return;
         };
         if !self

@@ -34,6 +34,7 @@ use rdkafka::error::KafkaError;
 use crate::config::{Config, ConsentMode};
 use crate::delivery::commits::Commits;
 use crate::delivery::DeliveryFailure;
+use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::{self, StartupError};
 use crate::telemetry;
 use effects::Effects;
@@ -232,10 +233,7 @@ fn close_by(consumer: BaseConsumer<EventConsumerContext>, deadline: Instant) {
     if consumer.closed() {
         drop(consumer);
     } else {
-        telemetry::error("consume", "close_timeout");
-        tracing::warn!(
-            "the group coordinator did not answer before the stop's deadline; leaving without it"
-        );
+        events::ConsumerCloseTimedOut.emit();
         std::mem::forget(consumer);
     }
 }

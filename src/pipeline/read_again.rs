@@ -14,7 +14,7 @@ use super::hold::Hold;
 use super::rebalance::EventConsumerContext;
 use crate::delivery::Delivery;
 use crate::input::InputPartition;
-use crate::telemetry;
+use crate::internal_events::{self as events, InternalEvent};
 
 /// The first dropped offset of each input partition.
 #[derive(Debug, Default)]
@@ -92,7 +92,11 @@ pub(super) fn after_rewind(
         // Bounded by the stop's deadline too: a seek waits for the partition's broker thread.
         let timeout = delivery.bounded(timeout);
         if let Err(error) = consumer.seek(&topic, partition, Offset::Offset(offset), timeout) {
-            telemetry::error("consume", "seek");
+            events::ReadAgainSeekFailed {
+                topic: &topic,
+                error: &error,
+            }
+            .emit();
             delivery.fail_to_read_again(&topic, error);
         }
     }

@@ -11,8 +11,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
 use crate::delivery::{commits, Delivery};
+use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::{KafkaContext, LagGauge};
-use crate::telemetry::{self, INPUT_LAG};
+use crate::telemetry::INPUT_LAG;
 
 pub struct EventConsumerContext {
     kafka: KafkaContext,
@@ -61,8 +62,7 @@ impl ConsumerContext for EventConsumerContext {
                 inputs.assign(&inputs.input_partitions(list));
             }
             Rebalance::Error(error) => {
-                telemetry::error("consume", "rebalance");
-                tracing::warn!(%error, "rebalance error");
+                events::RebalanceFailed { error }.emit();
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::clock::now_ms;
 use crate::consent::ConsentFollower;
 use crate::delivery::commits::Commits;
 use crate::delivery::Delivery;
-use crate::telemetry;
+use crate::internal_events::{self as events, InternalEvent};
 
 /// How long an idle loop waits for an event.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
@@ -105,8 +105,7 @@ impl<'c> Running<'_, 'c> {
         if version != self.followed_version {
             let partitions = self.delivery.inputs().partition_numbers();
             if let Err(error) = self.follower.follow(&partitions) {
-                telemetry::error("consent", "follow");
-                tracing::error!(%error, "cannot follow the consent partitions of this instance's input partitions");
+                events::ConsentPartitionsNotFollowed { error: &error }.emit();
                 return Err(error);
             }
             self.followed_version = version;

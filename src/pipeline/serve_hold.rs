@@ -11,7 +11,7 @@ use super::judge::Judge;
 use super::rebalance::EventConsumerContext;
 use crate::clock::now_ms;
 use crate::consent::ConsentFollower;
-use crate::telemetry;
+use crate::internal_events::{self as events, InternalEvent};
 
 /// Releases held events whose user has chosen; on `scan`, also drops expired ones, forgets
 /// those of partitions no longer owned, and pauses or resumes the hold topic for memory.
@@ -55,7 +55,6 @@ pub(super) fn serve_hold(
         Ok(())
     };
     if let Err(error) = result {
-        telemetry::error("hold", "pause");
-        tracing::warn!(%error, "cannot pause or resume the hold topic");
+        events::HoldPauseFailed { error: &error }.emit();
     }
 }
