@@ -175,8 +175,12 @@ start() {
   if [ ! -f "$data/meta.properties" ]; then
     mkdir -p "$data"
     # What `StorageTool random-uuid` prints (16 random bytes, URL-safe base64 without padding),
-    # without starting a JVM for it.
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # without starting a JVM for it. Like Kafka's own Uuid.randomUuid, never one that starts
+    # with '-': the format tool would take it for an option (one start in 64 failed so).
+    cluster_id=-
+    while [ "${cluster_id#-}" != "$cluster_id" ]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     local scram=()
     if [ "$secure" = 1 ]; then
       # KRaft takes SCRAM credentials at format time, from the broker's own tool.
