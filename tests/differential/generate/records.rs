@@ -1,0 +1,196 @@
+//! Generated consent records: valid ones (grants, times, identifiers) and malformed ones.
+
+use super::*;
+
+impl Gen {
+    pub(super) fn record(&mut self) -> Step {
+        let kafka_ts = self.kafka_ts();
+        let now = self.now;
+        let record_time = kafka_ts.unwrap_or(now);
+        let id = self.id();
+        let key = match self.rng.below(60) {
+            0 => None,
+            1 => Some(b"u\xff".to_vec()),
+            _ => Some(id.as_bytes().to_vec()),
+        };
+        let (value, note) = match self.rng.below(100) {
+            0..=8 => (None, "tombstone"),
+            9..=20 => {
+                let (value, note) = self.malformed_record(record_time);
+                (Some(value), note)
+            }
+            _ => {
+                let (value, note) = self.valid_record(id, record_time);
+                (Some(value), note)
+            }
+        };
+        Step::Record {
+            key,
+            value,
+            kafka_ts,
+            now,
+            note,
+        }
+    }
+
+    /// A few identical choices re-sent in a row, to reach the bound on all kept states.
+    pub(super) fn resend_burst(&mut self, steps: &mut Vec<Step>) {
+        let id = self.id();
+        let grants = self.grants(false);
+        // Half the time just past the bound on all kept states (8 x history_max_changes).
+        let count = match self.max_changes {
+            Some(max @ 1..=2) if self.rng.chance(50) => 8 * max as i64 + self.rng.range(2, 4),
+            _ => self.rng.range(3, 10),
+        };
+        for _ in 0..count {
+            self.now += *self.rng.pick(&[0, 0, self.unit]);
+            let kafka_ts = Some(self.now);
+            self.pool.push(self.now);
+            let updated_at = self.timestamp_text(self.now);
+            let value = format!(r#"{{"categoryPreferences":{grants},"updatedAt":{updated_at}}}"#);
+            steps.push(Step::Record {
+                key: Some(id.as_bytes().to_vec()),
+                value: Some(value.into_bytes()),
+                kafka_ts,
+                now: self.now,
+                note: if std::mem::take(&mut self.odd_separator) {
+                    ODD_SEPARATOR
+                } else {
+                    "re-sent choice (burst)"
+                },
+            });
+        }
+        self.remember_grants(id, grants);
+    }
+
+    pub(super) fn remember_grants(&mut self, id: &'static str, grants: String) {
+        self.last_grants.retain(|(i, _)| *i != id);
+        self.last_grants.push((id, grants));
+    }
+
+    /// A `categoryPreferences` object (for records and stamps).
+    pub(super) fn grants(&mut self, full: bool) -> String {
+        let mut entries: Vec<(String, String)> = Vec::new();
+        let categories = self.categories.clone();
+        for category in categories.iter().copied().chain([UNCONFIGURED]) {
+            let value = if full && category != UNCONFIGURED {
+                "true"
+            } else {
+                match self.rng.below(20) {
+                    0..=8 => "true",
+                    9..=13 => "false",
+                    14 => "\"true\"",
+                    15 => "1",
+                    16 => "null",
+                    _ => continue,
+                }
+            };
+            entries.push((self.key(category), value.to_owned()));
+        }
+        self.rng.shuffle(&mut entries);
+        object(&entries)
+    }
+
+    pub(super) fn valid_record(
+        &mut self,
+        id: &'static str,
+        record_time: i64,
+    ) -> (Vec<u8>, &'static str) {
+        let resent = self
+            .last_grants
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, g)| g.clone());
+        let (grants, mut note) = match (self.rng.below(100), resent) {
+            (0..=24, Some(previous)) => (previous, "re-sent choice"),
+            (25..=36, _) => (self.grants(true), "every category granted"),
+            (37..=44, _) => ("{}".to_owned(), "nothing granted"),
+            _ => (self.grants(false), "choice"),
+        };
+        self.remember_grants(id, grants.clone());
+        let updated_at = match self.rng.below(100) {
+            0..=34 => Some(self.timestamp_text(record_time)),
+            35..=46 => {
+                let t = record_time - self.rng.range(1, 3) * self.unit;
+                Some(self.timestamp_text(t))
+            }
+            47..=60 => {
+                let t = self.pooled() + *self.rng.pick(&[0, 0, 0, -1, 1]);
+                Some(self.timestamp_text(t))
+            }
+            61..=64 => {
+                note = "future-dated";
+                let t = record_time + self.rng.range(1, 50) * self.unit;
+                Some(self.timestamp_text(t))
+            }
+            65 => {
+                note = "future-dated";
+                Some("\"2100-01-01T00:00:00Z\"".to_owned())
+            }
+            66 => Some("\"1970-01-01T00:00:00Z\"".to_owned()),
+            67..=71 => {
+                let t = record_time - self.window - self.unit;
+                Some(self.timestamp_text(t))
+            }
+            72..=76 => Some("null".to_owned()),
+            _ => None,
+        };
+        let mut entries = vec![("\"categoryPreferences\"".to_owned(), grants)];
+        if let Some(updated_at) = updated_at {
+            entries.push(("\"updatedAt\"".to_owned(), updated_at));
+        }
+        if self.rng.chance(2) {
+            entries.push(("\"extra\"".to_owned(), exotic_json(&mut self.rng)));
+        }
+        if self.rng.chance(15) {
+            entries.push(("\"source\"".to_owned(), "\"cmp\"".to_owned()));
+            if self.rng.chance(50) {
+                // A field nobody reads may repeat.
+                entries.push(("\"source\"".to_owned(), "\"banner\"".to_owned()));
+            }
+        }
+        self.rng.shuffle(&mut entries);
+        (self.spaced(object(&entries)).into_bytes(), note)
+    }
+
+    pub(super) fn malformed_record(&mut self, record_time: i64) -> (Vec<u8>, &'static str) {
+        let category = self.categories.first().copied().unwrap_or("analytics");
+        let at = self.timestamp_text(record_time);
+        let prefs = self.grants(false);
+        let text = match self.rng.below(24) {
+            0 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":{at}"#),
+            1 => format!(r#"{{"categoryPreferences":{prefs}}} x"#),
+            2 => {
+                let mut bytes = br#"{"categoryPreferences":{},"note":""#.to_vec();
+                bytes.extend_from_slice(b"\xff\"}");
+                return (bytes, "malformed: invalid UTF-8");
+            }
+            3 => r#"{"categoryPreferences":{"analytics":tru}}"#.to_owned(),
+            4 => "[1]".to_owned(),
+            5 => "\"granted\"".to_owned(),
+            6 => "null".to_owned(),
+            7 => "7".to_owned(),
+            8 => format!(r#"{{"categoryPreferences":{prefs},"categoryPreferences":{{}}}}"#),
+            9 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":{at},"updatedAt":{at}}}"#),
+            10 => format!(r#"{{"categoryPreferences":{{"{category}":true,"{category}":true}}}}"#),
+            11 => format!(r#"{{"categoryPreferences":{prefs},"categoryPref\u0065rences":{{}}}}"#),
+            12 => format!(r#"{{"updatedAt":{at}}}"#),
+            13 => format!(r#"{{"categoryPreferences":null,"updatedAt":{at}}}"#),
+            14 => r#"{"categoryPreferences":["analytics"]}"#.to_owned(),
+            15 => r#"{"categoryPreferences":true}"#.to_owned(),
+            16 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":1795341600000}}"#),
+            17 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":"yesterday"}}"#),
+            18 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":true}}"#),
+            19 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":{{}}}}"#),
+            20 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":"2026-11-22T10:00:00"}}"#),
+            21 => {
+                format!(r#"{{"categoryPreferences":{prefs},"updatedAt":"2026-02-30T10:00:00Z"}}"#)
+            }
+            22 => {
+                format!(r#"{{"categoryPreferences":{prefs},"updatedAt":"2026-11-22T24:00:00Z"}}"#)
+            }
+            _ => r#"{"categoryPreferences":"x","updatedAt":17}"#.to_owned(),
+        };
+        (text.into_bytes(), "malformed")
+    }
+}
