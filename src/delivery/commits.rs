@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 
 use super::at_least_once::{self, AtLeastOnce};
-use super::exactly_once::{self, ExactlyOnce};
+use super::exactly_once::{self, ExactlyOnce, Rewound};
 use super::Delivery;
 use crate::config::Guarantee;
 use crate::input::InputPartition;
@@ -30,14 +30,18 @@ impl<'c> Commits<'c> {
 
     /// Each turn of the loop, after acknowledgements are settled. `stale`: the consent
     /// table is not current (nothing is judged; at-least-once does not commit then).
+    /// Returns where an aborted transaction rewound the consumer to.
     pub fn tick<C: ConsumerContext>(
         &mut self,
         delivery: &Delivery,
         consumer: &'c BaseConsumer<C>,
         stale: bool,
-    ) {
+    ) -> Rewound {
         match self {
-            Commits::AtLeastOnce(commits) => commits.tick(delivery, consumer, stale),
+            Commits::AtLeastOnce(commits) => {
+                commits.tick(delivery, consumer, stale);
+                Rewound::new()
+            }
             Commits::ExactlyOnce(commits) => commits.tick(delivery, consumer),
         }
     }
@@ -60,33 +64,37 @@ impl<'c> Commits<'c> {
 /// Before a consent revocation is applied: every write judged before it must be final
 /// (acknowledged, or committed in its transaction). `consumer` is None while the table
 /// loads, before any event is judged. False if delivery failed or the service is stopping.
+/// Where an aborted transaction rewound the consumer to is added to `rewound`.
 pub fn before_revocation<C: ConsumerContext>(
     delivery: &Delivery,
     consumer: Option<&BaseConsumer<C>>,
     drain_timeout: Duration,
+    rewound: &mut Rewound,
 ) -> bool {
     match (delivery.guarantee(), consumer) {
         (Guarantee::ExactlyOnce, Some(consumer)) => {
-            exactly_once::before_revocation(delivery, consumer, drain_timeout)
+            exactly_once::before_revocation(delivery, consumer, drain_timeout, rewound)
         }
         _ => at_least_once::before_revocation(delivery, drain_timeout),
     }
 }
 
 /// Partitions are being revoked (inside the consumer's poll): what this instance did with
-/// them is committed before they are released.
+/// them is committed before they are released. Where an aborted transaction rewound the
+/// consumer to is added to `rewound`.
 pub fn on_revoke<C: ConsumerContext>(
     delivery: &Delivery,
     consumer: &BaseConsumer<C>,
     revoked: &[InputPartition],
     drain_timeout: Duration,
+    rewound: &mut Rewound,
 ) {
     match delivery.guarantee() {
         Guarantee::AtLeastOnce => {
             at_least_once::on_revoke(delivery, consumer, revoked, drain_timeout)
         }
         Guarantee::ExactlyOnce => {
-            exactly_once::on_revoke(delivery, consumer, revoked, drain_timeout)
+            exactly_once::on_revoke(delivery, consumer, revoked, drain_timeout, rewound)
         }
     }
 }

@@ -13,7 +13,6 @@
 //! first event of the transaction on each partition still owned, so those events are judged
 //! again; their aborted writes are invisible to `read_committed` readers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,22 +67,6 @@ fn left(deadline: Instant) -> Duration {
 /// How long one resumable abort call waits before delivery reports are served again.
 const ABORT_SLICE: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Default)]
-pub(super) struct Transaction {
-    open: bool,
-    started: Option<Instant>,
-    events: usize,
-    /// The first event of the transaction on each input partition: where to rewind to.
-    first_offsets: HashMap<InputPartition, i64>,
-    /// A write of this transaction failed: it can only be aborted.
-    failed: Option<KafkaError>,
-    consecutive_aborts: u32,
-    /// Acknowledged writes, counted into the metrics only when the transaction commits.
-    delivered: Vec<u64>,
-    /// Acknowledged dead-letter and hold writes, likewise.
-    other_acks: Vec<(Target, u64)>,
-}
-
 /// The exactly-once commit strategy. Its state is the transaction itself, which the write
 /// path joins (every event and write is part of the open one), kept in [`Delivery`].
 pub struct ExactlyOnce {
@@ -96,10 +79,18 @@ impl ExactlyOnce {
     }
 
     /// Each turn of the loop: commits the open transaction once it is old or large enough.
-    pub fn tick<C: ConsumerContext>(&mut self, delivery: &Delivery, consumer: &BaseConsumer<C>) {
-        if delivery.transaction_due() {
-            delivery.commit_transaction(consumer, self.drain_timeout);
+    /// Returns where an abort rewound the consumer to (nothing if it committed).
+    pub fn tick<C: ConsumerContext>(
+        &mut self,
+        delivery: &Delivery,
+        consumer: &BaseConsumer<C>,
+    ) -> Rewound {
+        if !delivery.transaction_due() {
+            return Rewound::new();
         }
+        delivery
+            .commit_transaction(consumer, self.drain_timeout)
+            .rewound()
     }
 
     /// Commits the last transaction, then waits for the re-published consent states (written
@@ -111,9 +102,10 @@ impl ExactlyOnce {
         delivery: &Delivery,
         consumer: &BaseConsumer<C>,
     ) -> bool {
-        let committed = delivery.commit_transaction(consumer, self.drain_timeout)
-            != Outcome::Aborted
-            || delivery.not_sent_at_stop();
+        let committed = !matches!(
+            delivery.commit_transaction(consumer, self.drain_timeout),
+            Outcome::Aborted { .. }
+        ) || delivery.not_sent_at_stop();
         let republished = delivery.drain(None, delivery.bounded(self.drain_timeout));
         committed && republished
     }
@@ -121,13 +113,19 @@ impl ExactlyOnce {
 
 /// Before a consent revocation is applied: writes become visible on commit, so the open
 /// transaction is committed first. An aborted one is fine too: its writes are never visible,
-/// and its events are judged again with the revocation applied. False if delivery failed.
+/// and its events are judged again with the revocation applied (where it rewound to is added
+/// to `rewound`). False if delivery failed.
 pub fn before_revocation<C: ConsumerContext>(
     delivery: &Delivery,
     consumer: &BaseConsumer<C>,
     drain_timeout: Duration,
+    rewound: &mut Rewound,
 ) -> bool {
-    delivery.commit_transaction(consumer, drain_timeout);
+    rewound.extend(
+        delivery
+            .commit_transaction(consumer, drain_timeout)
+            .rewound(),
+    );
     delivery.failure().is_none()
 }
 
@@ -139,83 +137,74 @@ pub fn on_revoke<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     revoked: &[InputPartition],
     drain_timeout: Duration,
+    rewound: &mut Rewound,
 ) {
     delivery.inputs.unassign(revoked);
-    delivery.commit_transaction(consumer, drain_timeout);
+    rewound.extend(
+        delivery
+            .commit_transaction(consumer, drain_timeout)
+            .rewound(),
+    );
     delivery.remove(revoked);
 }
 
+/// Where aborted transactions rewound the consumer to, per input partition: events read but
+/// not judged are stale, and held events from those offsets on will be read again.
+pub type Rewound = Vec<(InputPartition, i64)>;
+
 /// What committing did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// No transaction was open.
     Idle,
     Committed,
-    /// Aborted; the consumer was rewound, so events read but not judged must be dropped
-    /// (they will be read again).
-    Aborted,
+    /// Aborted; the consumer was rewound to `rewound` (empty when the service stops on a
+    /// failure), so events read but not judged must be dropped (they will be read again).
+    Aborted {
+        rewound: Rewound,
+    },
+}
+
+impl Outcome {
+    /// Where an abort rewound the consumer to; nothing otherwise.
+    pub fn rewound(self) -> Rewound {
+        match self {
+            Outcome::Aborted { rewound } => rewound,
+            Outcome::Idle | Outcome::Committed => Rewound::new(),
+        }
+    }
 }
 
 impl Delivery {
     /// Opens a transaction if none is open. Called for every event and every write.
     pub(super) fn ensure_transaction(&self) -> Result<(), KafkaError> {
         let mut txn = lock(&self.transaction);
-        if txn.open {
+        if txn.is_open() {
             return Ok(());
         }
         self.producer.load().begin_transaction()?;
-        txn.open = true;
-        txn.started = Some(Instant::now());
-        txn.events = 0;
+        txn.opened(Instant::now());
         Ok(())
     }
 
-    /// Notes an event of the open transaction (or a held event resolved in it, which is
-    /// older than the transaction's other events: an abort must rewind to it).
+    /// Notes an event of the open transaction.
     pub(super) fn transaction_event(&self, input: InputPartition, offset: i64) {
-        let mut txn = lock(&self.transaction);
-        txn.events += 1;
-        let first = txn.first_offsets.entry(input).or_insert(offset);
-        *first = (*first).min(offset);
+        lock(&self.transaction).event(input, offset);
     }
 
     /// Notes an acknowledged write, for the metrics at commit.
     pub(super) fn transaction_ack(&self, target: Target) {
-        let mut txn = lock(&self.transaction);
-        match target {
-            Target::Destination(i) => {
-                let i = usize::from(i);
-                if txn.delivered.len() <= i {
-                    txn.delivered.resize(i + 1, 0);
-                }
-                txn.delivered[i] += 1;
-            }
-            Target::DeadLetter(_) | Target::Hold => {
-                match txn.other_acks.iter_mut().find(|(t, _)| *t == target) {
-                    Some((_, n)) => *n += 1,
-                    None => txn.other_acks.push((target, 1)),
-                }
-            }
-            Target::Republish => {}
-        }
+        lock(&self.transaction).acknowledged(target);
     }
 
     /// Notes a failed write: the transaction can only be aborted. True for its first one.
     pub(super) fn transaction_failed(&self, error: KafkaError) -> bool {
-        let failed = &mut lock(&self.transaction).failed;
-        let first = failed.is_none();
-        failed.get_or_insert(error);
-        first
+        lock(&self.transaction).write_failed(error)
     }
 
     /// True if the open transaction is old or large enough to commit.
     pub fn transaction_due(&self) -> bool {
-        let txn = lock(&self.transaction);
-        txn.open
-            && (txn.events >= self.transaction_max_events
-                || txn
-                    .started
-                    .is_some_and(|s| s.elapsed() >= self.transaction_interval))
+        lock(&self.transaction).due(self.transaction_max_events, self.transaction_interval)
     }
 
     /// Commits the open transaction with the offsets past every event judged in it. On an
@@ -226,7 +215,7 @@ impl Delivery {
         consumer: &BaseConsumer<C>,
         timeout: Duration,
     ) -> Outcome {
-        if !lock(&self.transaction).open {
+        if !lock(&self.transaction).is_open() {
             return Outcome::Idle;
         }
         // The whole call, commit and any abort, within `timeout` (or what is left of the
@@ -245,25 +234,15 @@ impl Delivery {
             if let Err(error) = self.abort_serving_reports(left(deadline)) {
                 tracing::debug!(%error, "abort at a failure failed");
             }
-            return Outcome::Aborted;
+            return Outcome::Aborted {
+                rewound: Rewound::new(),
+            };
         }
         let started = Instant::now();
         let result = self.try_commit(consumer, commit_by, reserve);
         match result {
             Ok(()) => {
-                let mut txn = lock(&self.transaction);
-                for (i, n) in txn.delivered.drain(..).enumerate() {
-                    self.metrics.delivered[i].increment(n);
-                }
-                for (target, n) in txn.other_acks.drain(..) {
-                    match target {
-                        Target::DeadLetter(reason) => self.metrics.dead_lettered_by(reason, n),
-                        Target::Hold => self.metrics.held.increment(n),
-                        Target::Destination(_) | Target::Republish => {}
-                    }
-                }
-                *txn = Transaction::default();
-                drop(txn);
+                lock(&self.transaction).committed(&self.metrics);
                 self.transaction_seconds
                     .record(started.elapsed().as_secs_f64());
                 metrics::counter!(telemetry::TRANSACTIONS, "result" => "committed").increment(1);
@@ -284,7 +263,7 @@ impl Delivery {
         // commit would write it twice): abort instead, and judge those events again.
         // Re-published consent states are written outside the transaction: not waited for.
         let drained = self.drain_writes(None, false, left(deadline), reserve);
-        if let Some(error) = lock(&self.transaction).failed.clone() {
+        if let Some(error) = lock(&self.transaction).failure() {
             return Err(error);
         }
         if !drained {
@@ -337,11 +316,7 @@ impl Delivery {
         error: KafkaError,
     ) -> Outcome {
         metrics::counter!(telemetry::TRANSACTIONS, "result" => "aborted").increment(1);
-        let aborts = {
-            let mut txn = lock(&self.transaction);
-            txn.consecutive_aborts += 1;
-            txn.consecutive_aborts
-        };
+        let aborts = lock(&self.transaction).aborting();
         if self.is_fenced(&error) || aborts > MAX_CONSECUTIVE_ABORTS {
             return self.give_up(error, aborts);
         }
@@ -367,15 +342,7 @@ impl Delivery {
                 }
             }
         }
-        let rewind: Vec<(InputPartition, i64)> = {
-            let mut txn = lock(&self.transaction);
-            let rewind = txn.first_offsets.drain().collect();
-            *txn = Transaction {
-                consecutive_aborts: aborts,
-                ..Transaction::default()
-            };
-            rewind
-        };
+        let rewind = lock(&self.transaction).aborted();
         {
             let mut progress = lock(&self.progress);
             for (input, offset) in &rewind {
@@ -397,8 +364,7 @@ impl Delivery {
                 return self.give_up(seek_error, aborts);
             }
         }
-        lock(&self.rewound).extend(rewind);
-        Outcome::Aborted
+        Outcome::Aborted { rewound: rewind }
     }
 
     /// Aborts the open transaction. librdkafka's abort first waits for the writes in flight,
@@ -459,7 +425,7 @@ impl Delivery {
         if !self.is_fenced(error) {
             return None;
         }
-        let open_for = lock(&self.transaction).started.map(|s| s.elapsed());
+        let open_for = lock(&self.transaction).open_for();
         Some(match open_for {
             Some(open) if open >= self.transaction_timeout => {
                 events::Fencing::TransactionTimedOut { open }
@@ -479,12 +445,8 @@ impl Delivery {
             .emit();
             *failure = Some(DeliveryFailure::Transaction(error));
         }
-        Outcome::Aborted
-    }
-
-    /// Where aborts since the last call rewound the consumer to: events read but not judged
-    /// are stale, and held events from those offsets on will be read again.
-    pub fn take_rewound(&self) -> Vec<(InputPartition, i64)> {
-        std::mem::take(&mut *lock(&self.rewound))
+        Outcome::Aborted {
+            rewound: Rewound::new(),
+        }
     }
 }

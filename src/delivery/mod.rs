@@ -19,22 +19,28 @@ pub mod limits;
 pub mod producer_stats;
 pub mod progress;
 pub mod tag;
+pub mod transaction;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod acks;
+mod failure;
+
+pub(crate) use acks::serve_queued;
+use acks::{create_producer, AckContext};
+pub use failure::DeliveryFailure;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use self::producer_stats::ProducerStats;
 
 use crate::config::Guarantee;
 use crate::input::{Assignments, InputPartition};
 use crate::internal_events::{self as events, InternalEvent};
-use crate::kafka::KafkaContext;
 use crate::telemetry::{self, EventMetrics};
 use progress::Progress;
 use tag::{Tag, Target};
@@ -46,121 +52,11 @@ const QUEUE_FULL_WARNING: Duration = Duration::from_secs(10);
 /// How long one step of [`Delivery::drain`] waits for acknowledgements.
 const DRAIN_POLL: Duration = Duration::from_millis(1);
 
-/// At most this many librdkafka events (each one produce response's delivery reports) are
-/// served per [`Delivery::poll`], so a flood of reports cannot starve the consumer.
-const EVENTS_PER_SERVE: usize = 1024;
-
-/// Collects acknowledgements from librdkafka's delivery callbacks, to be settled in order
-/// by [`Delivery::settle`].
-pub struct AckContext {
-    kafka: KafkaContext,
-    acks: Mutex<Vec<Ack>>,
-    /// Callbacks run so far: tells [`serve_queued`] whether a poll served anything.
-    callbacks: AtomicU64,
-    /// The main producer's; the exactly-once republisher reports none.
-    stats: Option<ProducerStats>,
-}
-
-struct Ack {
-    tag: usize,
-    error: Option<KafkaError>,
-}
-
-impl ClientContext for AckContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        self.kafka.log(level, fac, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.callbacks.fetch_add(1, Ordering::Relaxed);
-        self.kafka.error(error, reason);
-    }
-
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        self.callbacks.fetch_add(1, Ordering::Relaxed);
-        if let Some(stats) = &self.stats {
-            stats.record(&statistics);
-        }
-    }
-}
-
-impl ProducerContext for AckContext {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
-        self.callbacks.fetch_add(1, Ordering::Relaxed);
-        let error = result.as_ref().err().map(|(error, _)| error.clone());
-        lock(&self.acks).push(Ack { tag, error });
-    }
-}
-
-/// Serves the events librdkafka has already queued for `producer`, without waiting.
-///
-/// rdkafka's `BaseProducer::poll` serves events until its timeout passes, so with a zero
-/// timeout it serves exactly one: the delivery reports of one produce response. Called once
-/// per batch, that fell behind the responses of dozens of destination partitions: writes
-/// stayed counted in librdkafka's queue after the broker had acknowledged them (at 478
-/// events/s, 9,000 of them, settled at about 70/s), commits lagged by a minute, and under
-/// load the full queue made `send` wait.
-///
-/// The queue also carries librdkafka's log and statistics events (rdkafka routes logs
-/// through it), which report no delivery: serving one still counts as progress, seen as a
-/// drop in `in_flight_count` (librdkafka's count of undelivered messages plus queued events).
-pub(super) fn serve_queued(producer: &BaseProducer<AckContext>) {
-    let callbacks = &producer.context().callbacks;
-    for _ in 0..EVENTS_PER_SERVE {
-        let reports = callbacks.load(Ordering::Relaxed);
-        let queued = producer.in_flight_count();
-        producer.poll(Duration::ZERO);
-        if callbacks.load(Ordering::Relaxed) == reports && producer.in_flight_count() >= queued {
-            return;
-        }
-    }
-}
-
-fn create_producer(
-    config: &rdkafka::ClientConfig,
-    stats: Option<ProducerStats>,
-) -> KafkaResult<BaseProducer<AckContext>> {
-    config.create_with_context(AckContext {
-        kafka: KafkaContext::new(None),
-        acks: Mutex::new(Vec::with_capacity(1024)),
-        callbacks: AtomicU64::new(0),
-        stats,
-    })
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock already ends the pipeline; the data is still usable.
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// What stopped delivery for good: the service stops and commits nothing past it.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum DeliveryFailure {
-    /// A write failed and retrying cannot fix it.
-    #[error("a write to {topic} failed and retrying cannot fix it: {error}")]
-    Write { topic: String, error: KafkaError },
-    /// Exactly-once: the transaction could not be opened, committed or aborted (fenced by
-    /// another instance, aborted too often, or the producer could not be replaced).
-    #[error("the transaction failed and retrying cannot fix it: {0}")]
-    Transaction(KafkaError),
-    /// Events dropped after an aborted transaction could not be sought back to.
-    #[error("cannot read dropped events of {topic} again, and retrying cannot fix it: {error}")]
-    Seek { topic: String, error: KafkaError },
-}
-
-impl DeliveryFailure {
-    /// The Kafka error behind it.
-    pub fn error(&self) -> &KafkaError {
-        match self {
-            DeliveryFailure::Write { error, .. }
-            | DeliveryFailure::Transaction(error)
-            | DeliveryFailure::Seek { error, .. } => error,
-        }
-    }
 }
 
 pub struct Delivery {
@@ -193,13 +89,11 @@ pub struct Delivery {
     /// signal). Every wait is bounded by it from then on, a commit under way included.
     stop_deadline: Arc<Mutex<Option<Instant>>>,
     guarantee: Guarantee,
-    transaction: Mutex<exactly_once::Transaction>,
+    transaction: Mutex<transaction::Transaction>,
     transaction_interval: Duration,
     transaction_max_events: usize,
     transaction_timeout: Duration,
     transaction_seconds: metrics::Histogram,
-    /// Where aborted transactions rewound the consumer to, until the pipeline has seen it.
-    rewound: Mutex<Vec<(InputPartition, i64)>>,
 }
 
 /// Topic names the delivery layer writes to or reports on.
@@ -281,12 +175,11 @@ impl Delivery {
             not_sent_at_stop: AtomicBool::new(false),
             stop_deadline,
             guarantee: settings.guarantee,
-            transaction: Mutex::new(exactly_once::Transaction::default()),
+            transaction: Mutex::new(transaction::Transaction::default()),
             transaction_interval: settings.transaction_interval,
             transaction_max_events: settings.transaction_max_events,
             transaction_timeout: settings.transaction_timeout,
             transaction_seconds: metrics::histogram!(telemetry::TRANSACTION_COMMIT_SECONDS),
-            rewound: Mutex::new(Vec::new()),
         })
     }
 
@@ -620,52 +513,4 @@ impl Delivery {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn delivery() -> Delivery {
-        let mut producer = rdkafka::ClientConfig::new();
-        // Creating a producer connects lazily: nothing here talks to a broker.
-        producer.set("bootstrap.servers", "127.0.0.1:1");
-        Delivery::new(
-            &producer,
-            Topics {
-                inputs: Arc::new(Assignments::new(vec!["events".to_owned()])),
-                destinations: vec!["out".to_owned()],
-                dead_letter: "dead".to_owned(),
-                consent: "consent".to_owned(),
-                hold: None,
-            },
-            Settings {
-                guarantee: Guarantee::AtLeastOnce,
-                transaction_interval: Duration::from_millis(100),
-                transaction_max_events: 100,
-                startup_timeout: Duration::from_secs(1),
-                transaction_timeout: Duration::from_secs(60),
-                init_deadline: Instant::now() + Duration::from_secs(1),
-            },
-            EventMetrics::register(["out"]),
-            metrics::counter!("test_republished"),
-            Arc::new(AtomicBool::new(false)),
-            Arc::default(),
-        )
-        .expect("a producer is created without a broker")
-    }
-
-    #[test]
-    fn a_commit_waits_for_event_writes_only_not_for_re_published_consent_states() {
-        // The broker at 127.0.0.1:1 never answers: a write sent there stays in flight, as a
-        // re-publish does when the consent topic is readable but not writable.
-        let delivery = delivery();
-        let record = BaseRecord::with_opaque_to("consent", Tag::republish().encode())
-            .partition(0)
-            .key(b"user".as_slice())
-            .payload(b"{}".as_slice());
-        delivery.send(record).expect("queued");
-        // What a transaction's commit and a revocation wait for (drain_writes without
-        // re-publishes): nothing is pending.
-        assert!(delivery.drain_events(Duration::from_millis(50)));
-        // A stop's drain still waits for it.
-        assert!(!delivery.drain(None, Duration::from_millis(50)));
-    }
-}
+mod tests;

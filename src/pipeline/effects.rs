@@ -15,6 +15,7 @@ use crate::consent::follower::ConsentEffects;
 use crate::consent::record::encode_value;
 use crate::consent::republish::{Override, REPUBLISHED_HEADER};
 use crate::consent::ConsentState;
+use crate::delivery::exactly_once::Rewound;
 use crate::delivery::tag::{InputPartition, Tag};
 use crate::delivery::{commits, Delivery};
 use crate::vocabulary::Vocabulary;
@@ -30,6 +31,9 @@ pub(super) struct Effects<'a> {
     pub(super) consumer: Option<&'a BaseConsumer<EventConsumerContext>>,
     pub(super) hold: Option<&'a RefCell<Hold>>,
     pub(super) republisher: Republisher,
+    /// Where a transaction aborted before a revocation rewound the consumer to, until the
+    /// loop takes it.
+    pub(super) rewound: Rewound,
 }
 
 /// The Kafka timestamp of an override: never earlier than its state's own time (read back
@@ -56,7 +60,12 @@ pub(super) struct Republisher {
 
 impl ConsentEffects for Effects<'_> {
     fn before_revocation(&mut self) -> bool {
-        commits::before_revocation(self.delivery, self.consumer, self.drain_timeout)
+        commits::before_revocation(
+            self.delivery,
+            self.consumer,
+            self.drain_timeout,
+            &mut self.rewound,
+        )
     }
 
     fn applied(&mut self, user: &str) {

@@ -96,6 +96,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         consumer: None,
         hold: hold.as_ref(),
         republisher,
+        rewound: Vec::new(),
     };
     if !start::load_table(&mut follower, &mut loading, signals) {
         return start::shut_down_before_start(&delivery, drain_timeout);

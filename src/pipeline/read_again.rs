@@ -12,6 +12,7 @@ use rdkafka::Offset;
 use super::batch::Batch;
 use super::hold::Hold;
 use super::rebalance::EventConsumerContext;
+use crate::delivery::exactly_once::Rewound;
 use crate::delivery::Delivery;
 use crate::input::InputPartition;
 use crate::internal_events::{self as events, InternalEvent};
@@ -63,8 +64,8 @@ pub(super) fn after_rewind(
     batches: [&mut Option<Batch<'_>>; 2],
     hold: Option<&RefCell<Hold>>,
     timeout: Duration,
+    rewound: Rewound,
 ) {
-    let rewound = delivery.take_rewound();
     if rewound.is_empty() {
         return;
     }

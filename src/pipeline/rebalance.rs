@@ -2,7 +2,7 @@
 //! drained and their offsets committed before the partitions are released, so the next owner
 //! starts exactly where this instance's acknowledged work ends.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
@@ -10,6 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
+use crate::delivery::exactly_once::Rewound;
 use crate::delivery::{commits, Delivery};
 use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::{KafkaContext, LagGauge};
@@ -19,6 +20,9 @@ pub struct EventConsumerContext {
     kafka: KafkaContext,
     delivery: Arc<Delivery>,
     drain_timeout: Duration,
+    /// Where a transaction aborted in a revocation rewound the consumer to, until the loop
+    /// takes it (the callback runs inside the consumer's poll and cannot return it).
+    rewound: Mutex<Rewound>,
 }
 
 impl EventConsumerContext {
@@ -27,7 +31,20 @@ impl EventConsumerContext {
             kafka: KafkaContext::new(Some(LagGauge::PerTopic(INPUT_LAG))),
             delivery,
             drain_timeout,
+            rewound: Mutex::new(Rewound::new()),
         }
+    }
+
+    /// Where transactions aborted in revocations since the last call rewound the consumer to.
+    pub fn take_rewound(&self) -> Rewound {
+        std::mem::take(&mut *self.lock_rewound())
+    }
+
+    fn lock_rewound(&self) -> MutexGuard<'_, Rewound> {
+        // Only the pipeline thread takes it (the callback runs inside its polls).
+        self.rewound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -54,7 +71,13 @@ impl ConsumerContext for EventConsumerContext {
                     partitions = revoked.len(),
                     "partitions revoked; draining them"
                 );
-                commits::on_revoke(&self.delivery, consumer, &revoked, self.drain_timeout);
+                commits::on_revoke(
+                    &self.delivery,
+                    consumer,
+                    &revoked,
+                    self.drain_timeout,
+                    &mut self.lock_rewound(),
+                );
             }
             Rebalance::Assign(list) => {
                 tracing::info!(partitions = list.count(), "partitions assigned");

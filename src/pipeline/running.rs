@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
@@ -22,6 +22,7 @@ use super::{Signals, CONSENT_RECORDS_PER_TURN, FRESHNESS_PROBE_INTERVAL};
 use crate::clock::now_ms;
 use crate::consent::ConsentFollower;
 use crate::delivery::commits::Commits;
+use crate::delivery::exactly_once::Rewound;
 use crate::delivery::Delivery;
 use crate::internal_events::{self as events, InternalEvent};
 
@@ -76,9 +77,10 @@ impl<'c> Running<'_, 'c> {
             self.serve_hold();
         }
         self.delivery.poll();
-        self.commits
+        let rewound = self
+            .commits
             .tick(self.delivery, self.consumer, self.freshness.stale);
-        self.read_again();
+        self.read_again(rewound);
         Ok(())
     }
 
@@ -133,7 +135,7 @@ impl<'c> Running<'_, 'c> {
             self.input_pause
                 .serve(self.consumer, self.delivery, waiting);
         }
-        self.read_again();
+        self.read_again(Rewound::new());
         if fresh {
             let hold_full = self.hold.is_some_and(|h| h.borrow().full());
             self.input_pause.resume(
@@ -173,14 +175,20 @@ impl<'c> Running<'_, 'c> {
         }
     }
 
-    /// After an aborted transaction: the events read but not judged are read again.
-    fn read_again(&mut self) {
+    /// After an aborted transaction: the events read but not judged are read again. The
+    /// abort may have come from the loop's own commit (`rewound`), before a consent revocation
+    /// (kept by the effects) or in a revocation of input partitions (kept by the consumer's
+    /// context).
+    fn read_again(&mut self, mut rewound: Rewound) {
+        rewound.append(&mut self.effects.rewound);
+        rewound.append(&mut self.consumer.context().take_rewound());
         after_rewind(
             self.delivery,
             self.consumer,
             [&mut self.current, &mut self.ahead],
             self.hold,
             self.drain_timeout,
+            rewound,
         );
     }
 }
