@@ -31,6 +31,23 @@ impl std::str::FromStr for Duration {
 
     fn from_str(text: &str) -> Result<Duration, String> {
         let text = text.trim();
+        // humantime takes a bare "0"; a duration here always says its unit.
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{text:?} has no unit; write it like \"500ms\", \"30s\", \"10m\", \"2h\" or \"7d\""
+            ));
+        }
+        // Months and years are approximations in humantime (30.44 and 365.25 days), and "M"
+        // (months) is one keystroke from "m" (minutes): a hold.max_age = "10M" would keep
+        // personal data for ten months. Days are the largest unit.
+        if text
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .any(|unit| matches!(unit, "M" | "month" | "months" | "y" | "year" | "years"))
+        {
+            return Err(format!(
+                "{text:?}: months and years are not accepted; write days, like \"30d\""
+            ));
+        }
         let parsed = humantime::parse_duration(text).map_err(|error| {
             format!("{text:?} is not a duration like \"500ms\", \"30s\", \"10m\", \"2h\" or \"7d\" ({error})")
         })?;
@@ -83,6 +100,16 @@ impl DurationSetting {
     /// Whole seconds, for messages that give the value in seconds.
     pub fn secs(&self) -> u64 {
         self.value.as_secs()
+    }
+
+    /// `key = value` with the value's unit: `kafka.startup_timeout_secs = 15 s` for an
+    /// integer key, `kafka.startup_timeout = "15s"` for a duration key.
+    pub fn described(&self) -> String {
+        match self.shown_as_alias {
+            Some(AliasUnit::Secs) => format!("{self} s"),
+            Some(AliasUnit::Millis) => format!("{self} ms"),
+            None => self.to_string(),
+        }
     }
 
     /// The key messages name it by.
@@ -177,6 +204,23 @@ mod tests {
         let default = DRAIN.resolve(None, None);
         assert_eq!(default.value, std::time::Duration::from_secs(30));
         assert_eq!(default.to_string(), "delivery.drain_timeout_secs = 30");
+        assert_eq!(default.described(), "delivery.drain_timeout_secs = 30 s");
+        assert_eq!(by_key.described(), "delivery.drain_timeout = \"45s\"");
+    }
+
+    #[test]
+    fn a_bare_number_months_and_years_are_not_durations() {
+        for bad in ["0", "10", "10M", "1 month", "2y", "1year 2d"] {
+            assert!(bad.parse::<Duration>().is_err(), "{bad}");
+        }
+        for (good, ms) in [
+            ("0s", 0),
+            ("10m", 600_000),
+            ("1h 30m", 5_400_000),
+            ("7d", 604_800_000),
+        ] {
+            assert_eq!(good.parse::<Duration>().unwrap().as_millis(), ms, "{good}");
+        }
     }
 
     #[test]

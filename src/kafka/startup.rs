@@ -1,6 +1,6 @@
 //! Start-up's dealings with the cluster: the checks (reachable, authenticated, every topic
 //! there with a leader for each partition, co-partitioned counts),
-//! and the retrying of transient errors until the one deadline, `kafka.startup_timeout_secs`.
+//! and the retrying of transient errors until the one deadline, `kafka.startup_timeout`.
 //!
 //! A cluster that is still settling (topics just created, a leader being elected, a
 //! coordinator loading) is waited for; a lasting error (authentication, authorization, a
@@ -18,7 +18,7 @@ use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{base, with_user_properties, KafkaContext, Role};
-use crate::config::{Config, ConfiguredTopic};
+use crate::config::{Config, ConfiguredTopic, TopicRole};
 
 /// The longest single wait for the cluster's metadata, so that an authentication failure,
 /// reported apart from the request, ends start-up soon.
@@ -36,10 +36,11 @@ const MISSING_TOPIC_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("could not reach Kafka at {servers} within kafka.startup_timeout_secs = {secs} s: {source}{}", last_error_note(.last_error))]
+    #[error("could not reach Kafka at {servers} within {timeout}: {source}{}", last_error_note(.last_error))]
     Unreachable {
         servers: String,
-        secs: u64,
+        /// `kafka.startup_timeout`, as the config gives it (with its key).
+        timeout: String,
         source: Box<KafkaError>,
         /// The last error librdkafka reported about the connection (e.g. a TLS handshake).
         last_error: Option<String>,
@@ -54,11 +55,12 @@ pub enum StartupError {
         field: String,
         reason: String,
     },
-    #[error("topic {topic:?} ({field}) was not ready within kafka.startup_timeout_secs = {secs} s: {reason}")]
+    #[error("topic {topic:?} ({field}) was not ready within {timeout}: {reason}")]
     TopicNotReady {
         topic: String,
         field: String,
-        secs: u64,
+        /// `kafka.startup_timeout`, as the config gives it (with its key).
+        timeout: String,
         reason: String,
     },
     #[error("consent.mode = \"copartitioned\" needs equal partition counts: {field} = {topic:?} has {partitions}, consent.topic = {consent_topic:?} has {consent_partitions}")]
@@ -69,10 +71,11 @@ pub enum StartupError {
         consent_topic: String,
         consent_partitions: usize,
     },
-    #[error("start-up failed while {step} (transient errors are retried for kafka.startup_timeout_secs = {secs} s): {source}")]
+    #[error("start-up failed while {step} (transient errors are retried for {timeout}): {source}")]
     Step {
         step: &'static str,
-        secs: u64,
+        /// `kafka.startup_timeout`, as the config gives it (with its key).
+        timeout: String,
         source: KafkaError,
     },
     #[error("cannot create Kafka client: {0}")]
@@ -184,11 +187,16 @@ fn report_transient(step: &'static str, error: &dyn std::fmt::Display, reported:
     }
 }
 
-/// Every topic the config names, with the field that names it.
+/// Every topic the config names, with the field that names it; the hold topic last, so that
+/// of several missing topics start-up names the one it always named.
 pub fn configured_topics(config: &Config) -> Vec<(String, String)> {
-    config
+    let (hold, others): (Vec<_>, Vec<_>) = config
         .topics()
         .into_iter()
+        .partition(|topic| topic.role == TopicRole::Hold);
+    others
+        .into_iter()
+        .chain(hold)
         .map(|topic| (topic.name.to_owned(), topic.field))
         .collect()
 }
@@ -245,7 +253,7 @@ pub fn check_topics(
         })
         .map_err(StartupError::Client)?;
     let servers = &config.kafka.bootstrap_servers;
-    let secs = config.kafka.startup_timeout().secs();
+    let timeout = config.kafka.startup_timeout().described();
     let configured = configured_topics(config);
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
@@ -257,7 +265,7 @@ pub fn check_topics(
                 let missing_is_final = started.elapsed() >= MISSING_TOPIC_GRACE;
                 match assess(&configured, &topic_views(&metadata), missing_is_final) {
                     Assessment::Usable(partitions) => return Ok(partitions),
-                    Assessment::Lasting(problem) => return Err(problem.into_error(secs)),
+                    Assessment::Lasting(problem) => return Err(problem.into_error(timeout.clone())),
                     Assessment::Settling(problem) => Waiting::Topic(problem),
                 }
             }
@@ -271,7 +279,7 @@ pub fn check_topics(
                     }
                     _ => StartupError::Step {
                         step: "reading the cluster's metadata",
-                        secs,
+                        timeout: timeout.clone(),
                         source,
                     },
                 });
@@ -290,10 +298,10 @@ pub fn check_topics(
         }
         if time_left(deadline).is_zero() {
             return Err(match waiting {
-                Waiting::Topic(problem) => problem.into_error(secs),
+                Waiting::Topic(problem) => problem.into_error(timeout.clone()),
                 Waiting::Cluster(source) => StartupError::Unreachable {
                     servers: servers.clone(),
-                    secs,
+                    timeout: timeout.clone(),
                     source: Box::new(source),
                     last_error: last_error.map(|(_, reason)| reason),
                 },
@@ -373,7 +381,7 @@ enum ProblemKind {
 }
 
 impl TopicProblem {
-    fn into_error(self, secs: u64) -> StartupError {
+    fn into_error(self, timeout: String) -> StartupError {
         let TopicProblem {
             topic,
             field,
@@ -390,7 +398,7 @@ impl TopicProblem {
             ProblemKind::NotReady => StartupError::TopicNotReady {
                 topic,
                 field,
-                secs,
+                timeout,
                 reason,
             },
         }

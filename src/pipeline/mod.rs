@@ -62,8 +62,11 @@ pub enum PipelineError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Delivery(#[from] DeliveryFailure),
-    #[error("writes were still unacknowledged after delivery.drain_timeout_secs = {secs}; their events were not committed and will be redelivered")]
-    DrainTimeout { secs: u64 },
+    #[error("writes were still unacknowledged after {setting}; their events were not committed and will be redelivered")]
+    DrainTimeout {
+        /// `delivery.drain_timeout`, as the config gives it (with its key).
+        setting: String,
+    },
 }
 
 /// Flags shared with the async side: `stopping` is set on SIGTERM/SIGINT, `ready` is what
@@ -186,7 +189,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
     }
     if !drained {
         return Err(PipelineError::DrainTimeout {
-            secs: config.delivery.drain_timeout().secs(),
+            setting: config.delivery.drain_timeout().to_string(),
         });
     }
     tracing::info!("stopped cleanly: every acknowledged event committed");

@@ -34,12 +34,13 @@ pub(super) struct Started {
 pub(super) fn start(config: &Config, signals: &Signals) -> Result<Started, PipelineError> {
     // One deadline for every wait on the cluster before the consent table is read.
     let startup_timeout = config.kafka.startup_timeout();
-    let startup_secs = startup_timeout.secs();
+    let described = startup_timeout.described();
     let deadline = Instant::now() + startup_timeout.value;
     let step_failed = |step| {
+        let timeout = described.clone();
         move |source| StartupError::Step {
             step,
-            secs: startup_secs,
+            timeout,
             source,
         }
     };
