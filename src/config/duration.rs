@@ -37,15 +37,17 @@ impl std::str::FromStr for Duration {
                 "{text:?} has no unit; write it like \"500ms\", \"30s\", \"10m\", \"2h\" or \"7d\""
             ));
         }
-        // Months and years are approximations in humantime (30.44 and 365.25 days), and "M"
-        // (months) is one keystroke from "m" (minutes): a hold.max_age = "10M" would keep
-        // personal data for ten months. Days are the largest unit.
-        if text
-            .split(|c: char| !c.is_ascii_alphabetic())
-            .any(|unit| matches!(unit, "M" | "month" | "months" | "y" | "year" | "years"))
-        {
+        // Days are the largest unit, as they were before humantime. Months and years are
+        // approximations there (30.44 and 365.25 days), and "M" (months) is one keystroke from
+        // "m" (minutes): a hold.max_age = "10M" would keep personal data for ten months.
+        if text.split(|c: char| !c.is_ascii_alphabetic()).any(|unit| {
+            matches!(
+                unit,
+                "w" | "week" | "weeks" | "M" | "month" | "months" | "y" | "year" | "years"
+            )
+        }) {
             return Err(format!(
-                "{text:?}: months and years are not accepted; write days, like \"30d\""
+                "{text:?}: weeks, months and years are not accepted; write days, like \"30d\""
             ));
         }
         let parsed = humantime::parse_duration(text).map_err(|error| {
@@ -209,8 +211,10 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_number_months_and_years_are_not_durations() {
-        for bad in ["0", "10", "10M", "1 month", "2y", "1year 2d"] {
+    fn a_bare_number_weeks_months_and_years_are_not_durations() {
+        for bad in [
+            "0", "10", "10M", "1 month", "2y", "1year 2d", "2w", "10 weeks",
+        ] {
             assert!(bad.parse::<Duration>().is_err(), "{bad}");
         }
         for (good, ms) in [

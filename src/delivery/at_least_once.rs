@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 
 use super::{lock, Delivery};
 use crate::input::InputPartition;
@@ -161,15 +161,7 @@ impl Delivery {
         if offsets.is_empty() {
             return Ok(None);
         }
-        let mut list = TopicPartitionList::with_capacity(offsets.len());
-        for (input, offset) in &offsets {
-            list.add_partition_offset(
-                self.inputs.topic_name(*input),
-                i32::from(input.partition),
-                Offset::Offset(*offset),
-            )?;
-        }
-        Ok(Some(list))
+        self.offset_list(&offsets).map(Some)
     }
 
     /// Sends a commit of what is committable, without waiting: the caller reads its answer

@@ -20,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 
 use super::producer_stats::ProducerStats;
 use super::tag::Target;
@@ -271,14 +271,7 @@ impl Delivery {
         }
         let offsets = lock(&self.progress).to_commit(None);
         if !offsets.is_empty() {
-            let mut list = TopicPartitionList::with_capacity(offsets.len());
-            for (input, offset) in &offsets {
-                list.add_partition_offset(
-                    self.inputs.topic_name(*input),
-                    i32::from(input.partition),
-                    Offset::Offset(*offset),
-                )?;
-            }
+            let list = self.offset_list(&offsets)?;
             let group = consumer
                 .group_metadata()
                 .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::InvalidGroupId))?;

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 
 use self::producer_stats::ProducerStats;
 
@@ -493,6 +494,19 @@ impl Delivery {
                 serve_queued(republisher);
             }
         }
+    }
+
+    /// Offsets to commit, as a list for the consumer (or the transaction).
+    fn offset_list(&self, offsets: &[(InputPartition, i64)]) -> KafkaResult<TopicPartitionList> {
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for (input, offset) in offsets {
+            list.add_partition_offset(
+                self.inputs.topic_name(*input),
+                i32::from(input.partition),
+                Offset::Offset(*offset),
+            )?;
+        }
+        Ok(list)
     }
 
     /// Stops owning and tracking revoked partitions.
