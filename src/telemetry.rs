@@ -223,7 +223,7 @@ pub fn describe() {
     describe_counter!(
         CONSENT_WAIT_TIMEOUTS,
         Unit::Count,
-        "Waits for the consent table that reached consent.max_wait_ms; the events wait on."
+        "Waits for the consent table that reached consent.max_wait; the events wait on."
     );
 }
 

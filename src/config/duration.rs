@@ -26,6 +26,12 @@ impl Duration {
     }
 }
 
+/// The units taken: humantime's, up to days.
+const UNITS: [&str; 24] = [
+    "nanos", "nsec", "ns", "usec", "us", "millis", "msec", "ms", "seconds", "second", "sec", "s",
+    "minutes", "minute", "min", "m", "hours", "hour", "hr", "hrs", "h", "days", "day", "d",
+];
+
 impl std::str::FromStr for Duration {
     type Err = String;
 
@@ -37,15 +43,15 @@ impl std::str::FromStr for Duration {
                 "{text:?} has no unit; write it like \"500ms\", \"30s\", \"10m\", \"2h\" or \"7d\""
             ));
         }
-        // Days are the largest unit, as they were before humantime. Months and years are
-        // approximations there (30.44 and 365.25 days), and "M" (months) is one keystroke from
-        // "m" (minutes): a hold.max_age = "10M" would keep personal data for ten months.
-        if text.split(|c: char| !c.is_ascii_alphabetic()).any(|unit| {
-            matches!(
-                unit,
-                "w" | "week" | "weeks" | "M" | "month" | "months" | "y" | "year" | "years"
-            )
-        }) {
+        // Days are the largest unit, as they were before humantime. Weeks, months and years
+        // are not taken: months and years are approximations there (30.44 and 365.25 days),
+        // and "M" (months) is one keystroke from "m" (minutes): a hold.max_age = "10M" would
+        // keep personal data for ten months.
+        if text
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .any(|unit| !unit.is_empty() && !UNITS.contains(&unit))
+            && humantime::parse_duration(text).is_ok()
+        {
             return Err(format!(
                 "{text:?}: weeks, months and years are not accepted; write days, like \"30d\""
             ));

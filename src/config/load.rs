@@ -42,6 +42,41 @@ fn on_secret_line(text: &str, at: usize) -> bool {
         .is_some_and(is_secret_key)
 }
 
+/// The field whose value holds byte `at`, as `section.key`: toml's messages for a value the
+/// config's types refuse (a duration without a unit, an integer where a string belongs) name
+/// only the line. None unless the line is a plain `key = value` and `at` is in its value.
+fn field_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[start..];
+    let line = &line[..line.find('\n').unwrap_or(line.len())];
+    let equals = line.find('=')?;
+    if start + equals >= at {
+        return None;
+    }
+    let key = line[..equals].trim();
+    let plain = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    if !plain(key) {
+        return None;
+    }
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|header| header.trim_matches(|c| c == '[' || c == ']').trim());
+    match section {
+        Some(section) if plain(section) => Some(format!("{section}.{key}")),
+        Some(_) => None,
+        None => Some(key.to_owned()),
+    }
+}
+
 /// A serde/toml message with the values it quotes (between backticks) taken out.
 fn without_quoted_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
@@ -103,7 +138,10 @@ impl Config {
                 .span()
                 .map(|span| {
                     let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    format!(" (line {line})")
+                    match field_at(text, span.start) {
+                        Some(field) => format!(" (line {line}, {field})"),
+                        None => format!(" (line {line})"),
+                    }
                 })
                 .unwrap_or_default();
             // One line, whatever the text quotes (a key may hold a carriage return).

@@ -465,3 +465,6 @@ pub enum MatchMode {
     /// At least one category must be granted.
     Any,
 }
+
+#[cfg(test)]
+mod tests;

@@ -249,3 +249,12 @@ fn a_duration_set_under_both_names_or_without_a_unit_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_value_of_the_wrong_kind_names_its_field() {
+    let err = error_of(&MINIMAL.replace("[input]", "[hold]\nmax_age = \"10M\"\n[input]"));
+    assert!(err.contains("hold.max_age"), "{err}");
+    let err = error_of(&MINIMAL.replace("[input]", "[delivery]\ncommit_interval = 5\n[input]"));
+    assert!(err.contains("delivery.commit_interval"), "{err}");
+    assert!(err.contains("<redacted>"), "the value is not quoted: {err}");
+}

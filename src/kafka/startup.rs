@@ -182,7 +182,7 @@ fn report_transient(step: &'static str, error: &dyn std::fmt::Display, reported:
         tracing::info!(
             step,
             %error,
-            "the cluster is not ready yet; retrying until kafka.startup_timeout_secs"
+            "the cluster is not ready yet; retrying until kafka.startup_timeout"
         );
     }
 }
