@@ -1,6 +1,5 @@
 use super::*;
 
-
 const MINIMAL: &str = r#"
 [kafka]
 bootstrap_servers = "127.0.0.1:9092"
@@ -237,7 +236,10 @@ fn a_duration_set_under_both_names_or_without_a_unit_is_refused() {
         "[input]",
         "[delivery]\ndrain_timeout = \"10s\"\ndrain_timeout_secs = 10\n[input]",
     ));
-    assert!(err.contains("delivery.drain_timeout") && err.contains("not both"), "{err}");
+    assert!(
+        err.contains("delivery.drain_timeout") && err.contains("not both"),
+        "{err}"
+    );
     let err = error_of(&MINIMAL.replace("[input]", "[delivery]\ncommit_interval = 5\n[input]"));
     assert!(err.contains("commit_interval"), "{err}");
     let err = error_of(&MINIMAL.replace(
