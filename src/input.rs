@@ -7,9 +7,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use rdkafka::TopicPartitionList;
+
+use crate::sync::lock;
 
 /// An input partition: the index of its topic among the topics the group reads
 /// (`input.topics`, then `hold.topic`), and its number.
@@ -26,13 +28,6 @@ pub struct Assignments {
     assigned: Mutex<HashMap<InputPartition, u64>>,
     assignments: AtomicU64,
     changes: AtomicU64,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Only the pipeline thread takes it (rebalance callbacks run inside its polls).
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Assignments {

@@ -20,5 +20,6 @@ pub mod kafka;
 pub mod pipeline;
 pub mod secrets;
 pub mod service;
+mod sync;
 pub mod telemetry;
 pub mod vocabulary;

@@ -105,11 +105,6 @@ pub struct DurationSetting {
 }
 
 impl DurationSetting {
-    /// Whole seconds, for messages that give the value in seconds.
-    pub fn secs(&self) -> u64 {
-        self.value.as_secs()
-    }
-
     /// `key = value` with the value's unit: `kafka.startup_timeout_secs = 15 s` for an
     /// integer key, `kafka.startup_timeout = "15s"` for a duration key.
     pub fn described(&self) -> String {

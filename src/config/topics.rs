@@ -85,8 +85,10 @@ impl Config {
     /// The topics the event consumer group reads, in the order their partitions are
     /// numbered: the input topics, then the hold topic.
     pub fn group_topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self.input.topics.clone();
-        topics.extend(self.hold_topic().map(str::to_owned));
-        topics
+        self.topics()
+            .into_iter()
+            .filter(ConfiguredTopic::read_by_group)
+            .map(|topic| topic.name.to_owned())
+            .collect()
     }
 }

@@ -16,14 +16,3 @@ pub enum DeliveryFailure {
     #[error("cannot read dropped events of {topic} again, and retrying cannot fix it: {error}")]
     Seek { topic: String, error: KafkaError },
 }
-
-impl DeliveryFailure {
-    /// The Kafka error behind it.
-    pub fn error(&self) -> &KafkaError {
-        match self {
-            DeliveryFailure::Write { error, .. }
-            | DeliveryFailure::Transaction(error)
-            | DeliveryFailure::Seek { error, .. } => error,
-        }
-    }
-}

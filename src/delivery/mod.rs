@@ -29,7 +29,7 @@ use acks::{create_producer, AckContext};
 pub use failure::DeliveryFailure;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -53,12 +53,7 @@ const QUEUE_FULL_WARNING: Duration = Duration::from_secs(10);
 /// How long one step of [`Delivery::drain`] waits for acknowledgements.
 const DRAIN_POLL: Duration = Duration::from_millis(1);
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock already ends the pipeline; the data is still usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::sync::lock;
 
 pub struct Delivery {
     /// Replaced only in exactly-once mode, after an error that poisons the transactional

@@ -2,7 +2,7 @@
 //! drained and their offsets committed before the partitions are released, so the next owner
 //! starts exactly where this instance's acknowledged work ends.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
@@ -14,6 +14,7 @@ use crate::delivery::exactly_once::Rewound;
 use crate::delivery::{commits, Delivery};
 use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::{KafkaContext, LagGauge};
+use crate::sync::lock;
 use crate::telemetry::INPUT_LAG;
 
 pub struct EventConsumerContext {
@@ -37,14 +38,7 @@ impl EventConsumerContext {
 
     /// Where transactions aborted in revocations since the last call rewound the consumer to.
     pub fn take_rewound(&self) -> Rewound {
-        std::mem::take(&mut *self.lock_rewound())
-    }
-
-    fn lock_rewound(&self) -> MutexGuard<'_, Rewound> {
-        // Only the pipeline thread takes it (the callback runs inside its polls).
-        self.rewound
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        std::mem::take(&mut *lock(&self.rewound))
     }
 }
 
@@ -76,7 +70,7 @@ impl ConsumerContext for EventConsumerContext {
                     consumer,
                     &revoked,
                     self.drain_timeout,
-                    &mut self.lock_rewound(),
+                    &mut lock(&self.rewound),
                 );
             }
             Rebalance::Assign(list) => {
