@@ -1,5 +1,5 @@
 //! Reads, from a Segment-spec event, only what the decision needs: `userId`, `anonymousId`,
-//! `integrations` and `context.consent.categoryPreferences`.
+//! `integrations`, `timestamp` and the consent stamps in `context` ([`context`]).
 //!
 //! The whole value is still validated (UTF-8, JSON syntax of skipped fields, no trailing bytes)
 //! because downstream parsers must read the same event we judged, but nothing is built for the
@@ -10,9 +10,10 @@ use std::cell::Cell;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use self::context::ContextSeed;
 use crate::json::{
     self, seed_of_any_value, skip_bools_and_strings, skip_map, skip_numbers_null_and_arrays, Flag,
-    FlagSeed, GrantsSeed, KeySeed, NameSeed, Scope,
+    FlagSeed, KeySeed, NameSeed, Scope,
 };
 use crate::vocabulary::{CategorySet, IntegrationSet, Vocabulary};
 
@@ -75,9 +76,14 @@ pub struct EventView<'a> {
     /// The event's own consent stamp, `context.consent.categoryPreferences`: `Some` whenever
     /// that field exists; a non-object stamp is present and grants nothing.
     pub stamp: Option<CategorySet>,
+    /// RudderStack's stamp, `context.consentManagement`: `Some` whenever that field exists;
+    /// grants the categories an allowed ID maps to and no denied ID does.
+    pub managed: Option<CategorySet>,
     /// The `timestamp` field (when the event happened, by the client's clock), if it is an
     /// RFC 3339 string.
     pub timestamp_ms: Option<i64>,
+    /// Names in the stamps that are neither a category nor an alias.
+    pub unknown_names: u32,
 }
 
 /// Classifies and reads one event value. `max_bytes` is `input.max_event_bytes`.
@@ -132,13 +138,23 @@ fn read<'a>(
 }
 
 impl EventView<'_> {
+    /// The event's own consent sources combined: what every present stamp grants.
+    pub fn stamps(&self) -> Option<CategorySet> {
+        match (self.stamp, self.managed) {
+            (Some(stamp), Some(managed)) => Some(stamp.intersection(managed)),
+            (stamp, managed) => stamp.or(managed),
+        }
+    }
+
     fn into_owned(self) -> EventView<'static> {
         EventView {
             user_id: self.user_id.map(|id| Cow::Owned(id.into_owned())),
             anonymous_id: self.anonymous_id.map(|id| Cow::Owned(id.into_owned())),
             integrations: self.integrations,
             stamp: self.stamp,
+            managed: self.managed,
             timestamp_ms: self.timestamp_ms,
+            unknown_names: self.unknown_names,
         }
     }
 }
@@ -153,9 +169,11 @@ impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
     type Value = Option<EventView<'de>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let unknown_names = Cell::new(0);
         deserializer.deserialize_any(EventVisitor(Scope {
             vocabulary: self.vocabulary,
             duplicate: self.duplicate,
+            unknown_names: &unknown_names,
         }))
     }
 }
@@ -182,7 +200,9 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             anonymous_id: None,
             integrations: Integrations::default(),
             stamp: None,
+            managed: None,
             timestamp_ms: None,
+            unknown_names: 0,
         };
         while let Some(key) = map.next_key_seed(KeySeed(&TOP_LEVEL_KEYS))? {
             match key {
@@ -200,10 +220,9 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                 }
                 Some(3) => {
                     scope.see(&mut seen, CONTEXT);
-                    view.stamp = map.next_value_seed(PathSeed {
-                        scope,
-                        path: &["consent", "categoryPreferences"],
-                    })?;
+                    let context = map.next_value_seed(ContextSeed(scope))?;
+                    view.stamp = context.stamp;
+                    view.managed = context.managed;
                 }
                 Some(4) => {
                     scope.see(&mut seen, TIMESTAMP);
@@ -214,6 +233,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                 }
             }
         }
+        view.unknown_names = scope.unknown_names.get();
         Ok(Some(view))
     }
 }
@@ -332,51 +352,6 @@ impl<'de> Visitor<'de> for IntegrationsSeed<'_> {
     }
 }
 
-/// Walks nested objects along `path` (below the current value) to a `categoryPreferences`
-/// object. `None` when any step is missing or not an object; once the last step exists, the
-/// stamp is present.
-struct PathSeed<'v, 'p> {
-    scope: Scope<'v>,
-    path: &'p [&'static str],
-}
-
-seed_of_any_value!(PathSeed<'_, '_> => Option<CategorySet>);
-
-impl<'de> Visitor<'de> for PathSeed<'_, '_> {
-    type Value = Option<CategorySet>;
-
-    skip_numbers_null_and_arrays!(Option<CategorySet>);
-    skip_bools_and_strings!(Option<CategorySet>);
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (step, rest) = match self.path.split_first() {
-            Some(split) => split,
-            None => return Ok(None),
-        };
-        let mut found = None;
-        let mut seen = 0;
-        while let Some(key) = map.next_key_seed(KeySeed(std::slice::from_ref(step)))? {
-            if key.is_none() {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            self.scope.see(&mut seen, 1);
-            found = if rest.is_empty() {
-                // A stamp that exists but is not an object is present and grants nothing.
-                Some(
-                    map.next_value_seed(GrantsSeed(self.scope))?
-                        .unwrap_or_default(),
-                )
-            } else {
-                map.next_value_seed(PathSeed {
-                    scope: self.scope,
-                    path: rest,
-                })?
-            };
-        }
-        Ok(found)
-    }
-}
-
+mod context;
 #[cfg(test)]
 mod tests;

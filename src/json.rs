@@ -18,6 +18,8 @@ use crate::vocabulary::{CategorySet, Vocabulary};
 pub(crate) struct Scope<'v> {
     pub(crate) vocabulary: &'v Vocabulary,
     pub(crate) duplicate: &'v Cell<bool>,
+    /// Names in consent preferences that are neither a category nor an alias.
+    pub(crate) unknown_names: &'v Cell<u32>,
 }
 
 impl Scope<'_> {
@@ -251,16 +253,16 @@ pub(crate) struct NameSeed<F> {
     pub(crate) lookup: F,
 }
 
-impl<'de, F: FnOnce(&str) -> Option<u8>> DeserializeSeed<'de> for NameSeed<F> {
-    type Value = Option<u8>;
+impl<'de, T, F: FnOnce(&str) -> Option<T>> DeserializeSeed<'de> for NameSeed<F> {
+    type Value = Option<T>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
 
-impl<'de, F: FnOnce(&str) -> Option<u8>> Visitor<'de> for NameSeed<F> {
-    type Value = Option<u8>;
+impl<'de, T, F: FnOnce(&str) -> Option<T>> Visitor<'de> for NameSeed<F> {
+    type Value = Option<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object key")
@@ -320,27 +322,37 @@ impl<'de> Visitor<'de> for GrantsSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let scope = self.0;
         let mut granted = CategorySet::EMPTY;
-        let mut seen = CategorySet::EMPTY;
+        // A category named twice (by its name and an alias, or by two aliases) is granted
+        // only if every name grants it; the same name twice is a duplicate key.
+        let mut denied = CategorySet::EMPTY;
+        let mut seen: u128 = 0;
         while let Some(key) = map.next_key_seed(NameSeed {
-            lookup: |name: &str| scope.vocabulary.category(name),
+            lookup: |name: &str| scope.vocabulary.category_name_of(name),
         })? {
             match key {
-                Some(index) => {
-                    if seen.contains(index) {
+                Some(name) => {
+                    let number = 1u128 << name.number;
+                    if seen & number != 0 {
                         scope.duplicate.set(true);
                     }
-                    seen.insert(index);
+                    seen |= number;
                     // Only JSON `true` grants.
-                    if map.next_value_seed(FlagSeed)? == Flag::True {
-                        granted.insert(index);
+                    let grants = map.next_value_seed(FlagSeed)? == Flag::True;
+                    if let Some(bit) = name.bit {
+                        if grants {
+                            granted.insert(bit);
+                        } else {
+                            denied.insert(bit);
+                        }
                     }
                 }
                 None => {
+                    scope.unknown_names.set(scope.unknown_names.get() + 1);
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Some(granted))
+        Ok(Some(granted.without(denied)))
     }
 }
 

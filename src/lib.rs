@@ -18,6 +18,7 @@ pub mod internal_events;
 pub(crate) mod json;
 pub mod kafka;
 pub mod pipeline;
+pub mod proto;
 pub mod secrets;
 pub mod service;
 mod sync;

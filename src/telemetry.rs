@@ -38,6 +38,7 @@ pub const ERRORS: &str = "consent_enforcer_errors_total";
 pub const CONSENT_WAIT_SECONDS: &str = "consent_enforcer_consent_wait_seconds";
 pub const CONSENT_WAIT_TIMEOUTS: &str = "consent_enforcer_consent_wait_timeouts_total";
 pub const HEADERS_STRIPPED: &str = "consent_enforcer_input_headers_stripped_total";
+pub const UNKNOWN_CONSENT_NAMES: &str = "consent_enforcer_unknown_consent_names_total";
 pub const HELD: &str = "consent_enforcer_events_held_total";
 pub const HELD_RELEASED: &str = "consent_enforcer_held_events_released_total";
 pub const HELD_EXPIRED: &str = "consent_enforcer_held_events_expired_total";
@@ -114,6 +115,11 @@ pub fn describe() {
         "Consent records whose updatedAt was later than their Kafka timestamp, applied as of the timestamp."
     );
     describe_gauge!(CONSENT_STATES, Unit::Count, "Users in the consent table.");
+    describe_counter!(
+        UNKNOWN_CONSENT_NAMES,
+        Unit::Count,
+        "Names in consent preferences or consent-ID lists that are neither a category a destination needs nor a [consent.aliases] entry, ignored; by where they were read (state, event)."
+    );
     describe_counter!(
         HEADERS_STRIPPED,
         Unit::Count,
@@ -286,7 +292,7 @@ pub struct EventMetrics {
     /// Per destination, in config order.
     pub delivered: Vec<Counter>,
     /// Per destination, then per [`DropReason::ALL`].
-    pub dropped: Vec<[Counter; 4]>,
+    pub dropped: Vec<[Counter; 5]>,
     /// Per [`Malformed::ALL`].
     pub dead_lettered: [Counter; 7],
     pub in_flight: Gauge,
@@ -294,6 +300,7 @@ pub struct EventMetrics {
     pub held: Counter,
     /// Input headers of reserved names, not written on.
     pub headers_stripped: Counter,
+    pub unknown_names: Counter,
 }
 
 impl EventMetrics {
@@ -316,6 +323,7 @@ impl EventMetrics {
             in_flight: gauge!(WRITES_IN_FLIGHT),
             held: counter!(HELD),
             headers_stripped: counter!(HEADERS_STRIPPED),
+            unknown_names: counter!(UNKNOWN_CONSENT_NAMES, "source" => "event"),
         }
     }
 
@@ -346,12 +354,13 @@ pub struct ConsentMetrics {
     pub applied: Counter,
     pub removed: Counter,
     /// Per [`Rejection::ALL`].
-    pub rejected: [Counter; 8],
+    pub rejected: [Counter; 9],
     pub republished: Counter,
     pub future_dated: Counter,
     pub states: Gauge,
     pub history_users: Gauge,
     pub lag: Gauge,
+    pub unknown_names: Counter,
 }
 
 impl ConsentMetrics {
@@ -367,6 +376,7 @@ impl ConsentMetrics {
             states: gauge!(CONSENT_STATES),
             history_users: gauge!(CONSENT_HISTORY_USERS),
             lag: gauge!(CONSENT_LAG),
+            unknown_names: counter!(UNKNOWN_CONSENT_NAMES, "source" => "state"),
         }
     }
 

@@ -2,13 +2,15 @@
 //! handful of bit operations instead of string comparisons.
 //!
 //! Only names that some destination mentions are interned: a category no destination needs
-//! cannot change any decision, so it is skipped while parsing.
+//! cannot change any decision, so it is skipped while parsing. `[consent.aliases]` map more
+//! names to the same bits.
 
 use std::collections::HashMap;
 
 use crate::config::Config;
 
-/// A set of consent categories, one bit per category known to the configuration.
+/// A set of consent categories (and channel subscriptions), one bit per name known to the
+/// configuration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CategorySet(u64);
 
@@ -39,6 +41,14 @@ impl CategorySet {
         CategorySet(self.0 & other.0)
     }
 
+    pub fn union(self, other: CategorySet) -> CategorySet {
+        CategorySet(self.0 | other.0)
+    }
+
+    pub fn without(self, other: CategorySet) -> CategorySet {
+        CategorySet(self.0 & !other.0)
+    }
+
     pub fn is_superset(self, other: CategorySet) -> bool {
         self.0 & other.0 == other.0
     }
@@ -67,17 +77,38 @@ impl IntegrationSet {
 }
 
 /// The names the configuration knows, each with its bit.
+///
+/// Categories and channels share one [`CategorySet`]: a channel's bit is set in a stored
+/// state when the user is `subscribed` on it, so the as-of rule and the newer-of-two rule
+/// judge subscriptions exactly as they judge grants. An event's own stamps say nothing about
+/// channels: they carry every channel bit (see [`Vocabulary::channels`]).
 #[derive(Debug, Default)]
 pub struct Vocabulary {
-    categories: Vec<String>,
-    category_index: HashMap<String, u8>,
+    /// The name of each bit: a category or a channel.
+    bits: Vec<String>,
+    channels: CategorySet,
+    /// Category names and `[consent.aliases]`, each with its name number (for telling a
+    /// repeated key from two names of one category) and its bit (`None`: an alias of a
+    /// category no destination needs).
+    category_names: HashMap<String, (u8, Option<u8>)>,
+    channel_index: HashMap<String, u8>,
     integrations: Vec<String>,
     integration_index: HashMap<String, u8>,
 }
 
+/// A name read in consent preferences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CategoryName {
+    /// Distinct for each distinct name (below 128).
+    pub number: u8,
+    /// The category's bit, if a destination needs it.
+    pub bit: Option<u8>,
+}
+
 impl Vocabulary {
-    /// Interns every category and integration name of every destination, in config order.
-    /// The config must have been validated (it bounds how many names there are).
+    /// Interns every category, channel and integration name of every destination, in config
+    /// order, then the aliases. The config must have been validated (it bounds how many names
+    /// there are).
     pub fn from_config(config: &Config) -> Vocabulary {
         let mut vocabulary = Vocabulary::default();
         for dest in &config.destinations {
@@ -88,38 +119,103 @@ impl Vocabulary {
                 vocabulary.intern_integration(&name);
             }
         }
+        for dest in &config.destinations {
+            if let Some(channel) = &dest.channel {
+                vocabulary.intern_channel(channel);
+            }
+        }
+        for (alias, category) in &config.consent.aliases {
+            vocabulary.add_alias(alias, category);
+        }
         vocabulary
     }
 
     pub fn intern_category(&mut self, name: &str) -> u8 {
-        intern(&mut self.categories, &mut self.category_index, name)
+        if let Some(&(_, Some(bit))) = self.category_names.get(name) {
+            return bit;
+        }
+        let bit = self.new_bit(name);
+        let number = self.category_names.len() as u8;
+        self.category_names
+            .insert(name.to_owned(), (number, Some(bit)));
+        bit
+    }
+
+    pub fn intern_channel(&mut self, name: &str) -> u8 {
+        if let Some(&bit) = self.channel_index.get(name) {
+            return bit;
+        }
+        let bit = self.new_bit(name);
+        self.channels.insert(bit);
+        self.channel_index.insert(name.to_owned(), bit);
+        bit
+    }
+
+    /// `alias` stands for `category` in consent preferences; it means nothing when no
+    /// destination needs the category. Added after every category is interned.
+    pub fn add_alias(&mut self, alias: &str, category: &str) {
+        if self.category_names.contains_key(alias) {
+            return;
+        }
+        let bit = self.category_names.get(category).and_then(|&(_, bit)| bit);
+        let number = self.category_names.len() as u8;
+        self.category_names.insert(alias.to_owned(), (number, bit));
+    }
+
+    fn new_bit(&mut self, name: &str) -> u8 {
+        let bit = self.bits.len() as u8;
+        self.bits.push(name.to_owned());
+        bit
     }
 
     pub fn intern_integration(&mut self, name: &str) -> u8 {
         intern(&mut self.integrations, &mut self.integration_index, name)
     }
 
+    /// The bit of a category name or alias.
     pub fn category(&self, name: &str) -> Option<u8> {
-        self.category_index.get(name).copied()
+        self.category_names.get(name).and_then(|&(_, bit)| bit)
+    }
+
+    /// A name read in consent preferences, if it is a category or an alias.
+    pub fn category_name_of(&self, name: &str) -> Option<CategoryName> {
+        self.category_names
+            .get(name)
+            .map(|&(number, bit)| CategoryName { number, bit })
+    }
+
+    pub fn channel(&self, name: &str) -> Option<u8> {
+        self.channel_index.get(name).copied()
+    }
+
+    /// Every channel bit.
+    pub fn channels(&self) -> CategorySet {
+        self.channels
+    }
+
+    pub fn is_channel(&self, bit: u8) -> bool {
+        self.channels.contains(bit)
     }
 
     pub fn integration(&self, name: &str) -> Option<u8> {
         self.integration_index.get(name).copied()
     }
 
-    pub fn category_name(&self, index: u8) -> &str {
-        &self.categories[usize::from(index)]
+    /// The category or channel name of a bit.
+    pub fn bit_name(&self, bit: u8) -> &str {
+        &self.bits[usize::from(bit)]
     }
 
-    pub fn category_count(&self) -> u8 {
+    /// How many bits are named (categories and channels).
+    pub fn bit_count(&self) -> u8 {
         // Bounded by config::MAX_CATEGORIES.
-        self.categories.len() as u8
+        self.bits.len() as u8
     }
 
-    /// Every category known.
+    /// Every category and channel bit.
     pub fn all_categories(&self) -> CategorySet {
         let mut all = CategorySet::EMPTY;
-        for index in 0..self.category_count() {
+        for index in 0..self.bit_count() {
             all.insert(index);
         }
         all

@@ -150,6 +150,9 @@ pub fn check(case: &Case, mut stats: Option<&mut Stats>) -> Result<(), String> {
                             (trace.failed_closed, "failed-closed identifier"),
                             (trace.time_not_timestamp, "event time not its timestamp"),
                             (trace.older_than_window, "timestamp older than the window"),
+                            (trace.rudderstack_stamp, "RudderStack consentManagement"),
+                            (trace.alias_in_stamp, "alias in a stamp"),
+                            (trace.channel_delivered, "channel destination delivered"),
                         ] {
                             if flag {
                                 count(format!("situation: {name}"));
@@ -253,6 +256,10 @@ fn assert_generator_covers(stats: &Stats) {
         "verdict drop integrations",
         "verdict drop no_consent",
         "verdict drop denied",
+        "verdict drop unsubscribed",
+        "situation: RudderStack consentManagement",
+        "situation: alias in a stamp",
+        "situation: channel destination delivered",
         "situation: then dropped what now allowed",
         "situation: unknown at the event's time",
         "situation: same-millisecond candidates",

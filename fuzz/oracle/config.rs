@@ -67,7 +67,17 @@ pub fn check(data: &[u8]) {
     }
     // Interning the names into bit sets must hold within those limits.
     let vocabulary = Vocabulary::from_config(&config);
-    if usize::from(vocabulary.category_count()) != categories.len() {
+    if usize::from(vocabulary.bit_count()) != categories.len() + channels(&config) {
         fail("its vocabulary does not count its categories");
     }
+}
+
+/// How many distinct channels the destinations name.
+fn channels(config: &consent_enforcer::config::Config) -> usize {
+    let channels: HashSet<&str> = config
+        .destinations
+        .iter()
+        .filter_map(|d| d.channel.as_deref())
+        .collect();
+    channels.len()
 }

@@ -15,6 +15,14 @@ use super::{rfc3339, show};
 /// of each with a character that clients may send escaped.
 pub const CATEGORIES: [&str; 3] = ["analytics", "advertising", "données"];
 pub const INTEGRATIONS: [&str; 3] = ["Amplitude", "Google Ads", "Café"];
+/// A destination's `channel`.
+pub const CHANNEL: &str = "email";
+/// `[consent.aliases]`: CMP IDs standing for categories (the last for one not configured).
+pub const ALIASES: [(&str, &str); 3] = [
+    ("C0002", "analytics"),
+    ("C0004", "advertising"),
+    ("C0003", "functional"),
+];
 pub const MAX_EVENT_BYTES: usize = 1_000_000;
 
 /// Top-level fields whose duplicates are `duplicate_key`. The README lists the first four;
@@ -43,6 +51,10 @@ pub struct View {
     /// `context.consent.categoryPreferences`: present whenever that field exists; the
     /// configured categories that are exactly JSON `true` (none if it is not an object).
     pub stamp: Option<BTreeSet<&'static str>>,
+    /// `context.consentManagement`: present whenever that field exists; the configured
+    /// categories an entry of `allowedConsentIds` names and no entry of `deniedConsentIds`
+    /// does (none if it is not an object).
+    pub managed: Option<BTreeSet<&'static str>>,
     pub timestamp_ms: Option<i64>,
     /// `integrations.All` is `false`.
     pub all_false: bool,
@@ -96,8 +108,13 @@ fn has_duplicate(event: &Json) -> bool {
     let Some(context) = event.get("context") else {
         return false;
     };
-    if context.repeats("consent") {
+    if context.repeats("consent") || context.repeats("consentManagement") {
         return true;
+    }
+    if let Some(managed) = context.get("consentManagement") {
+        if managed.repeats("allowedConsentIds") || managed.repeats("deniedConsentIds") {
+            return true;
+        }
     }
     let Some(consent) = context.get("consent") else {
         return false;
@@ -108,9 +125,24 @@ fn has_duplicate(event: &Json) -> bool {
     let Some(preferences) = consent.get("categoryPreferences") else {
         return false;
     };
+    preference_names().any(|name| preferences.repeats(name))
+}
+
+/// Every name read in consent preferences: the categories and the aliases.
+pub fn preference_names() -> impl Iterator<Item = &'static str> {
     CATEGORIES
-        .iter()
-        .any(|category| preferences.repeats(category))
+        .into_iter()
+        .chain(ALIASES.into_iter().map(|(alias, _)| alias))
+}
+
+/// The names of a category: itself and its aliases.
+pub fn names_of(category: &'static str) -> impl Iterator<Item = &'static str> {
+    std::iter::once(category).chain(
+        ALIASES
+            .into_iter()
+            .filter(move |(_, c)| *c == category)
+            .map(|(alias, _)| alias),
+    )
 }
 
 /// Reads an object without duplicates among the fields read.
@@ -125,9 +157,37 @@ fn read(event: &Json) -> View {
         .and_then(|context| context.get("consent"))
         .and_then(|consent| consent.get("categoryPreferences"))
         .map(|preferences| {
+            // Granted when a name of it is there and every one there is `true`.
             CATEGORIES
                 .into_iter()
-                .filter(|category| preferences.get(category) == Some(&Json::Bool(true)))
+                .filter(|category| {
+                    let values: Vec<&Json> = names_of(category)
+                        .filter_map(|name| preferences.get(name))
+                        .collect();
+                    !values.is_empty() && values.iter().all(|v| **v == Json::Bool(true))
+                })
+                .collect()
+        });
+    let managed = event
+        .get("context")
+        .and_then(|context| context.get("consentManagement"))
+        .map(|managed| {
+            let named = |key: &str| -> BTreeSet<&'static str> {
+                let Some(Json::Array(ids)) = managed.get(key) else {
+                    return BTreeSet::new();
+                };
+                CATEGORIES
+                    .into_iter()
+                    .filter(|category| {
+                        names_of(category)
+                            .any(|name| ids.iter().any(|id| *id == Json::String(name.into())))
+                    })
+                    .collect()
+            };
+            let denied = named("deniedConsentIds");
+            named("allowedConsentIds")
+                .into_iter()
+                .filter(|c| !denied.contains(c))
                 .collect()
         });
     let timestamp_ms = match event.get("timestamp") {
@@ -138,6 +198,7 @@ fn read(event: &Json) -> View {
         user_id: identifier("userId"),
         anonymous_id: identifier("anonymousId"),
         stamp,
+        managed,
         timestamp_ms,
         ..View::default()
     };
@@ -168,6 +229,10 @@ pub fn vocabulary() -> &'static Vocabulary {
         for name in INTEGRATIONS {
             vocabulary.intern_integration(name);
         }
+        vocabulary.intern_channel(CHANNEL);
+        for (alias, category) in ALIASES {
+            vocabulary.add_alias(alias, category);
+        }
         vocabulary
     })
 }
@@ -178,6 +243,7 @@ struct Observed {
     user_id: Option<String>,
     anonymous_id: Option<String>,
     stamp: Option<CategorySet>,
+    managed: Option<CategorySet>,
     timestamp_ms: Option<i64>,
     all_false: bool,
     disabled: IntegrationSet,
@@ -190,6 +256,7 @@ impl Observed {
             user_id: view.user_id.as_deref().map(str::to_owned),
             anonymous_id: view.anonymous_id.as_deref().map(str::to_owned),
             stamp: view.stamp,
+            managed: view.managed,
             timestamp_ms: view.timestamp_ms,
             all_false: view.integrations.all_false,
             disabled: view.integrations.disabled,
@@ -199,6 +266,13 @@ impl Observed {
 
     fn of_oracle(view: &View) -> Observed {
         let vocabulary = vocabulary();
+        let bits = |names: &BTreeSet<&str>| {
+            let mut set = CategorySet::EMPTY;
+            for name in names {
+                set.insert(vocabulary.category(name).expect("a configured category"));
+            }
+            set
+        };
         let integrations = |names: &BTreeSet<&str>| {
             let mut set = IntegrationSet::default();
             for name in names {
@@ -209,13 +283,8 @@ impl Observed {
         Observed {
             user_id: view.user_id.clone(),
             anonymous_id: view.anonymous_id.clone(),
-            stamp: view.stamp.as_ref().map(|names| {
-                let mut set = CategorySet::EMPTY;
-                for name in names {
-                    set.insert(vocabulary.category(name).expect("a configured category"));
-                }
-                set
-            }),
+            stamp: view.stamp.as_ref().map(bits),
+            managed: view.managed.as_ref().map(bits),
             timestamp_ms: view.timestamp_ms,
             all_false: view.all_false,
             disabled: integrations(&view.disabled),

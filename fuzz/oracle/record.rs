@@ -10,7 +10,7 @@ use consent_enforcer::consent::record::{encode_value, parse_key, parse_value};
 use consent_enforcer::consent::{ConsentState, ConsentUpdate};
 use consent_enforcer::vocabulary::CategorySet;
 
-use super::event::{vocabulary, CATEGORIES};
+use super::event::{names_of, preference_names, vocabulary, CATEGORIES, CHANNEL};
 use super::json::{self, Json};
 use super::{rfc3339, show};
 
@@ -55,9 +55,12 @@ pub fn classify_value(value: Option<&[u8]>, record_time_ms: i64) -> Option<Outco
     }
     // "duplicate field": among the fields read, as for events.
     let preferences = record.get("categoryPreferences");
+    let subscriptions = record.get("subscriptions");
     if record.repeats("categoryPreferences")
         || record.repeats("updatedAt")
-        || preferences.is_some_and(|p| CATEGORIES.iter().any(|c| p.repeats(c)))
+        || record.repeats("subscriptions")
+        || preferences.is_some_and(|p| preference_names().any(|name| p.repeats(name)))
+        || subscriptions.is_some_and(|s| s.repeats(CHANNEL))
     {
         return Some(Outcome::Rejected("duplicate_key"));
     }
@@ -72,10 +75,22 @@ pub fn classify_value(value: Option<&[u8]>, record_time_ms: i64) -> Option<Outco
         },
         Some(_) => return Some(Outcome::Rejected("bad_updated_at")),
     };
-    let granted = CATEGORIES
+    // Granted when a name of it is there and every one there is `true`.
+    let mut granted: BTreeSet<&'static str> = CATEGORIES
         .into_iter()
-        .filter(|category| preferences.get(category) == Some(&Json::Bool(true)))
+        .filter(|category| {
+            let values: Vec<&Json> = names_of(category)
+                .filter_map(|name| preferences.get(name))
+                .collect();
+            !values.is_empty() && values.iter().all(|v| **v == Json::Bool(true))
+        })
         .collect();
+    // "Channel subscriptions": only the status `subscribed`, in any case, subscribes.
+    if let Some(Json::String(status)) = subscriptions.and_then(|s| s.get(CHANNEL)) {
+        if status.eq_ignore_ascii_case("subscribed") {
+            granted.insert(CHANNEL);
+        }
+    }
     Some(Outcome::Set {
         granted,
         updated_at_ms,
@@ -85,7 +100,10 @@ pub fn classify_value(value: Option<&[u8]>, record_time_ms: i64) -> Option<Outco
 fn bits(names: &BTreeSet<&str>) -> CategorySet {
     let mut set = CategorySet::EMPTY;
     for name in names {
-        set.insert(vocabulary().category(name).expect("a configured category"));
+        let bit = vocabulary()
+            .category(name)
+            .or_else(|| vocabulary().channel(name));
+        set.insert(bit.expect("a configured category or channel"));
     }
     set
 }

@@ -26,6 +26,10 @@ pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
 pub const MAX_CATEGORIES: usize = 64;
 /// Integration names are interned into a 128-bit set.
 pub const MAX_INTEGRATION_NAMES: usize = 128;
+
+/// At most this many `[consent.aliases]`: names (categories and aliases) are counted in a
+/// 128-bit set while a record is read.
+pub const MAX_ALIASES: usize = 64;
 /// Destinations are numbered in a byte of the delivery tag; see [`crate::delivery::tag`].
 pub const MAX_DESTINATIONS: usize = 200;
 
@@ -175,6 +179,26 @@ pub struct ConsentConfig {
     /// At most this many earlier states are kept per user.
     #[serde(default = "default_history_max_changes")]
     pub history_max_changes: usize,
+    /// How consent records are encoded.
+    #[serde(default)]
+    pub format: ConsentFormat,
+    /// CMP category IDs (OneTrust's `C0002`, ...) and the category each stands for, applied
+    /// to stored states and to event stamps alike.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+/// The encoding of consent records (`consent.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentFormat {
+    #[default]
+    Json,
+    /// `proto/consent.proto`'s `ConsentState`.
+    Protobuf,
+    /// By the record's `content-type` header (`application/x-protobuf` or
+    /// `application/json`), else by its first byte.
+    Auto,
 }
 
 /// A consent record normally reaches the table within a fetch or two.
@@ -446,6 +470,10 @@ pub struct DestinationConfig {
     pub categories: Vec<String>,
     #[serde(default, rename = "match")]
     pub match_mode: MatchMode,
+    /// A messaging channel (`email`, `sms`, `push`, ...): the destination also needs the user
+    /// to be `subscribed` on it.
+    #[serde(default)]
+    pub channel: Option<String>,
 }
 
 impl DestinationConfig {

@@ -260,3 +260,48 @@ fn a_value_of_the_wrong_kind_names_its_field() {
     assert!(err.contains("delivery.commit_interval"), "{err}");
     assert!(err.contains("<redacted>"), "the value is not quoted: {err}");
 }
+
+#[test]
+fn consent_format_aliases_and_channel_default_to_what_configs_did_before() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.consent.format, ConsentFormat::Json);
+    assert!(config.consent.aliases.is_empty());
+    assert_eq!(config.destinations[0].channel, None);
+    let text = MINIMAL
+        .replace(
+            "topic = \"consent.states\"",
+            "topic = \"consent.states\"\nformat = \"auto\"\n[consent.aliases]\nC0002 = \"analytics\"",
+        )
+        .replace("categories = [\"analytics\"]", "categories = []\nchannel = \"email\"");
+    let config = load(&text).unwrap();
+    assert_eq!(config.consent.format, ConsentFormat::Auto);
+    assert_eq!(config.consent.aliases["C0002"], "analytics");
+    assert_eq!(config.destinations[0].channel.as_deref(), Some("email"));
+}
+
+#[test]
+fn a_wrong_format_alias_or_channel_is_an_error_naming_the_field() {
+    let consent = |extra: &str| {
+        MINIMAL.replace(
+            "topic = \"consent.states\"",
+            &format!("topic = \"consent.states\"\n{extra}"),
+        )
+    };
+    assert!(error_of(&consent("format = \"xml\"")).contains("consent.format"));
+    let err = error_of(&consent("[consent.aliases]\nanalytics = \"advertising\""));
+    assert!(
+        err.contains("consent.aliases") && err.contains("analytics"),
+        "{err}"
+    );
+    let err = error_of(&consent(
+        "[consent.aliases]\nC1 = \"C2\"\nC2 = \"analytics\"",
+    ));
+    assert!(err.contains("consent.aliases.\"C1\""), "{err}");
+    let err = error_of(&consent("[consent.aliases]\nC1 = \"\""));
+    assert!(err.contains("consent.aliases.\"C1\""), "{err}");
+    let err = error_of(&MINIMAL.replace(
+        "categories = [\"analytics\"]",
+        "categories = [\"analytics\"]\nchannel = \" \"",
+    ));
+    assert!(err.contains("destination[0].channel"), "{err}");
+}

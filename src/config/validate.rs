@@ -157,6 +157,7 @@ impl Config {
     fn check_destinations(&self) -> Result<(), ConfigError> {
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut categories: Vec<&str> = Vec::new();
+        let mut channels: Vec<&str> = Vec::new();
         let mut integration_names: Vec<String> = Vec::new();
         for (i, dest) in self.destinations.iter().enumerate() {
             if dest.name.trim().is_empty() {
@@ -190,6 +191,17 @@ impl Config {
                 }
                 if !categories.contains(&category.as_str()) {
                     categories.push(category);
+                }
+            }
+            if let Some(channel) = &dest.channel {
+                if channel.trim().is_empty() {
+                    return Err(invalid(
+                        format!("destination[{i}].channel"),
+                        "must not be empty (omit it for a destination that is not a channel)",
+                    ));
+                }
+                if !channels.contains(&channel.as_str()) {
+                    channels.push(channel);
                 }
             }
             if let Some(list) = &dest.integration_names {
@@ -227,6 +239,19 @@ impl Config {
                 ),
             ));
         }
+        // Channels take bits of the same set as categories.
+        if categories.len() + channels.len() > MAX_CATEGORIES {
+            return Err(invalid(
+                "destination.channel",
+                format!(
+                    "{} distinct categories and {} distinct channels; at most {MAX_CATEGORIES} \
+                     together are supported",
+                    categories.len(),
+                    channels.len()
+                ),
+            ));
+        }
+        self.check_aliases(&categories)?;
         if integration_names.len() > MAX_INTEGRATION_NAMES {
             return Err(invalid(
                 "destination.integration_names",
@@ -235,6 +260,44 @@ impl Config {
                     integration_names.len()
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[consent.aliases]`: each alias names a category; an alias that is itself a category
+    /// some destination needs would make one name mean two things.
+    fn check_aliases(&self, categories: &[&str]) -> Result<(), ConfigError> {
+        if self.consent.aliases.len() > MAX_ALIASES {
+            return Err(invalid(
+                "consent.aliases",
+                format!(
+                    "{} aliases; at most {MAX_ALIASES} are supported",
+                    self.consent.aliases.len()
+                ),
+            ));
+        }
+        for (alias, category) in &self.consent.aliases {
+            let field = format!("consent.aliases.{alias:?}");
+            if alias.is_empty() {
+                return Err(invalid(field, "an alias must not be empty"));
+            }
+            if category.is_empty() {
+                return Err(invalid(field, "must name a category"));
+            }
+            if alias != category && self.consent.aliases.contains_key(category) {
+                return Err(invalid(
+                    field,
+                    format!("{category:?} is itself an alias: name the category it stands for"),
+                ));
+            }
+            if alias != category && categories.contains(&alias.as_str()) {
+                return Err(invalid(
+                    field,
+                    format!("{alias:?} is a category of a destination, so it cannot stand for {category:?}"),
+                ));
+            }
         }
         Ok(())
     }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use rdkafka::message::{BorrowedMessage, Message};
 
 use super::follower::ConsentEffects;
-use super::record::{parse_key, parse_value};
+use super::record::{parse_key, read_message};
 use super::republish::{Republishing, REPUBLISHED_HEADER};
 use super::table::RecordOutcome;
 use super::{ConsentState, ConsentTable, ConsentUpdate, Rejection};
+use crate::config::ConsentFormat;
 use crate::telemetry::ConsentMetrics;
 use crate::vocabulary::{CategorySet, Vocabulary};
 
@@ -25,6 +26,8 @@ pub(super) struct Applier {
     /// Every category the configuration knows: a state granting all of them narrows nobody.
     pub(super) all_categories: CategorySet,
     pub(super) copartitioned: bool,
+    /// `consent.format`.
+    pub(super) format: ConsentFormat,
     /// Stale records to override.
     pub(super) republishing: Republishing,
     pub(super) metrics: ConsentMetrics,
@@ -113,7 +116,13 @@ impl Applier {
         // Without a Kafka timestamp, the time it is read stands in.
         let record_time_ms = message.timestamp().to_millis().unwrap_or(now_ms);
         let partition = message.partition();
-        let update = parse_value(message.payload(), record_time_ms, &self.vocabulary);
+        let read = read_message(message, self.format, record_time_ms, &self.vocabulary);
+        if read.unknown_names > 0 {
+            self.metrics
+                .unknown_names
+                .increment(u64::from(read.unknown_names));
+        }
+        let update = read.update;
         let all = self.all_categories;
         let is_override = is_override(message);
         let table = self.table_mut(partition);

@@ -121,7 +121,12 @@ impl ConsentFollower {
             .create_with_context(KafkaContext::new(None))
             .map_err(|error| error.to_string())
             .and_then(|client| {
-                Lookback::start(client, config.consent.topic.clone(), vocabulary.clone())
+                Lookback::start(
+                    client,
+                    config.consent.topic.clone(),
+                    vocabulary.clone(),
+                    config.consent.format,
+                )
                     .map_err(|error| error.to_string())
             })
             .inspect_err(|error| {
@@ -146,6 +151,7 @@ impl ConsentFollower {
                 history_window_ms,
                 history_max_changes,
                 copartitioned,
+                format: config.consent.format,
                 all_categories: vocabulary.all_categories(),
                 vocabulary,
                 republishing: Republishing::new(

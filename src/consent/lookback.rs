@@ -20,8 +20,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::record::parse_value;
+use super::record::{content_type, read_value, Encoding};
 use super::{ConsentState, ConsentUpdate};
+use crate::config::ConsentFormat;
 use crate::delivery::headers::without_reserved;
 use crate::kafka::KafkaContext;
 use crate::vocabulary::Vocabulary;
@@ -70,6 +71,7 @@ impl Lookback {
         client: BaseConsumer<KafkaContext>,
         topic: String,
         vocabulary: Arc<Vocabulary>,
+        format: ConsentFormat,
     ) -> std::io::Result<Lookback> {
         let (requests, incoming) = mpsc::channel::<Lookup>();
         let (answer, answers) = mpsc::channel::<Found>();
@@ -84,7 +86,7 @@ impl Lookback {
                     if stopping.load(Ordering::Relaxed) {
                         break;
                     }
-                    let record = find(&client, &topic, &lookup, &vocabulary, &stopping)
+                    let record = find(&client, &topic, &lookup, (&vocabulary, format), &stopping)
                         .unwrap_or_else(|error| {
                             tracing::debug!(%error, "reading a consent record back failed");
                             None
@@ -160,7 +162,7 @@ fn find(
     client: &BaseConsumer<KafkaContext>,
     topic: &str,
     lookup: &Lookup,
-    vocabulary: &Vocabulary,
+    (vocabulary, format): (&Vocabulary, ConsentFormat),
     stopping: &AtomicBool,
 ) -> Result<Option<CopiedRecord>, KafkaError> {
     let deadline = Instant::now() + MAX_TIME;
@@ -196,7 +198,12 @@ fn find(
                 }
                 scanned += 1;
                 if message.key() == Some(lookup.user.as_bytes())
-                    && reads_back_as(message.payload(), lookup.state, vocabulary)
+                    && reads_back_as(
+                        message.payload(),
+                        content_type(message.headers()),
+                        lookup.state,
+                        (vocabulary, format),
+                    )
                 {
                     found = Some(copy(&message));
                 }
@@ -214,8 +221,14 @@ fn find(
 
 /// Whether `value` stands for `state` on its own: with an `updatedAt` of its own, so that a
 /// copy written later (with a later timestamp) is applied as the same state.
-fn reads_back_as(value: Option<&[u8]>, state: ConsentState, vocabulary: &Vocabulary) -> bool {
-    parse_value(value, i64::MAX, vocabulary) == Ok(ConsentUpdate::Set(state))
+fn reads_back_as(
+    value: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+    state: ConsentState,
+    (vocabulary, format): (&Vocabulary, ConsentFormat),
+) -> bool {
+    let encoding = Encoding::of(format, content_type, value);
+    read_value(value, encoding, i64::MAX, vocabulary).update == Ok(ConsentUpdate::Set(state))
 }
 
 fn copy(message: &rdkafka::message::BorrowedMessage<'_>) -> CopiedRecord {
@@ -249,12 +262,32 @@ mod tests {
             updated_at_ms: 1_795_348_800_000,
         };
         let with_time = br#"{"categoryPreferences":{"analytics":false,"x":true},"updatedAt":"2026-11-22T12:00:00Z","consentId":"abc"}"#;
-        assert!(reads_back_as(Some(with_time), state, &vocabulary));
+        assert!(reads_back_as(
+            Some(with_time),
+            None,
+            state,
+            (&vocabulary, ConsentFormat::Json)
+        ));
         let without_time = br#"{"categoryPreferences":{"analytics":false}}"#;
-        assert!(!reads_back_as(Some(without_time), state, &vocabulary));
+        assert!(!reads_back_as(
+            Some(without_time),
+            None,
+            state,
+            (&vocabulary, ConsentFormat::Json)
+        ));
         let other =
             br#"{"categoryPreferences":{"analytics":true},"updatedAt":"2026-11-22T12:00:00Z"}"#;
-        assert!(!reads_back_as(Some(other), state, &vocabulary));
-        assert!(!reads_back_as(None, state, &vocabulary));
+        assert!(!reads_back_as(
+            Some(other),
+            None,
+            state,
+            (&vocabulary, ConsentFormat::Json)
+        ));
+        assert!(!reads_back_as(
+            None,
+            None,
+            state,
+            (&vocabulary, ConsentFormat::Json)
+        ));
     }
 }

@@ -8,7 +8,6 @@ pub mod hidden;
 pub mod history;
 pub mod key;
 pub mod lookback;
-pub mod proto;
 pub mod record;
 pub mod republish;
 pub mod sampler;

@@ -8,7 +8,10 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message};
+
 use super::ConsentState;
+use crate::config::ConsentFormat;
 use crate::json::{
     self, seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed,
     KeySeed, Scope,
@@ -37,13 +40,15 @@ pub enum Rejection {
     BadPreferences,
     /// `updatedAt` is not an RFC 3339 string.
     BadUpdatedAt,
+    /// Not a protobuf `ConsentState` (`proto/consent.proto`).
+    NotProtobuf,
     /// Older than the stored state (not a format error: counted with the rejections because
     /// the record is not applied).
     Stale,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 8] = [
+    pub const ALL: [Rejection; 9] = [
         Rejection::BadKey,
         Rejection::KeyTooLong,
         Rejection::NotJson,
@@ -51,6 +56,7 @@ impl Rejection {
         Rejection::DuplicateKey,
         Rejection::BadPreferences,
         Rejection::BadUpdatedAt,
+        Rejection::NotProtobuf,
         Rejection::Stale,
     ];
 
@@ -63,6 +69,7 @@ impl Rejection {
             Rejection::DuplicateKey => "duplicate_key",
             Rejection::BadPreferences => "bad_preferences",
             Rejection::BadUpdatedAt => "bad_updated_at",
+            Rejection::NotProtobuf => "not_protobuf",
             Rejection::Stale => "stale",
         }
     }
@@ -86,42 +93,142 @@ pub fn parse_key(key: Option<&[u8]>) -> Result<&str, Rejection> {
     Ok(key)
 }
 
-/// Parses a consent value. `record_time_ms` (the Kafka timestamp) stands in for a missing
+/// Parses a JSON consent value. `record_time_ms` (the Kafka timestamp) stands in for a missing
 /// `updatedAt`.
 pub fn parse_value(
     value: Option<&[u8]>,
     record_time_ms: i64,
     vocabulary: &Vocabulary,
 ) -> Result<ConsentUpdate, Rejection> {
-    let Some(bytes) = value else {
-        return Ok(ConsentUpdate::Remove);
-    };
-    let text = std::str::from_utf8(bytes).map_err(|_| Rejection::NotJson)?;
-    let (fields, duplicate) = match read(text, vocabulary) {
-        // Valid JSON all the same: read it again with its numbers zeroed (cold path).
-        Err(error) if json::is_number_out_of_range(&error) => {
-            read(&json::with_numbers_zeroed(text), vocabulary)
+    read_value(value, Encoding::Json, record_time_ms, vocabulary).update
+}
+
+/// How one consent value is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Protobuf,
+}
+
+impl Encoding {
+    /// The encoding of a record under `consent.format`: with `auto`, its `content-type`
+    /// header (`application/x-protobuf`, `application/protobuf` or `application/json`, any
+    /// parameters ignored), else JSON when its first byte other than a space, tab or CR is
+    /// `{`, else protobuf. (A line feed is protobuf's tag of field 1, so it is not skipped.)
+    pub fn of(format: ConsentFormat, content_type: Option<&[u8]>, value: Option<&[u8]>) -> Self {
+        match format {
+            ConsentFormat::Json => Encoding::Json,
+            ConsentFormat::Protobuf => Encoding::Protobuf,
+            ConsentFormat::Auto => content_type
+                .and_then(Encoding::from_content_type)
+                .unwrap_or_else(|| Encoding::sniffed(value.unwrap_or_default())),
         }
-        read => read,
     }
-    .map_err(|_| Rejection::NotJson)?;
-    if json::has_unpaired_surrogate(text) {
-        return Err(Rejection::NotJson);
+
+    fn from_content_type(value: &[u8]) -> Option<Encoding> {
+        let media = value.split(|&b| b == b';').next()?;
+        let media = std::str::from_utf8(media).ok()?.trim();
+        if media.eq_ignore_ascii_case("application/json") {
+            Some(Encoding::Json)
+        } else if media.eq_ignore_ascii_case("application/x-protobuf")
+            || media.eq_ignore_ascii_case("application/protobuf")
+        {
+            Some(Encoding::Protobuf)
+        } else {
+            None
+        }
     }
-    let fields = fields.ok_or(Rejection::NotObject)?;
-    if duplicate {
-        return Err(Rejection::DuplicateKey);
+
+    fn sniffed(value: &[u8]) -> Encoding {
+        match value.iter().find(|&&b| !matches!(b, b' ' | b'\t' | b'\r')) {
+            Some(b'{') => Encoding::Json,
+            _ => Encoding::Protobuf,
+        }
     }
-    let granted = fields.granted.ok_or(Rejection::BadPreferences)?;
-    let updated_at_ms = match fields.updated_at {
-        UpdatedAt::Missing => record_time_ms,
-        UpdatedAt::Millis(ms) => ms,
-        UpdatedAt::Invalid => return Err(Rejection::BadUpdatedAt),
+}
+
+/// The `content-type` header of a record (the first, its name in any case).
+pub fn content_type(headers: Option<&BorrowedHeaders>) -> Option<&[u8]> {
+    crate::delivery::headers::raw(headers?)
+        .find(|header| header.name.eq_ignore_ascii_case(b"content-type"))
+        .and_then(|header| header.value)
+}
+
+/// Reads a consent record's value in the encoding `consent.format` gives it.
+pub fn read_message(
+    message: &BorrowedMessage<'_>,
+    format: ConsentFormat,
+    record_time_ms: i64,
+    vocabulary: &Vocabulary,
+) -> ReadValue {
+    let encoding = Encoding::of(format, content_type(message.headers()), message.payload());
+    read_value(message.payload(), encoding, record_time_ms, vocabulary)
+}
+
+/// A consent value as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadValue {
+    pub update: Result<ConsentUpdate, Rejection>,
+    /// Category names (or IDs) in it that are neither a category a destination needs nor an
+    /// alias.
+    pub unknown_names: u32,
+}
+
+/// Parses a consent value in `encoding`. `record_time_ms` (the Kafka timestamp) stands in
+/// for a missing `updatedAt`. A null value is a tombstone in either encoding.
+pub fn read_value(
+    value: Option<&[u8]>,
+    encoding: Encoding,
+    record_time_ms: i64,
+    vocabulary: &Vocabulary,
+) -> ReadValue {
+    let Some(bytes) = value else {
+        return ReadValue {
+            update: Ok(ConsentUpdate::Remove),
+            unknown_names: 0,
+        };
     };
-    Ok(ConsentUpdate::Set(ConsentState {
-        granted,
-        updated_at_ms,
-    }))
+    match encoding {
+        Encoding::Json => read_json(bytes, record_time_ms, vocabulary),
+        Encoding::Protobuf => protobuf::read(bytes, record_time_ms, vocabulary),
+    }
+}
+
+fn read_json(bytes: &[u8], record_time_ms: i64, vocabulary: &Vocabulary) -> ReadValue {
+    let mut unknown_names = 0;
+    let update = (|| {
+        let text = std::str::from_utf8(bytes).map_err(|_| Rejection::NotJson)?;
+        let (fields, duplicate) = match read(text, vocabulary) {
+            // Valid JSON all the same: read it again with its numbers zeroed (cold path).
+            Err(error) if json::is_number_out_of_range(&error) => {
+                read(&json::with_numbers_zeroed(text), vocabulary)
+            }
+            read => read,
+        }
+        .map_err(|_| Rejection::NotJson)?;
+        if json::has_unpaired_surrogate(text) {
+            return Err(Rejection::NotJson);
+        }
+        let fields = fields.ok_or(Rejection::NotObject)?;
+        unknown_names = fields.unknown_names;
+        if duplicate {
+            return Err(Rejection::DuplicateKey);
+        }
+        let granted = fields.granted.ok_or(Rejection::BadPreferences)?;
+        let updated_at_ms = match fields.updated_at {
+            UpdatedAt::Missing => record_time_ms,
+            UpdatedAt::Millis(ms) => ms,
+            UpdatedAt::Invalid => return Err(Rejection::BadUpdatedAt),
+        };
+        Ok(ConsentUpdate::Set(ConsentState {
+            granted: granted.union(fields.subscribed),
+            updated_at_ms,
+        }))
+    })();
+    ReadValue {
+        update,
+        unknown_names,
+    }
 }
 
 /// Reads the whole of `text`: the fields (`None` if it is not an object) and whether a field
@@ -131,13 +238,18 @@ fn read(
     vocabulary: &Vocabulary,
 ) -> Result<(Option<RecordFields>, bool), serde_json::Error> {
     let duplicate = Cell::new(false);
+    let unknown_names = Cell::new(0);
     let scope = Scope {
         vocabulary,
         duplicate: &duplicate,
+        unknown_names: &unknown_names,
     };
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let fields = RecordSeed(scope).deserialize(&mut deserializer)?;
+    let mut fields = RecordSeed(scope).deserialize(&mut deserializer)?;
     deserializer.end()?;
+    if let Some(fields) = &mut fields {
+        fields.unknown_names = unknown_names.get();
+    }
     Ok((fields, duplicate.get()))
 }
 
@@ -184,18 +296,30 @@ pub fn encode_value(state: &ConsentState, vocabulary: &Vocabulary) -> Vec<u8> {
         // Read back (after a restart and compaction too) as malformed: failed closed again.
         return FAILED_CLOSED_VALUE.as_bytes().to_vec();
     }
-    let preferences: serde_json::Map<String, serde_json::Value> = (0..vocabulary.category_count())
-        .map(|i| {
+    let (channels, categories): (Vec<u8>, Vec<u8>) =
+        (0..vocabulary.bit_count()).partition(|&bit| vocabulary.is_channel(bit));
+    let preferences: serde_json::Map<String, serde_json::Value> = categories
+        .into_iter()
+        .map(|bit| {
             (
-                vocabulary.category_name(i).to_owned(),
-                serde_json::Value::Bool(state.granted.contains(i)),
+                vocabulary.bit_name(bit).to_owned(),
+                serde_json::Value::Bool(state.granted.contains(bit)),
             )
         })
         .collect();
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "categoryPreferences": preferences,
         "updatedAt": format_rfc3339_ms(state.updated_at_ms),
     });
+    // A channel not listed is not subscribed.
+    let subscribed: serde_json::Map<String, serde_json::Value> = channels
+        .into_iter()
+        .filter(|&bit| state.granted.contains(bit))
+        .map(|bit| (vocabulary.bit_name(bit).to_owned(), "subscribed".into()))
+        .collect();
+    if !subscribed.is_empty() {
+        value["subscriptions"] = subscribed.into();
+    }
     value.to_string().into_bytes()
 }
 
@@ -211,6 +335,9 @@ enum UpdatedAt {
 struct RecordFields {
     granted: Option<CategorySet>,
     updated_at: UpdatedAt,
+    /// The channel bits of the channels the user is `subscribed` on.
+    subscribed: CategorySet,
+    unknown_names: u32,
 }
 
 struct RecordSeed<'v>(Scope<'v>);
@@ -218,7 +345,7 @@ struct RecordSeed<'v>(Scope<'v>);
 // `None` when the value is valid JSON but not an object.
 seed_of_any_value!(RecordSeed<'_> => Option<RecordFields>);
 
-const FIELDS: [&str; 2] = ["categoryPreferences", "updatedAt"];
+const FIELDS: [&str; 3] = ["categoryPreferences", "updatedAt", "subscriptions"];
 
 impl<'de> Visitor<'de> for RecordSeed<'_> {
     type Value = Option<RecordFields>;
@@ -238,6 +365,10 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 Some(1) => {
                     self.0.see(&mut seen, 2);
                     fields.updated_at = map.next_value_seed(UpdatedAtSeed)?;
+                }
+                Some(2) => {
+                    self.0.see(&mut seen, 4);
+                    fields.subscribed = map.next_value_seed(SubscriptionsSeed(self.0))?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -295,5 +426,13 @@ impl<'de> Visitor<'de> for UpdatedAtSeed {
     }
 }
 
+mod protobuf;
+mod subscriptions;
+
+pub use protobuf::encode_protobuf;
+use subscriptions::SubscriptionsSeed;
+
+#[cfg(test)]
+mod format_tests;
 #[cfg(test)]
 mod tests;

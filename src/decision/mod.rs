@@ -17,6 +17,9 @@ pub struct Rule {
     pub integration_names: IntegrationSet,
     pub categories: CategorySet,
     pub match_mode: MatchMode,
+    /// The bit of the destination's `channel` (empty when it has none): the stored state
+    /// must show the user `subscribed` on it.
+    pub channel: CategorySet,
 }
 
 impl Rule {
@@ -29,6 +32,14 @@ impl Rule {
                 integration_names: vocabulary.integration_set(&dest.integration_names()),
                 categories: vocabulary.category_set(&dest.categories),
                 match_mode: dest.match_mode,
+                channel: dest
+                    .channel
+                    .as_deref()
+                    .map_or(CategorySet::EMPTY, |channel| {
+                        let mut bit = CategorySet::EMPTY;
+                        bit.insert(vocabulary.intern_channel(channel));
+                        bit
+                    }),
             })
             .collect()
     }
@@ -45,14 +56,18 @@ pub enum DropReason {
     Denied,
     /// Held for the user's first choice, which did not come within `hold.max_age`.
     HoldExpired,
+    /// The destination's `channel` is not one the user's stored state shows them
+    /// `subscribed` on.
+    Unsubscribed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 5] = [
         DropReason::Integrations,
         DropReason::NoConsent,
         DropReason::Denied,
         DropReason::HoldExpired,
+        DropReason::Unsubscribed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +76,7 @@ impl DropReason {
             DropReason::NoConsent => "no_consent",
             DropReason::Denied => "denied",
             DropReason::HoldExpired => "hold_expired",
+            DropReason::Unsubscribed => "unsubscribed",
         }
     }
 }
@@ -79,13 +95,21 @@ pub enum Grants {
 
 impl Grants {
     /// Combines the person's stored state (already the newer of the `userId` and `anonymousId`
-    /// states) with the event's own stamp: a category is granted only if every present source
-    /// grants it.
-    pub fn combine(stored: Option<ConsentState>, stamp: Option<CategorySet>) -> Grants {
+    /// states) with the event's own stamps (already combined): a category is granted only if
+    /// every present source grants it. Subscriptions (the `channels` bits) come from the stored
+    /// state alone: a stamp says nothing about them.
+    pub fn combine(
+        stored: Option<ConsentState>,
+        stamp: Option<CategorySet>,
+        channels: CategorySet,
+    ) -> Grants {
         match (stored.map(|state| state.granted), stamp) {
             (None, None) => Grants::Missing,
-            (Some(granted), None) | (None, Some(granted)) => Grants::Granted(granted),
-            (Some(stored), Some(stamp)) => Grants::Granted(stored.intersection(stamp)),
+            (Some(granted), None) => Grants::Granted(granted),
+            (None, Some(stamp)) => Grants::Granted(stamp.without(channels)),
+            (Some(stored), Some(stamp)) => {
+                Grants::Granted(stored.intersection(stamp.without(channels).union(channels)))
+            }
         }
     }
 }
@@ -147,27 +171,32 @@ pub fn decide(
     if integrations.all_false && !integrations.enabled.intersects(rule.integration_names) {
         return Err(DropReason::Integrations);
     }
-    if rule.categories.is_empty() {
+    let needs_consent = !rule.categories.is_empty();
+    if !needs_consent && rule.channel.is_empty() {
         return Ok(());
     }
     let granted = match grants {
         Grants::Granted(granted) => granted,
         Grants::Unknown => return Err(DropReason::NoConsent),
-        Grants::Missing => {
-            return match when_missing {
-                WhenMissing::Deny => Err(DropReason::NoConsent),
-                WhenMissing::Allow => Ok(()),
-            }
+        Grants::Missing if needs_consent && when_missing == WhenMissing::Deny => {
+            return Err(DropReason::NoConsent)
         }
+        // No stored state: subscribed on no channel.
+        Grants::Missing => CategorySet::EMPTY.union(rule.categories),
     };
-    let allowed = match rule.match_mode {
-        MatchMode::All => granted.is_superset(rule.categories),
-        MatchMode::Any => granted.intersects(rule.categories),
-    };
-    if allowed {
+    if needs_consent {
+        let allowed = match rule.match_mode {
+            MatchMode::All => granted.is_superset(rule.categories),
+            MatchMode::Any => granted.intersects(rule.categories),
+        };
+        if !allowed {
+            return Err(DropReason::Denied);
+        }
+    }
+    if granted.is_superset(rule.channel) {
         Ok(())
     } else {
-        Err(DropReason::Denied)
+        Err(DropReason::Unsubscribed)
     }
 }
 
@@ -201,7 +230,9 @@ mod tests {
             anonymous_id: None,
             integrations,
             stamp: None,
+            managed: None,
             timestamp_ms: None,
+            unknown_names: 0,
         }
     }
 
@@ -210,6 +241,7 @@ mod tests {
             integration_names: names(&[0]),
             categories: set(categories),
             match_mode,
+            channel: CategorySet::EMPTY,
         }
     }
 
@@ -395,18 +427,21 @@ mod tests {
     fn every_present_source_must_grant() {
         let stored = Some(state(&[ANALYTICS, ADVERTISING], 10));
         assert_eq!(
-            Grants::combine(stored, Some(set(&[ANALYTICS]))),
+            Grants::combine(stored, Some(set(&[ANALYTICS])), CategorySet::EMPTY),
             granted(&[ANALYTICS])
         );
         assert_eq!(
-            Grants::combine(stored, None),
+            Grants::combine(stored, None, CategorySet::EMPTY),
             granted(&[ANALYTICS, ADVERTISING])
         );
         assert_eq!(
-            Grants::combine(None, Some(set(&[ADVERTISING]))),
+            Grants::combine(None, Some(set(&[ADVERTISING])), CategorySet::EMPTY),
             granted(&[ADVERTISING])
         );
-        assert_eq!(Grants::combine(None, None), Grants::Missing);
+        assert_eq!(
+            Grants::combine(None, None, CategorySet::EMPTY),
+            Grants::Missing
+        );
     }
 
     #[test]

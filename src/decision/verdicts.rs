@@ -6,6 +6,7 @@ use super::{decide, person_state, DropReason, Grants, Rule};
 use crate::config::WhenMissing;
 use crate::consent::{ConsentState, ConsentTable, StatesAt};
 use crate::event::EventView;
+use crate::vocabulary::CategorySet;
 
 /// The consent sources of one event now and at its own time, combined once and then applied
 /// to every destination.
@@ -26,12 +27,19 @@ enum Then {
 }
 
 impl Verdicts {
-    pub fn new(table: &ConsentTable, view: &EventView<'_>, event_time_ms: i64) -> Verdicts {
+    /// `channels`: the channel bits, which only a stored state grants.
+    pub fn new(
+        table: &ConsentTable,
+        view: &EventView<'_>,
+        event_time_ms: i64,
+        channels: CategorySet,
+    ) -> Verdicts {
+        let stamps = view.stamps();
         let user_id = view.user_id.as_deref();
         let anonymous_id = view.anonymous_id.as_deref();
         let lookup = |id: Option<&str>| id.and_then(|id| table.get(id));
         let (user_now, anonymous_now) = (lookup(user_id), lookup(anonymous_id));
-        let now = Grants::combine(person_state(user_now, anonymous_now), view.stamp);
+        let now = Grants::combine(person_state(user_now, anonymous_now), stamps, channels);
         let current_then = [user_now, anonymous_now]
             .iter()
             .all(|state| state.is_none_or(|s| s.updated_at_ms < event_time_ms));
@@ -49,7 +57,8 @@ impl Verdicts {
                 let mut each: Vec<Grants> = Vec::new();
                 for user in candidates(by_user_id) {
                     for anonymous in candidates(by_anonymous_id) {
-                        let grants = Grants::combine(person_state(user, anonymous), view.stamp);
+                        let grants =
+                            Grants::combine(person_state(user, anonymous), stamps, channels);
                         if !each.contains(&grants) {
                             each.push(grants);
                         }
@@ -81,9 +90,13 @@ impl Verdicts {
         match &self.then {
             Then::Now => Ok(()),
             Then::One(then) => decide(view, *then, rule, when_missing),
+            // Of the states that may have been in force, a failed consent check is the reason
+            // before a failed channel check, whatever their order.
             Then::Each(each) => each
                 .iter()
-                .try_for_each(|then| decide(view, *then, rule, when_missing)),
+                .filter_map(|then| decide(view, *then, rule, when_missing).err())
+                .min_by_key(|reason| *reason == DropReason::Unsubscribed)
+                .map_or(Ok(()), Err),
         }
     }
 }
@@ -102,7 +115,7 @@ mod tests {
     use crate::config::MatchMode;
     use crate::consent::ConsentUpdate;
     use crate::event::Integrations;
-    use crate::vocabulary::{CategorySet, IntegrationSet};
+    use crate::vocabulary::IntegrationSet;
 
     const ANALYTICS: u64 = 0b01;
     const ADVERTISING: u64 = 0b10;
@@ -129,7 +142,9 @@ mod tests {
             anonymous_id: anonymous_id.map(Into::into),
             integrations: Integrations::default(),
             stamp: None,
+            managed: None,
             timestamp_ms: None,
+            unknown_names: 0,
         }
     }
 
@@ -138,6 +153,7 @@ mod tests {
             integration_names: IntegrationSet::default(),
             categories: CategorySet::from_bits(bits),
             match_mode: MatchMode::All,
+            channel: CategorySet::EMPTY,
         }
     }
 
@@ -147,7 +163,11 @@ mod tests {
         at: i64,
         bits: u64,
     ) -> Result<(), DropReason> {
-        Verdicts::new(table, view, at).decide(view, &rule(bits), WhenMissing::Deny)
+        Verdicts::new(table, view, at, CategorySet::EMPTY).decide(
+            view,
+            &rule(bits),
+            WhenMissing::Deny,
+        )
     }
 
     #[test]
@@ -157,7 +177,7 @@ mod tests {
         let view = event(Some(long), Some("a"));
         assert!(verdict(&table, &view, 90_000, ANALYTICS).is_err());
         // Even with every source allowing a missing state.
-        let allow = Verdicts::new(&table, &view, 90_000).decide(
+        let allow = Verdicts::new(&table, &view, 90_000, CategorySet::EMPTY).decide(
             &view,
             &rule(ANALYTICS),
             WhenMissing::Allow,
@@ -193,7 +213,7 @@ mod tests {
             verdict(&table, &view, 20_000, ANALYTICS),
             Err(DropReason::NoConsent)
         );
-        let allow = Verdicts::new(&table, &view, 20_000).decide(
+        let allow = Verdicts::new(&table, &view, 20_000, CategorySet::EMPTY).decide(
             &view,
             &rule(ANALYTICS),
             WhenMissing::Allow,

@@ -6,13 +6,14 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::Header;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
 
 use super::hold::Hold;
 use super::rebalance::EventConsumerContext;
+use crate::config::ConsentFormat;
 use crate::consent::follower::ConsentEffects;
-use crate::consent::record::encode_value;
+use crate::consent::record::{encode_protobuf, encode_value};
 use crate::consent::republish::{Override, REPUBLISHED_HEADER};
 use crate::consent::ConsentState;
 use crate::delivery::exactly_once::Rewound;
@@ -26,6 +27,8 @@ pub(super) struct Effects<'a> {
     pub(super) delivery: &'a Delivery,
     pub(super) vocabulary: &'a Vocabulary,
     pub(super) consent_topic: &'a str,
+    /// Overrides written from the table are encoded as `consent.format` reads them.
+    pub(super) consent_format: ConsentFormat,
     pub(super) drain_timeout: Duration,
     /// The event consumer, once events are judged (exactly-once commits need its group).
     pub(super) consumer: Option<&'a BaseConsumer<EventConsumerContext>>,
@@ -76,7 +79,22 @@ impl ConsentEffects for Effects<'_> {
 
     fn republish(&mut self, user: &str, partition: i32, record: Override) {
         let (value, headers, state) = match record {
-            Override::State(state) => (encode_value(&state, self.vocabulary), None, state),
+            Override::State(state) => {
+                let (value, content_type) = match self.consent_format {
+                    ConsentFormat::Protobuf => (
+                        encode_protobuf(&state, self.vocabulary),
+                        "application/x-protobuf",
+                    ),
+                    ConsentFormat::Json | ConsentFormat::Auto => {
+                        (encode_value(&state, self.vocabulary), "application/json")
+                    }
+                };
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: "content-type",
+                    value: Some(content_type),
+                });
+                (value, Some(headers), state)
+            }
             Override::Copy { record, state } => (record.value, record.headers, state),
         };
         let headers = headers.unwrap_or_default().insert(Header {

@@ -144,8 +144,12 @@ impl Judge<'_> {
                 }
             }
             Ok(view) => {
+                if view.unknown_names > 0 {
+                    let unknown = u64::from(view.unknown_names);
+                    self.delivery.metrics().unknown_names.increment(unknown);
+                }
                 let time = event_time_ms(view.timestamp_ms, outgoing.timestamp, now_ms);
-                let verdicts = Verdicts::new(table, &view, time);
+                let verdicts = Verdicts::new(table, &view, time, self.vocabulary.channels());
                 // Events of a user with no consent source at all wait for a first choice; not
                 // one dated long before it arrived (replayed old data, a clock far behind),
                 // which a first choice made now must not reach back to.
@@ -325,7 +329,7 @@ impl Judge<'_> {
             .into_iter()
             .flatten()
             .filter_map(|id| table.first_known_ms(id))
-            .chain(view.stamp.map(|_| held_at_ms))
+            .chain(view.stamps().map(|_| held_at_ms))
             .min();
         let chosen = first_choice_ms.is_some();
         let chosen_in_time =
@@ -404,7 +408,8 @@ impl Judge<'_> {
         let lookup = |id: &Option<Cow<'_, str>>| id.as_deref().and_then(|id| table.get(id));
         let grants = Grants::combine(
             person_state(lookup(&view.user_id), lookup(&view.anonymous_id)),
-            view.stamp,
+            view.stamps(),
+            self.vocabulary.channels(),
         );
         let slot = Slot {
             input: event.input,

@@ -95,6 +95,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         delivery: &delivery,
         vocabulary: &vocabulary,
         consent_topic: &config.consent.topic,
+        consent_format: config.consent.format,
         drain_timeout,
         consumer: None,
         hold: hold.as_ref(),

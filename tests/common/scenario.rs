@@ -22,6 +22,7 @@ pub struct Destination {
     pub partitions: i32,
     /// Topic-level configs for the destination topic.
     pub topic_config: Vec<(&'static str, &'static str)>,
+    pub channel: Option<String>,
 }
 
 impl Destination {
@@ -34,7 +35,13 @@ impl Destination {
             match_mode: "all",
             partitions: 1,
             topic_config: Vec::new(),
+            channel: None,
         }
+    }
+
+    pub fn channel(mut self, channel: &str) -> Destination {
+        self.channel = Some(channel.to_owned());
+        self
     }
 
     pub fn topic_config(mut self, key: &'static str, value: &'static str) -> Destination {
@@ -231,6 +238,9 @@ impl Scenario {
             if let Some(names) = &dest.integration_names {
                 let names: Vec<String> = names.iter().map(|c| format!("{c:?}")).collect();
                 toml.push_str(&format!("integration_names = [{}]\n", names.join(", ")));
+            }
+            if let Some(channel) = &dest.channel {
+                toml.push_str(&format!("channel = {channel:?}\n"));
             }
         }
         toml.push('\n');

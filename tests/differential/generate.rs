@@ -72,6 +72,8 @@ pub struct GenConfig {
     pub history_window: Option<String>,
     pub history_max_changes: Option<usize>,
     pub max_event_bytes: Option<usize>,
+    /// `[consent.aliases]`: alias and category.
+    pub aliases: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +82,7 @@ pub struct GenDestination {
     pub integration_names: Option<Vec<&'static str>>,
     pub categories: Vec<&'static str>,
     pub match_mode: Option<&'static str>,
+    pub channel: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +122,12 @@ impl GenConfig {
         if let Some(changes) = self.history_max_changes {
             writeln!(text, "history_max_changes = {changes}").unwrap();
         }
+        if !self.aliases.is_empty() {
+            text.push_str("\n[consent.aliases]\n");
+            for (alias, category) in &self.aliases {
+                writeln!(text, "{alias:?} = {category:?}").unwrap();
+            }
+        }
         text.push_str("\n[dead_letter]\ntopic = \"events.dead-letter\"\n");
         for dest in &self.destinations {
             let list = |names: &[&str]| {
@@ -138,6 +147,9 @@ impl GenConfig {
             }
             if let Some(names) = &dest.integration_names {
                 writeln!(text, "integration_names = {}", list(names)).unwrap();
+            }
+            if let Some(channel) = dest.channel {
+                writeln!(text, "channel = {channel:?}").unwrap();
             }
         }
         text
@@ -173,6 +185,16 @@ impl GenConfig {
         all
     }
 
+    pub fn channels(&self) -> Vec<&'static str> {
+        let mut all = Vec::new();
+        for channel in self.destinations.iter().filter_map(|d| d.channel) {
+            if !all.contains(&channel) {
+                all.push(channel);
+            }
+        }
+        all
+    }
+
     pub fn integration_names(&self) -> Vec<&'static str> {
         let mut all = Vec::new();
         for dest in &self.destinations {
@@ -201,6 +223,11 @@ pub const T0: i64 = 1_795_341_600_000;
 /// mention it).
 const CATEGORIES: [&str; 4] = ["analytics", "advertising", "functional", "personalization"];
 const UNCONFIGURED: &str = "marketing";
+/// OneTrust-style IDs an alias may give a category (`marketing` included); `C9999` is never
+/// configured.
+const CMP_IDS: [&str; 5] = ["C0002", "C0003", "C0004", "C0005", "C0007"];
+const UNKNOWN_ID: &str = "C9999";
+const CHANNELS: [&str; 2] = ["email", "sms"];
 const DESTINATIONS: [(&str, &str); 4] = [
     ("Amplitude", "Amplitude (Actions)"),
     ("Google Ads", "Google AdWords New"),
@@ -222,6 +249,8 @@ pub fn case(config_seed: u64, seed: u64) -> Case {
     let mut g = Gen::new(config_seed);
     let config = g.config();
     g.categories = config.categories();
+    g.aliases = config.aliases.iter().map(|(alias, _)| *alias).collect();
+    g.channels = config.channels();
     g.integrations = config.integration_names();
     g.window = config.window_ms();
     g.max_changes = config.history_max_changes;
@@ -251,6 +280,9 @@ struct Gen {
     /// A date-time with a separator RFC 3339 does not allow was written into this step.
     odd_separator: bool,
     max_changes: Option<usize>,
+    /// The configured aliases and channels.
+    aliases: Vec<&'static str>,
+    channels: Vec<&'static str>,
 }
 
 impl Gen {
@@ -271,6 +303,8 @@ impl Gen {
             categories: Vec::new(),
             integrations: Vec::new(),
             last_grants: Vec::new(),
+            aliases: Vec::new(),
+            channels: Vec::new(),
             max_event_bytes: None,
             odd_separator: false,
             max_changes: None,
@@ -308,6 +342,11 @@ impl Gen {
                     },
                     categories,
                     match_mode: *rng.pick(&[None, None, Some("all"), Some("any"), Some("any")]),
+                    channel: if rng.chance(25) {
+                        Some(*rng.pick(&CHANNELS))
+                    } else {
+                        None
+                    },
                 }
             })
             .collect();
@@ -324,6 +363,19 @@ impl Gen {
             history_window,
             history_max_changes: *rng.pick(&[None, Some(0), Some(1), Some(1), Some(2), Some(3)]),
             max_event_bytes: self.max_event_bytes,
+            aliases: if rng.chance(50) {
+                let mut categories = CATEGORIES.to_vec();
+                categories.push(UNCONFIGURED);
+                let mut aliases = Vec::new();
+                for id in CMP_IDS {
+                    if rng.chance(60) {
+                        aliases.push((id, *rng.pick(&categories)));
+                    }
+                }
+                aliases
+            } else {
+                Vec::new()
+            },
         }
     }
 

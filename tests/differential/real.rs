@@ -99,7 +99,7 @@ impl Real {
             Err(reason) => return Judgement::DeadLetter(reason.as_str()),
         };
         let time = event_time_ms(view.timestamp_ms, kafka_timestamp_ms, now_ms);
-        let verdicts = Verdicts::new(&self.table, &view, time);
+        let verdicts = Verdicts::new(&self.table, &view, time, self.vocabulary.channels());
         Judgement::Judged(
             self.rules
                 .iter()
@@ -115,9 +115,9 @@ impl Real {
 
     /// The configured categories in `set`, in config order (the model's order too).
     fn names(&self, set: CategorySet) -> Vec<String> {
-        (0..self.vocabulary.category_count())
-            .filter(|&i| set.contains(i))
-            .map(|i| self.vocabulary.category_name(i).to_owned())
+        (0..self.vocabulary.bit_count())
+            .filter(|&i| set.contains(i) && !self.vocabulary.is_channel(i))
+            .map(|i| self.vocabulary.bit_name(i).to_owned())
             .collect()
     }
 }

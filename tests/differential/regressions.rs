@@ -12,12 +12,14 @@ fn config(categories: &[&'static str], when_missing: &'static str) -> GenConfig 
             integration_names: None,
             categories: categories.to_vec(),
             match_mode: None,
+            channel: None,
         }],
         when_missing: Some(when_missing),
         // Long enough that nothing in these cases leaves the window, whatever the clock.
         history_window: Some("3650d".to_owned()),
         history_max_changes: None,
         max_event_bytes: None,
+        aliases: Vec::new(),
     }
 }
 

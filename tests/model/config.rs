@@ -18,6 +18,10 @@ pub struct Config {
     pub categories: Vec<String>,
     /// Every integration name some destination looks up.
     pub integration_names: Vec<String>,
+    /// `[consent.aliases]`: alias to category.
+    pub aliases: Vec<(String, String)>,
+    /// Every channel some destination names.
+    pub channels: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +33,8 @@ pub struct Destination {
     pub categories: Vec<String>,
     /// `match = "any"` (default `"all"`).
     pub match_any: bool,
+    /// `channel`: the user must be `subscribed` on it.
+    pub channel: Option<String>,
 }
 
 impl Config {
@@ -58,9 +64,27 @@ impl Config {
                 }
             }
         }
+        let aliases = section("consent")
+            .and_then(|c| c.get("aliases"))
+            .and_then(Value::as_table)
+            .map(|table| {
+                table
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().expect("a category").to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut channels: Vec<String> = Vec::new();
+        for channel in destinations.iter().filter_map(|d| d.channel.as_ref()) {
+            if !channels.contains(channel) {
+                channels.push(channel.clone());
+            }
+        }
         Config {
             categories,
             integration_names,
+            aliases,
+            channels,
             max_event_bytes: integer(key("input", "max_event_bytes"), 1_000_000) as usize,
             when_missing_allow: key("consent", "when_missing")
                 .is_some_and(|v| v.as_str() == Some("allow")),
@@ -89,9 +113,54 @@ impl Destination {
                 .map_or_else(|| vec![name.clone()], strings),
             categories: strings(&value["categories"]),
             match_any: value.get("match").and_then(Value::as_str) == Some("any"),
+            channel: value
+                .get("channel")
+                .map(|v| v.as_str().expect("a channel").to_owned()),
             name,
         }
     }
+}
+
+impl Config {
+    /// README, "CMP category IDs": the names that stand for `category` in consent
+    /// preferences: itself and its aliases.
+    pub fn names_of<'a>(&'a self, category: &'a str) -> Vec<&'a str> {
+        std::iter::once(category)
+            .chain(
+                self.aliases
+                    .iter()
+                    .filter(|(_, c)| c == category)
+                    .map(|(a, _)| a.as_str()),
+            )
+            .collect()
+    }
+
+    /// Every name read in consent preferences: the categories and every alias.
+    pub fn preference_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.categories.iter().map(String::as_str).collect();
+        for (alias, _) in &self.aliases {
+            if !names.contains(&alias.as_str()) {
+                names.push(alias);
+            }
+        }
+        names
+    }
+
+    /// The categories a list of consent IDs (or names) stands for.
+    pub fn categories_named<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        self.categories
+            .iter()
+            .filter(|c| self.names_of(c).iter().any(|n| ids.contains(n)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The fact, in a model state's grants, that the user is subscribed on `channel`: kept in
+/// the same set as the categories, under a name no category has.
+pub fn subscribed(channel: &str) -> String {
+    format!("\u{0}subscribed:{channel}")
 }
 
 /// `500ms`, `30s`, `10m`, `2h`, `7d`.

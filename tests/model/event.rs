@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use super::config::Config;
 use super::json::Json;
+use super::record::granted;
 use super::rfc3339;
 
 #[derive(Debug, Clone)]
@@ -14,11 +15,19 @@ pub struct Event<'a> {
     pub anonymous_id: Option<String>,
     /// The `timestamp` field, when it is an RFC 3339 string.
     pub timestamp_ms: Option<i64>,
-    /// `context.consent.categoryPreferences` when that field exists: the categories it has
-    /// JSON `true` (none if it is not an object).
+    /// The event's own consent sources combined: the categories every present one grants
+    /// (`None` when neither is present). `context.consent.categoryPreferences` when that
+    /// field exists: the categories it grants (none if it is not an object).
+    /// `context.consentManagement` when that field exists: the categories an entry of
+    /// `allowedConsentIds` names and no entry of `deniedConsentIds` does (none if it is not
+    /// an object).
     pub stamp: Option<BTreeSet<String>>,
     /// The entries of `integrations` when it is an object (nothing otherwise).
     pub integrations: Vec<(Cow<'a, str>, Json<'a>)>,
+    /// `context.consentManagement` exists (for measuring coverage).
+    pub rudderstack: bool,
+    /// A stamp names some configured alias (for measuring coverage).
+    pub alias_named: bool,
 }
 
 /// The event, or the reason it is dead-lettered, in the README's order of classification.
@@ -49,18 +58,50 @@ pub fn read<'a>(value: Option<&'a [u8]>, config: &Config) -> Result<Event<'a>, &
     };
     // Reading: "present whenever that field exists" needs `context` and `context.consent`
     // to be objects for the field to exist at all.
-    let stamp = json
+    let segment: Option<BTreeSet<String>> = json
         .get("context")
         .and_then(|c| c.get("consent"))
         .and_then(|c| c.get("categoryPreferences"))
-        .map(|preferences| {
-            preferences
-                .entries()
-                .iter()
-                .filter(|(_, v)| *v == Json::Bool(true))
-                .map(|(k, _)| k.to_string())
+        .map(|preferences| granted(preferences, config).into_iter().collect());
+    let rudderstack: Option<BTreeSet<String>> = json
+        .get("context")
+        .and_then(|c| c.get("consentManagement"))
+        .map(|managed| {
+            let ids = |key: &str| -> Vec<String> {
+                let strings = match managed.get(key) {
+                    Some(Json::Array(items)) => items
+                        .iter()
+                        .filter_map(|item| match item {
+                            Json::String(id) => Some(id.as_ref()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                config.categories_named(strings)
+            };
+            let denied = ids("deniedConsentIds");
+            ids("allowedConsentIds")
+                .into_iter()
+                .filter(|c| !denied.contains(c))
                 .collect()
         });
+    let context = json.get("context");
+    let preferences = context
+        .and_then(|c| c.get("consent"))
+        .and_then(|c| c.get("categoryPreferences"));
+    let alias_named = config.aliases.iter().any(|(alias, _)| {
+        preferences.is_some_and(|p| p.get(alias).is_some())
+            || context
+                .and_then(|c| c.get("consentManagement"))
+                .and_then(|m| m.get("allowedConsentIds"))
+                .is_some_and(|ids| matches!(ids, Json::Array(items) if items.contains(&Json::String(alias.as_str().into()))))
+    });
+    let rudderstack_present = rudderstack.is_some();
+    let stamp = match (segment, rudderstack) {
+        (Some(a), Some(b)) => Some(a.intersection(&b).cloned().collect()),
+        (a, b) => a.or(b),
+    };
     let integrations = json
         .get("integrations")
         .map(|i| i.entries().to_vec())
@@ -71,6 +112,8 @@ pub fn read<'a>(value: Option<&'a [u8]>, config: &Config) -> Result<Event<'a>, &
         timestamp_ms,
         stamp,
         integrations,
+        rudderstack: rudderstack_present,
+        alias_named,
     })
 }
 
@@ -101,7 +144,11 @@ fn has_duplicate(json: &Json, config: &Config) -> bool {
         }
     }
     let context = json.get("context");
-    if context.is_some_and(|c| twice(c, "consent")) {
+    if context.is_some_and(|c| twice(c, "consent") || twice(c, "consentManagement")) {
+        return true;
+    }
+    let managed = context.and_then(|c| c.get("consentManagement"));
+    if managed.is_some_and(|m| twice(m, "allowedConsentIds") || twice(m, "deniedConsentIds")) {
         return true;
     }
     let consent = context.and_then(|c| c.get("consent"));
@@ -109,5 +156,5 @@ fn has_duplicate(json: &Json, config: &Config) -> bool {
         return true;
     }
     let preferences = consent.and_then(|c| c.get("categoryPreferences"));
-    preferences.is_some_and(|p| config.categories.iter().any(|c| twice(p, c)))
+    preferences.is_some_and(|p| config.preference_names().iter().any(|c| twice(p, c)))
 }

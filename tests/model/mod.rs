@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
+use config::subscribed;
 pub use config::{Config, Destination};
 use history::{Arrival, At, Now, Outcome, State, Timeline};
 use json::Json;
@@ -101,6 +102,12 @@ pub struct Trace {
     pub time_not_timestamp: bool,
     /// The event's timestamp was older than its record time by more than the window.
     pub older_than_window: bool,
+    /// The event carries RudderStack's `context.consentManagement`.
+    pub rudderstack_stamp: bool,
+    /// A stamp of the event names a category by an alias.
+    pub alias_in_stamp: bool,
+    /// A destination with a `channel` was delivered to.
+    pub channel_delivered: bool,
 }
 
 /// The consent sources of an event at one time, combined.
@@ -189,7 +196,7 @@ impl Model {
             };
         }
         let arrival = Arrival {
-            meaning: record::read(value, &self.config.categories),
+            meaning: record::read(value, &self.config),
             // "For a record without one, the time it is read." Reading: it stands in for the
             // Kafka timestamp for the cap on `updatedAt` too, not only for a missing one.
             record_time: kafka_timestamp_ms.unwrap_or(now_ms),
@@ -256,6 +263,8 @@ impl Model {
             Ok(event) => event,
             Err(reason) => return (Judgement::DeadLetter(reason), trace),
         };
+        trace.rudderstack_stamp = event.rudderstack;
+        trace.alias_in_stamp = event.alias_named;
         let time = self.event_time(event.timestamp_ms, kafka_timestamp_ms, now_ms);
         trace.time_not_timestamp = event.timestamp_ms != Some(time);
         trace.older_than_window = event.timestamp_ms.is_some_and(|t| {
@@ -311,6 +320,7 @@ impl Model {
                 let verdict = judge(dest, &event.integrations, &now, &then, self.allow());
                 let now_only = judge(dest, &event.integrations, &now, &[], self.allow());
                 trace.then_dropped |= now_only == Verdict::Deliver && verdict != now_only;
+                trace.channel_delivered |= dest.channel.is_some() && verdict == Verdict::Deliver;
                 verdict
             })
             .collect();
@@ -432,13 +442,19 @@ fn sources(person: Option<Person<'_>>, stamp: Option<&BTreeSet<String>>) -> Sour
         Person::FailedClosed => BTreeSet::new(),
         Person::State(state) => (*state.grants).clone(),
     });
+    // README, "Channel subscriptions": only a stored state says what the user is
+    // subscribed on; a stamp says nothing about it.
     match (stored, stamp) {
         (None, None) => Sources::Missing,
         (Some(granted), None) => Sources::Granted(granted),
         (None, Some(stamp)) => Sources::Granted(stamp.clone()),
-        (Some(granted), Some(stamp)) => {
-            Sources::Granted(granted.intersection(stamp).cloned().collect())
-        }
+        (Some(granted), Some(stamp)) => Sources::Granted(
+            granted
+                .iter()
+                .filter(|c| stamp.contains(*c) || c.starts_with('\u{0}'))
+                .cloned()
+                .collect(),
+        ),
     }
 }
 
@@ -464,26 +480,57 @@ fn judge(
     if off || (value("All") == Some(&Json::Bool(false)) && !on) {
         return Verdict::Drop("integrations");
     }
-    if dest.categories.is_empty() {
+    if dest.categories.is_empty() && dest.channel.is_none() {
         return Verdict::Deliver;
     }
-    for sources in std::iter::once(now).chain(then) {
-        match sources {
-            Sources::Unknown => return Verdict::Drop("no_consent"),
-            Sources::Missing if !allow => return Verdict::Drop("no_consent"),
-            Sources::Missing => {}
-            Sources::Granted(granted) => {
-                let has = |c: &String| granted.contains(c);
-                let allowed = if dest.match_any {
-                    dest.categories.iter().any(has)
-                } else {
-                    dest.categories.iter().all(has)
-                };
-                if !allowed {
-                    return Verdict::Drop("denied");
-                }
+    // Now first, its consent check and then its channel check; then the states that may
+    // have been in force at the event's time. Reading: when several may have been, a check
+    // of consent that fails is reported before a channel check that fails.
+    for stage in [Stage::Consent, Stage::Channel] {
+        if let Some(reason) = fails(dest, now, allow, stage) {
+            return Verdict::Drop(reason);
+        }
+    }
+    for stage in [Stage::Consent, Stage::Channel] {
+        for sources in then {
+            if let Some(reason) = fails(dest, sources, allow, stage) {
+                return Verdict::Drop(reason);
             }
         }
     }
     Verdict::Deliver
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Steps 4 and 5: a consent source, and the destination's categories.
+    Consent,
+    /// The destination's `channel`.
+    Channel,
+}
+
+/// The reason one check of a destination fails with these sources, if it does.
+fn fails(dest: &Destination, sources: &Sources, allow: bool, stage: Stage) -> Option<&'static str> {
+    let channel = dest.channel.as_deref().map(subscribed);
+    match (stage, sources) {
+        (_, Sources::Unknown) => Some("no_consent"),
+        (Stage::Consent, Sources::Missing) => {
+            (!allow && !dest.categories.is_empty()).then_some("no_consent")
+        }
+        (Stage::Channel, Sources::Missing) => channel.is_some().then_some("unsubscribed"),
+        (Stage::Consent, Sources::Granted(granted)) => {
+            let has = |c: &String| granted.contains(c);
+            let allowed = if dest.categories.is_empty() {
+                true
+            } else if dest.match_any {
+                dest.categories.iter().any(has)
+            } else {
+                dest.categories.iter().all(has)
+            };
+            (!allowed).then_some("denied")
+        }
+        (Stage::Channel, Sources::Granted(granted)) => channel
+            .is_some_and(|c| !granted.contains(&c))
+            .then_some("unsubscribed"),
+    }
 }

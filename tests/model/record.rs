@@ -3,8 +3,27 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
+use super::config::{subscribed, Config};
 use super::json::Json;
 use super::rfc3339;
+
+/// The configured categories a `categoryPreferences` object grants: one of its names is in
+/// it and every one of them that is has JSON `true`.
+pub fn granted(preferences: &Json<'_>, config: &Config) -> Vec<String> {
+    config
+        .categories
+        .iter()
+        .filter(|category| {
+            let values: Vec<&Json> = config
+                .names_of(category)
+                .iter()
+                .filter_map(|name| preferences.get(name))
+                .collect();
+            !values.is_empty() && values.iter().all(|v| **v == Json::Bool(true))
+        })
+        .cloned()
+        .collect()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Meaning {
@@ -29,7 +48,13 @@ pub enum Meaning {
 /// appears twice among the fields read (`categoryPreferences`, `updatedAt`, and the
 /// configured categories inside `categoryPreferences`); other fields are ignored, duplicated
 /// or not.
-pub fn read(value: Option<&[u8]>, configured: &[String]) -> Meaning {
+///
+/// README, "CMP category IDs": a category named by several names (itself and its aliases)
+/// is granted only if one of them is present and every present one is `true`; the
+/// configured names include every alias. README, "Channel subscriptions": `subscriptions`
+/// is read when it is an object; a channel is subscribed when its status is the string
+/// `subscribed` in any case; a channel or `subscriptions` twice is a duplicate field.
+pub fn read(value: Option<&[u8]>, config: &Config) -> Meaning {
     let Some(bytes) = value else {
         return Meaning::Tombstone;
     };
@@ -40,9 +65,13 @@ pub fn read(value: Option<&[u8]>, configured: &[String]) -> Meaning {
         return Meaning::Malformed("not_object");
     }
     let preferences = json.get("categoryPreferences");
+    let subscriptions = json.get("subscriptions");
+    let names = config.preference_names();
     let duplicate = json.count("categoryPreferences") > 1
         || json.count("updatedAt") > 1
-        || preferences.is_some_and(|p| configured.iter().any(|c| p.count(c) > 1));
+        || json.count("subscriptions") > 1
+        || preferences.is_some_and(|p| names.iter().any(|c| p.count(c) > 1))
+        || subscriptions.is_some_and(|s| config.channels.iter().any(|c| s.count(c) > 1));
     if duplicate {
         return Meaning::Malformed("duplicate_key");
     }
@@ -57,12 +86,14 @@ pub fn read(value: Option<&[u8]>, configured: &[String]) -> Meaning {
         },
         Some(_) => return Meaning::Malformed("bad_updated_at"),
     };
-    let grants: BTreeSet<String> = preferences
-        .entries()
-        .iter()
-        .filter(|(k, v)| *v == Json::Bool(true) && configured.iter().any(|c| c == k))
-        .map(|(k, _)| k.to_string())
-        .collect();
+    let mut grants: BTreeSet<String> = granted(preferences, config).into_iter().collect();
+    for channel in &config.channels {
+        if let Some(Json::String(status)) = subscriptions.and_then(|s| s.get(channel)) {
+            if status.eq_ignore_ascii_case("subscribed") {
+                grants.insert(subscribed(channel));
+            }
+        }
+    }
     Meaning::Valid {
         grants: Rc::new(grants),
         updated_at,

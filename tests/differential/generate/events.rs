@@ -82,8 +82,57 @@ impl Gen {
         if self.rng.chance(30) {
             entries.push(extra);
         }
+        if self.rng.chance(25) {
+            entries.push((
+                "\"consentManagement\"".to_owned(),
+                self.consent_management(),
+            ));
+        }
         self.rng.shuffle(&mut entries);
         Some(object(&entries))
+    }
+
+    /// RudderStack's `consentManagement`: allowed and denied IDs (aliases, category names,
+    /// an unknown ID, a non-string), or a value that is not an object.
+    fn consent_management(&mut self) -> String {
+        if self.rng.chance(10) {
+            return (*self.rng.pick(&["null", "[]", "\"oneTrust\""])).to_owned();
+        }
+        let mut names: Vec<&str> = self.aliases.clone();
+        names.extend(self.categories.iter().copied());
+        names.push(UNKNOWN_ID);
+        let ids = |rng: &mut Rng| -> String {
+            if rng.chance(8) {
+                return (*rng.pick(&["null", "\"C0002\"", "{}"])).to_owned();
+            }
+            let mut items: Vec<String> = names
+                .iter()
+                .filter(|_| rng.chance(35))
+                .map(|n| format!("{n:?}"))
+                .collect();
+            if rng.chance(10) {
+                items.push("5".to_owned());
+            }
+            format!("[{}]", items.join(","))
+        };
+        let mut entries = vec![
+            ("\"provider\"".to_owned(), "\"oneTrust\"".to_owned()),
+            (
+                "\"resolutionStrategy\"".to_owned(),
+                (*self.rng.pick(&["\"and\"", "\"or\""])).to_owned(),
+            ),
+        ];
+        if self.rng.chance(85) {
+            entries.push(("\"allowedConsentIds\"".to_owned(), ids(&mut self.rng)));
+        }
+        if self.rng.chance(60) {
+            entries.push(("\"deniedConsentIds\"".to_owned(), ids(&mut self.rng)));
+        }
+        if self.rng.chance(3) {
+            entries.push(("\"deniedConsentIds\"".to_owned(), "[]".to_owned()));
+        }
+        self.rng.shuffle(&mut entries);
+        object(&entries)
     }
 
     pub(super) fn integrations(&mut self) -> Option<String> {

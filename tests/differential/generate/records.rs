@@ -87,6 +87,38 @@ impl Gen {
             };
             entries.push((self.key(category), value.to_owned()));
         }
+        // CMP IDs by their aliases, beside or instead of the names (and one never configured).
+        let ids: Vec<&str> = self.aliases.iter().copied().chain([UNKNOWN_ID]).collect();
+        for id in ids {
+            if self.rng.chance(40) {
+                let value = if full {
+                    "true"
+                } else {
+                    *self.rng.pick(&["true", "true", "false", "null"])
+                };
+                entries.push((self.key(id), value.to_owned()));
+            }
+        }
+        self.rng.shuffle(&mut entries);
+        object(&entries)
+    }
+
+    /// A `subscriptions` object over the channels (and one never configured).
+    pub(super) fn subscriptions(&mut self) -> String {
+        let mut entries: Vec<(String, String)> = Vec::new();
+        let channels: Vec<&str> = self.channels.iter().copied().chain(["push"]).collect();
+        for channel in channels {
+            let status = match self.rng.below(12) {
+                0..=4 => "\"subscribed\"",
+                5 => "\"SUBSCRIBED\"",
+                6..=7 => "\"unsubscribed\"",
+                8 => "\"did_not_subscribe\"",
+                9 => "true",
+                10 => "null",
+                _ => continue,
+            };
+            entries.push((self.key(channel), status.to_owned()));
+        }
         self.rng.shuffle(&mut entries);
         object(&entries)
     }
@@ -142,6 +174,13 @@ impl Gen {
         if self.rng.chance(2) {
             entries.push(("\"extra\"".to_owned(), exotic_json(&mut self.rng)));
         }
+        if !self.channels.is_empty() && self.rng.chance(60) {
+            let subscriptions = match self.rng.below(10) {
+                0 => (*self.rng.pick(&["null", "[]", "\"email\""])).to_owned(),
+                _ => self.subscriptions(),
+            };
+            entries.push(("\"subscriptions\"".to_owned(), subscriptions));
+        }
         if self.rng.chance(15) {
             entries.push(("\"source\"".to_owned(), "\"cmp\"".to_owned()));
             if self.rng.chance(50) {
@@ -157,7 +196,7 @@ impl Gen {
         let category = self.categories.first().copied().unwrap_or("analytics");
         let at = self.timestamp_text(record_time);
         let prefs = self.grants(false);
-        let text = match self.rng.below(24) {
+        let text = match self.rng.below(26) {
             0 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":{at}"#),
             1 => format!(r#"{{"categoryPreferences":{prefs}}} x"#),
             2 => {
@@ -188,6 +227,18 @@ impl Gen {
             }
             22 => {
                 format!(r#"{{"categoryPreferences":{prefs},"updatedAt":"2026-11-22T24:00:00Z"}}"#)
+            }
+            23 => {
+                let subscriptions = self.subscriptions();
+                format!(
+                    r#"{{"categoryPreferences":{prefs},"subscriptions":{subscriptions},"subscriptions":{{}}}}"#
+                )
+            }
+            24 => {
+                let channel = self.channels.first().copied().unwrap_or("email");
+                format!(
+                    r#"{{"categoryPreferences":{prefs},"subscriptions":{{"{channel}":"subscribed","{channel}":"subscribed"}}}}"#
+                )
             }
             _ => r#"{"categoryPreferences":"x","updatedAt":17}"#.to_owned(),
         };

@@ -1,4 +1,4 @@
-//! The protobuf encodings of consent states and privacy requests (`proto/consent.proto`),
+//! The protobuf messages of `proto/consent.proto` (consent states and privacy requests),
 //! generated at build time.
 
 #![allow(clippy::all, missing_docs)]
