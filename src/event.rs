@@ -11,6 +11,7 @@ use std::cell::Cell;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use self::context::ContextSeed;
+pub(crate) use self::context::StringSeed;
 use crate::json::{
     self, seed_of_any_value, skip_bools_and_strings, skip_map, skip_numbers_null_and_arrays, Flag,
     FlagSeed, KeySeed, NameSeed, Scope,
@@ -84,6 +85,11 @@ pub struct EventView<'a> {
     pub timestamp_ms: Option<i64>,
     /// Names in the stamps that are neither a category nor an alias.
     pub unknown_names: u32,
+    /// `context.gpc` is JSON `true`: the browser sent a Global Privacy Control signal.
+    pub gpc: bool,
+    /// The jurisdiction (its bit) `context.location` falls in, when jurisdictions are
+    /// configured.
+    pub location: Option<u8>,
 }
 
 /// Classifies and reads one event value. `max_bytes` is `input.max_event_bytes`.
@@ -155,6 +161,8 @@ impl EventView<'_> {
             managed: self.managed,
             timestamp_ms: self.timestamp_ms,
             unknown_names: self.unknown_names,
+            gpc: self.gpc,
+            location: self.location,
         }
     }
 }
@@ -203,6 +211,8 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             managed: None,
             timestamp_ms: None,
             unknown_names: 0,
+            gpc: false,
+            location: None,
         };
         while let Some(key) = map.next_key_seed(KeySeed(&TOP_LEVEL_KEYS))? {
             match key {
@@ -223,6 +233,8 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                     let context = map.next_value_seed(ContextSeed(scope))?;
                     view.stamp = context.stamp;
                     view.managed = context.managed;
+                    view.gpc = context.gpc;
+                    view.location = context.location;
                 }
                 Some(4) => {
                     scope.see(&mut seen, TIMESTAMP);

@@ -17,6 +17,7 @@ pub mod input;
 pub mod internal_events;
 pub(crate) mod json;
 pub mod kafka;
+pub mod location;
 pub mod pipeline;
 pub mod proto;
 pub mod secrets;

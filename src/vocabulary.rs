@@ -84,9 +84,17 @@ impl IntegrationSet {
 /// channels: they carry every channel bit (see [`Vocabulary::channels`]).
 #[derive(Debug, Default)]
 pub struct Vocabulary {
-    /// The name of each bit: a category or a channel.
+    /// The name of each bit: a category, a channel, `gpc` or a jurisdiction.
     bits: Vec<String>,
+    kinds: Vec<BitKind>,
     channels: CategorySet,
+    /// With `[[jurisdiction]]`: the bit a state sets when it carries a GPC signal.
+    gpc: Option<u8>,
+    /// The bit of each jurisdiction (a state sets the one its `jurisdiction` falls in), by
+    /// name and by each code it matches.
+    jurisdiction_names: HashMap<String, u8>,
+    jurisdiction_codes: HashMap<String, u8>,
+    jurisdictions: CategorySet,
     /// Category names and `[consent.aliases]`, each with its name number (for telling a
     /// repeated key from two names of one category) and its bit (`None`: an alias of a
     /// category no destination needs).
@@ -94,6 +102,18 @@ pub struct Vocabulary {
     channel_index: HashMap<String, u8>,
     integrations: Vec<String>,
     integration_index: HashMap<String, u8>,
+}
+
+/// What a bit of the set stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitKind {
+    Category,
+    /// Subscribed on this channel.
+    Channel,
+    /// A Global Privacy Control signal.
+    Gpc,
+    /// The choice was made under this jurisdiction.
+    Jurisdiction,
 }
 
 /// A name read in consent preferences.
@@ -127,14 +147,82 @@ impl Vocabulary {
         for (alias, category) in &config.consent.aliases {
             vocabulary.add_alias(alias, category);
         }
+        if !config.jurisdictions.is_empty() {
+            let gpc = vocabulary.new_bit("gpc", BitKind::Gpc);
+            vocabulary.gpc = Some(gpc);
+            for jurisdiction in &config.jurisdictions {
+                let bit = vocabulary.new_bit(&jurisdiction.name, BitKind::Jurisdiction);
+                vocabulary.jurisdictions.insert(bit);
+                vocabulary
+                    .jurisdiction_names
+                    .insert(jurisdiction.name.clone(), bit);
+                for code in &jurisdiction.codes {
+                    vocabulary.jurisdiction_codes.insert(code.clone(), bit);
+                }
+            }
+        }
         vocabulary
+    }
+
+    /// The bit a state sets for a GPC signal, when jurisdictions are configured.
+    pub fn gpc(&self) -> Option<u8> {
+        self.gpc
+    }
+
+    /// Every jurisdiction bit.
+    pub fn jurisdictions(&self) -> CategorySet {
+        self.jurisdictions
+    }
+
+    /// The bits only a stored state sets (channels, GPC, jurisdiction): an event's stamps
+    /// say nothing about them.
+    pub fn state_only(&self) -> CategorySet {
+        let mut set = self.channels.union(self.jurisdictions);
+        if let Some(gpc) = self.gpc {
+            set.insert(gpc);
+        }
+        set
+    }
+
+    /// The jurisdiction a state's `jurisdiction` names: a configured jurisdiction's name, or
+    /// an ISO code (`US-CA`, else its country `US`) that one matches.
+    pub fn jurisdiction_named(&self, text: &str) -> Option<u8> {
+        if let Some(&bit) = self.jurisdiction_names.get(text) {
+            return Some(bit);
+        }
+        let code = text.trim().to_ascii_uppercase();
+        self.jurisdiction_of_code(&code)
+    }
+
+    /// The jurisdiction an ISO code falls in: its own entry, else its country's.
+    pub fn jurisdiction_of_code(&self, code: &str) -> Option<u8> {
+        self.jurisdiction_codes.get(code).copied().or_else(|| {
+            code.split_once('-')
+                .and_then(|(country, _)| self.jurisdiction_codes.get(country).copied())
+        })
+    }
+
+    /// The jurisdiction of an event's `context.location`.
+    pub fn jurisdiction_at(&self, country: Option<&str>, region: Option<&str>) -> Option<u8> {
+        if self.jurisdictions.is_empty() {
+            return None;
+        }
+        let country = crate::location::country_code(country?)?;
+        region
+            .and_then(|region| crate::location::subdivision_code(&country, region))
+            .and_then(|code| self.jurisdiction_codes.get(&code).copied())
+            .or_else(|| self.jurisdiction_codes.get(&country).copied())
+    }
+
+    pub fn kind(&self, bit: u8) -> BitKind {
+        self.kinds[usize::from(bit)]
     }
 
     pub fn intern_category(&mut self, name: &str) -> u8 {
         if let Some(&(_, Some(bit))) = self.category_names.get(name) {
             return bit;
         }
-        let bit = self.new_bit(name);
+        let bit = self.new_bit(name, BitKind::Category);
         let number = self.category_names.len() as u8;
         self.category_names
             .insert(name.to_owned(), (number, Some(bit)));
@@ -145,7 +233,7 @@ impl Vocabulary {
         if let Some(&bit) = self.channel_index.get(name) {
             return bit;
         }
-        let bit = self.new_bit(name);
+        let bit = self.new_bit(name, BitKind::Channel);
         self.channels.insert(bit);
         self.channel_index.insert(name.to_owned(), bit);
         bit
@@ -162,9 +250,10 @@ impl Vocabulary {
         self.category_names.insert(alias.to_owned(), (number, bit));
     }
 
-    fn new_bit(&mut self, name: &str) -> u8 {
+    fn new_bit(&mut self, name: &str, kind: BitKind) -> u8 {
         let bit = self.bits.len() as u8;
         self.bits.push(name.to_owned());
+        self.kinds.push(kind);
         bit
     }
 
@@ -197,6 +286,10 @@ impl Vocabulary {
         self.channels.contains(bit)
     }
 
+    pub fn is_category(&self, bit: u8) -> bool {
+        self.kinds[usize::from(bit)] == BitKind::Category
+    }
+
     pub fn integration(&self, name: &str) -> Option<u8> {
         self.integration_index.get(name).copied()
     }
@@ -216,7 +309,9 @@ impl Vocabulary {
     pub fn all_categories(&self) -> CategorySet {
         let mut all = CategorySet::EMPTY;
         for index in 0..self.bit_count() {
-            all.insert(index);
+            if matches!(self.kind(index), BitKind::Category | BitKind::Channel) {
+                all.insert(index);
+            }
         }
         all
     }

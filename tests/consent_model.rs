@@ -276,3 +276,90 @@ fn a_channel_destination_receives_only_users_subscribed_on_its_channel() {
     assert!(!message_ids(&s.delivered("newsletter")).contains(&"m-after".to_owned()));
     assert!(message_ids(&s.delivered("promo-sms")).contains(&"m-after".to_owned()));
 }
+
+const JURISDICTIONS: &str = r#"
+[[jurisdiction]]
+name = "EU"
+match = ["DE", "FR"]
+model = "opt-in"
+
+[[jurisdiction]]
+name = "California"
+match = ["US-CA"]
+model = "opt-out"
+granted_by_default = ["analytics", "advertising"]
+gpc_denies = ["advertising"]
+"#;
+
+fn located(user: &str, id: &str, context: &str) -> String {
+    format!(r#"{{"type":"track","userId":"{user}","messageId":"{id}","context":{context}}}"#)
+}
+
+#[test]
+fn jurisdictions_give_opt_in_and_opt_out_defaults_and_gpc_denies_what_it_lists() {
+    let mut s = Scenario::new("jurisdictions", analytics_and_ads());
+    s.consent_extra = "default_jurisdiction = \"EU\"".to_owned();
+    s.extra = JURISDICTIONS.to_owned();
+    s.send_consent(
+        "ca-chose",
+        r#"{"categoryPreferences":{"analytics":false,"advertising":true},"jurisdiction":"US-CA","updatedAt":"2026-11-22T10:00:00Z"}"#,
+    );
+    // Chosen under the EU: its law, not the event's location, decides GPC.
+    s.send_consent(
+        "eu-granted",
+        r#"{"categoryPreferences":{"analytics":true,"advertising":true},"jurisdiction":"DE","updatedAt":"2026-11-22T10:00:00Z"}"#,
+    );
+    s.send_consent(
+        "gpc-state",
+        r#"{"categoryPreferences":{"analytics":true,"advertising":true},"gpc":true,"updatedAt":"2026-11-22T10:00:00Z"}"#,
+    );
+    let enforcer = s.start_ready();
+    let california = r#""location":{"country":"United States","region":"California"}"#;
+    let events = [
+        (
+            "ca-none",
+            located("ca-none", "m1", &format!("{{{california}}}")),
+        ),
+        (
+            "ca-gpc",
+            located("ca-gpc", "m2", &format!(r#"{{"gpc":true,{california}}}"#)),
+        ),
+        (
+            "de-none",
+            located("de-none", "m3", r#"{"location":{"country":"Germany"}}"#),
+        ),
+        ("nowhere", located("nowhere", "m4", "{}")),
+        (
+            "ca-chose",
+            located("ca-chose", "m5", &format!("{{{california}}}")),
+        ),
+        (
+            "eu-granted",
+            located(
+                "eu-granted",
+                "m6",
+                &format!(r#"{{"gpc":true,{california}}}"#),
+            ),
+        ),
+        (
+            "gpc-state",
+            located("gpc-state", "m7", &format!("{{{california}}}")),
+        ),
+    ];
+    let events: Vec<(&str, &str)> = events.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    s.send_events(&events);
+    s.wait_processed();
+    let sorted = |destination: &str| {
+        let mut ids = message_ids(&s.delivered(destination));
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted("amplitude"), ["m1", "m2", "m6", "m7"]);
+    assert_eq!(sorted("ads"), ["m1", "m5", "m6"]);
+    // No choice and no default: no_consent (m3, m4 to both; m2 to ads, withheld by GPC).
+    assert_eq!(dropped(&enforcer, "amplitude", "no_consent"), 2.0);
+    assert_eq!(dropped(&enforcer, "ads", "no_consent"), 3.0);
+    // A choice the user made, or GPC over a choice: denied (m5; m7).
+    assert_eq!(dropped(&enforcer, "amplitude", "denied"), 1.0);
+    assert_eq!(dropped(&enforcer, "ads", "denied"), 1.0);
+}

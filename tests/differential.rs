@@ -153,6 +153,13 @@ pub fn check(case: &Case, mut stats: Option<&mut Stats>) -> Result<(), String> {
                             (trace.rudderstack_stamp, "RudderStack consentManagement"),
                             (trace.alias_in_stamp, "alias in a stamp"),
                             (trace.channel_delivered, "channel destination delivered"),
+                            (trace.gpc_withheld, "GPC withheld a grant"),
+                            (trace.default_granted, "jurisdiction default granted"),
+                            (trace.jurisdiction_of_state, "jurisdiction of the state"),
+                            (
+                                trace.jurisdiction_of_location,
+                                "jurisdiction of the location",
+                            ),
                         ] {
                             if flag {
                                 count(format!("situation: {name}"));
@@ -260,6 +267,10 @@ fn assert_generator_covers(stats: &Stats) {
         "situation: RudderStack consentManagement",
         "situation: alias in a stamp",
         "situation: channel destination delivered",
+        "situation: GPC withheld a grant",
+        "situation: jurisdiction default granted",
+        "situation: jurisdiction of the state",
+        "situation: jurisdiction of the location",
         "situation: then dropped what now allowed",
         "situation: unknown at the event's time",
         "situation: same-millisecond candidates",

@@ -55,6 +55,8 @@ pub struct View {
     /// categories an entry of `allowedConsentIds` names and no entry of `deniedConsentIds`
     /// does (none if it is not an object).
     pub managed: Option<BTreeSet<&'static str>>,
+    /// `context.gpc` is `true`.
+    pub gpc: bool,
     pub timestamp_ms: Option<i64>,
     /// `integrations.All` is `false`.
     pub all_false: bool,
@@ -108,8 +110,16 @@ fn has_duplicate(event: &Json) -> bool {
     let Some(context) = event.get("context") else {
         return false;
     };
-    if context.repeats("consent") || context.repeats("consentManagement") {
+    if ["consent", "consentManagement", "gpc", "location"]
+        .iter()
+        .any(|key| context.repeats(key))
+    {
         return true;
+    }
+    if let Some(location) = context.get("location") {
+        if location.repeats("country") || location.repeats("region") {
+            return true;
+        }
     }
     if let Some(managed) = context.get("consentManagement") {
         if managed.repeats("allowedConsentIds") || managed.repeats("deniedConsentIds") {
@@ -199,6 +209,7 @@ fn read(event: &Json) -> View {
         anonymous_id: identifier("anonymousId"),
         stamp,
         managed,
+        gpc: event.get("context").and_then(|context| context.get("gpc")) == Some(&Json::Bool(true)),
         timestamp_ms,
         ..View::default()
     };
@@ -244,6 +255,7 @@ struct Observed {
     anonymous_id: Option<String>,
     stamp: Option<CategorySet>,
     managed: Option<CategorySet>,
+    gpc: bool,
     timestamp_ms: Option<i64>,
     all_false: bool,
     disabled: IntegrationSet,
@@ -257,6 +269,7 @@ impl Observed {
             anonymous_id: view.anonymous_id.as_deref().map(str::to_owned),
             stamp: view.stamp,
             managed: view.managed,
+            gpc: view.gpc,
             timestamp_ms: view.timestamp_ms,
             all_false: view.integrations.all_false,
             disabled: view.integrations.disabled,
@@ -285,6 +298,7 @@ impl Observed {
             anonymous_id: view.anonymous_id.clone(),
             stamp: view.stamp.as_ref().map(bits),
             managed: view.managed.as_ref().map(bits),
+            gpc: view.gpc,
             timestamp_ms: view.timestamp_ms,
             all_false: view.all_false,
             disabled: integrations(&view.disabled),

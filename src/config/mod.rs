@@ -30,6 +30,9 @@ pub const MAX_INTEGRATION_NAMES: usize = 128;
 /// At most this many `[consent.aliases]`: names (categories and aliases) are counted in a
 /// 128-bit set while a record is read.
 pub const MAX_ALIASES: usize = 64;
+
+/// At most this many `[[jurisdiction]]`: each takes a bit of the state's set.
+pub const MAX_JURISDICTIONS: usize = 16;
 /// Destinations are numbered in a byte of the delivery tag; see [`crate::delivery::tag`].
 pub const MAX_DESTINATIONS: usize = 200;
 
@@ -61,6 +64,35 @@ pub struct Config {
     pub hold: HoldConfig,
     #[serde(rename = "destination", default)]
     pub destinations: Vec<DestinationConfig>,
+    #[serde(rename = "jurisdiction", default)]
+    pub jurisdictions: Vec<JurisdictionConfig>,
+}
+
+/// A law the consent of users under it is judged by (`[[jurisdiction]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JurisdictionConfig {
+    pub name: String,
+    /// ISO 3166-1 alpha-2 country codes (`DE`) and ISO 3166-2 subdivision codes (`US-CA`).
+    #[serde(rename = "match")]
+    pub codes: Vec<String>,
+    pub model: LegalModel,
+    /// Opt-out only: what a user with no stored choice is granted.
+    #[serde(default)]
+    pub granted_by_default: Vec<String>,
+    /// What a Global Privacy Control signal denies, whatever else grants it.
+    #[serde(default)]
+    pub gpc_denies: Vec<String>,
+}
+
+/// Whether consent must be given (`opt-in`: GDPR) or may be withdrawn (`opt-out`: CCPA/CPRA
+/// and the other US state laws).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum LegalModel {
+    #[serde(rename = "opt-in")]
+    OptIn,
+    #[serde(rename = "opt-out")]
+    OptOut,
 }
 
 #[derive(Clone, Deserialize)]
@@ -157,8 +189,13 @@ pub struct ConsentConfig {
     /// instance holds only the consent partitions matching its input partitions.
     #[serde(default)]
     pub mode: ConsentMode,
+    /// `None` when not set (see [`ConsentConfig::when_missing`]).
+    #[serde(default, rename = "when_missing")]
+    pub(crate) when_missing_set: Option<WhenMissing>,
+    /// The jurisdiction of an event whose state and location name none (with
+    /// `[[jurisdiction]]`).
     #[serde(default)]
-    pub when_missing: WhenMissing,
+    pub default_jurisdiction: Option<String>,
     /// How long one wait for the consent table to catch up with the consent topic's end
     /// (sampled after a batch of events is read) may last before the batch is set aside and
     /// the wait counted as a timeout. Events are never judged before the table catches up.
@@ -220,6 +257,11 @@ pub const MAX_STALENESS: DurationKey = DurationKey {
 };
 
 impl ConsentConfig {
+    /// `consent.when_missing`, default `deny`.
+    pub fn when_missing(&self) -> WhenMissing {
+        self.when_missing_set.unwrap_or_default()
+    }
+
     /// How long one wait for the table to catch up may last (`consent.max_wait`).
     pub fn max_wait(&self) -> DurationSetting {
         MAX_WAIT.resolve(self.max_wait, self.max_wait_ms)

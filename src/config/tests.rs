@@ -33,7 +33,7 @@ fn minimal_config_gets_documented_defaults() {
     let config = load(MINIMAL).unwrap();
     assert_eq!(config.kafka.group_id, "consent-enforcer");
     assert_eq!(config.input.max_event_bytes, 1_000_000);
-    assert_eq!(config.consent.when_missing, WhenMissing::Deny);
+    assert_eq!(config.consent.when_missing(), WhenMissing::Deny);
     assert_eq!(config.metrics.listen, "127.0.0.1:9464");
     assert_eq!(
         config.delivery.drain_timeout().value,
@@ -304,4 +304,104 @@ fn a_wrong_format_alias_or_channel_is_an_error_naming_the_field() {
         "categories = [\"analytics\"]\nchannel = \" \"",
     ));
     assert!(err.contains("destination[0].channel"), "{err}");
+}
+
+const JURISDICTIONS: &str = r#"
+[[jurisdiction]]
+name = "EU"
+match = ["DE", "FR"]
+model = "opt-in"
+gpc_denies = ["analytics"]
+
+[[jurisdiction]]
+name = "US-CA"
+match = ["US-CA"]
+model = "opt-out"
+granted_by_default = ["analytics"]
+"#;
+
+#[test]
+fn jurisdictions_are_read_with_their_models_and_defaults() {
+    let text = format!(
+        "{}\n{JURISDICTIONS}",
+        MINIMAL.replace(
+            "topic = \"consent.states\"",
+            "topic = \"consent.states\"\ndefault_jurisdiction = \"EU\""
+        )
+    );
+    let config = load(&text).unwrap();
+    assert_eq!(config.jurisdictions.len(), 2);
+    assert_eq!(config.jurisdictions[0].model, LegalModel::OptIn);
+    assert_eq!(config.jurisdictions[1].granted_by_default, ["analytics"]);
+    assert_eq!(config.consent.default_jurisdiction.as_deref(), Some("EU"));
+}
+
+#[test]
+fn a_wrong_jurisdiction_is_an_error_naming_the_field() {
+    let with = |consent: &str, jurisdictions: &str| {
+        format!(
+            "{}\n{jurisdictions}",
+            MINIMAL.replace(
+                "topic = \"consent.states\"",
+                &format!("topic = \"consent.states\"\n{consent}")
+            )
+        )
+    };
+    let cases = [
+        (
+            with("when_missing = \"allow\"", JURISDICTIONS),
+            "consent.when_missing",
+        ),
+        (
+            with("default_jurisdiction = \"Mars\"", JURISDICTIONS),
+            "consent.default_jurisdiction",
+        ),
+        (
+            with("default_jurisdiction = \"EU\"", ""),
+            "consent.default_jurisdiction",
+        ),
+        (
+            with("", &JURISDICTIONS.replace("\"FR\"", "\"fr\"")),
+            "jurisdiction[0].match",
+        ),
+        (
+            with("", &JURISDICTIONS.replace("\"US-CA\"]", "\"DE\"]")),
+            "jurisdiction[1].match",
+        ),
+        (
+            with(
+                "",
+                &JURISDICTIONS.replace(
+                    "gpc_denies = [\"analytics\"]",
+                    "granted_by_default = [\"analytics\"]",
+                ),
+            ),
+            "jurisdiction[0].granted_by_default",
+        ),
+        (
+            with(
+                "",
+                &JURISDICTIONS.replace("gpc_denies = [\"analytics\"]", "gpc_denies = [\"ads\"]"),
+            ),
+            "jurisdiction[0].gpc_denies",
+        ),
+        (
+            with(
+                "",
+                &JURISDICTIONS.replace("model = \"opt-in\"", "model = \"optin\""),
+            ),
+            "jurisdiction",
+        ),
+        (
+            with(
+                "",
+                &JURISDICTIONS.replace("name = \"US-CA\"", "name = \"EU\""),
+            ),
+            "jurisdiction[1].name",
+        ),
+    ];
+    for (text, field) in cases {
+        let err = error_of(&text);
+        assert!(err.contains(field), "{field} not named in {err}");
+    }
 }

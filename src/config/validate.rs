@@ -87,7 +87,7 @@ impl Config {
                     "is required when hold.enabled = true",
                 ));
             }
-            if self.consent.when_missing != WhenMissing::Deny {
+            if self.consent.when_missing() != WhenMissing::Deny {
                 return Err(invalid(
                     "hold.enabled",
                     "holds events that consent.when_missing = \"deny\" would drop; with \"allow\" nothing is held",
@@ -252,6 +252,7 @@ impl Config {
             ));
         }
         self.check_aliases(&categories)?;
+        self.check_jurisdictions(&categories, categories.len() + channels.len())?;
         if integration_names.len() > MAX_INTEGRATION_NAMES {
             return Err(invalid(
                 "destination.integration_names",
@@ -296,6 +297,112 @@ impl Config {
                 return Err(invalid(
                     field,
                     format!("{alias:?} is a category of a destination, so it cannot stand for {category:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[[jurisdiction]]` and `consent.default_jurisdiction`.
+    fn check_jurisdictions(
+        &self,
+        categories: &[&str],
+        bits_used: usize,
+    ) -> Result<(), ConfigError> {
+        let jurisdictions = &self.jurisdictions;
+        if jurisdictions.is_empty() {
+            if self.consent.default_jurisdiction.is_some() {
+                return Err(invalid(
+                    "consent.default_jurisdiction",
+                    "names a jurisdiction, but no [[jurisdiction]] is declared",
+                ));
+            }
+            return Ok(());
+        }
+        if self.consent.when_missing_set.is_some() {
+            return Err(invalid(
+                "consent.when_missing",
+                "has no effect when [[jurisdiction]] is declared: each jurisdiction's model \
+                 decides what a user with no choice gets (see consent.default_jurisdiction)",
+            ));
+        }
+        if jurisdictions.len() > MAX_JURISDICTIONS {
+            return Err(invalid(
+                "jurisdiction",
+                format!(
+                    "{} jurisdictions; at most {MAX_JURISDICTIONS} are supported",
+                    jurisdictions.len()
+                ),
+            ));
+        }
+        // One bit for GPC and one per jurisdiction, beside the categories and channels.
+        if bits_used + 1 + jurisdictions.len() > MAX_CATEGORIES {
+            return Err(invalid(
+                "jurisdiction",
+                format!(
+                    "{bits_used} categories and channels, GPC and {} jurisdictions take more than {MAX_CATEGORIES} bits",
+                    jurisdictions.len()
+                ),
+            ));
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut codes: HashMap<&str, usize> = HashMap::new();
+        for (i, j) in jurisdictions.iter().enumerate() {
+            let field = |key: &str| format!("jurisdiction[{i}].{key}");
+            if j.name.trim().is_empty() {
+                return Err(invalid(field("name"), "must not be empty"));
+            }
+            if let Some(first) = names.insert(&j.name, i) {
+                return Err(invalid(
+                    field("name"),
+                    format!("{:?} is already the name of jurisdiction[{first}]", j.name),
+                ));
+            }
+            if j.codes.is_empty() {
+                return Err(invalid(
+                    field("match"),
+                    "must list at least one ISO 3166 code",
+                ));
+            }
+            for code in &j.codes {
+                if !crate::location::is_code(code) {
+                    return Err(invalid(
+                        field("match"),
+                        format!("{code:?} is not an ISO 3166-1 alpha-2 (\"DE\") or 3166-2 (\"US-CA\") code in upper case"),
+                    ));
+                }
+                if let Some(first) = codes.insert(code, i) {
+                    return Err(invalid(
+                        field("match"),
+                        format!("{code:?} is already matched by jurisdiction[{first}]"),
+                    ));
+                }
+            }
+            if j.model == LegalModel::OptIn && !j.granted_by_default.is_empty() {
+                return Err(invalid(
+                    field("granted_by_default"),
+                    "an opt-in jurisdiction grants nothing until the user chooses",
+                ));
+            }
+            for (key, list) in [
+                ("granted_by_default", &j.granted_by_default),
+                ("gpc_denies", &j.gpc_denies),
+            ] {
+                if let Some(unknown) = list.iter().find(|c| !categories.contains(&c.as_str())) {
+                    return Err(invalid(
+                        field(key),
+                        format!("{unknown:?} is not a category of any destination"),
+                    ));
+                }
+            }
+        }
+        if let Some(default) = &self.consent.default_jurisdiction {
+            if !names.contains_key(default.as_str()) {
+                return Err(invalid(
+                    "consent.default_jurisdiction",
+                    format!("{default:?} is not the name of a [[jurisdiction]]"),
                 ));
             }
         }

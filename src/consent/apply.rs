@@ -23,8 +23,9 @@ pub(super) struct Applier {
     pub(super) history_window_ms: i64,
     pub(super) history_max_changes: usize,
     pub(super) vocabulary: Arc<Vocabulary>,
-    /// Every category the configuration knows: a state granting all of them narrows nobody.
-    pub(super) all_categories: CategorySet,
+    /// Every category and channel the configuration knows, and the jurisdiction bits: a
+    /// state granting all of the first and nothing else but the second narrows nobody.
+    pub(super) widest: (CategorySet, CategorySet),
     pub(super) copartitioned: bool,
     /// `consent.format`.
     pub(super) format: ConsentFormat,
@@ -123,7 +124,7 @@ impl Applier {
                 .increment(u64::from(read.unknown_names));
         }
         let update = read.update;
-        let all = self.all_categories;
+        let all = self.widest;
         let is_override = is_override(message);
         let table = self.table_mut(partition);
         if is_override && overtaken(table.get(user), &update, record_time_ms) {

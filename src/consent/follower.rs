@@ -152,7 +152,7 @@ impl ConsentFollower {
                 history_max_changes,
                 copartitioned,
                 format: config.consent.format,
-                all_categories: vocabulary.all_categories(),
+                widest: (vocabulary.all_categories(), vocabulary.jurisdictions()),
                 vocabulary,
                 republishing: Republishing::new(
                     lookback,

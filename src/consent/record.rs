@@ -16,7 +16,7 @@ use crate::json::{
     self, seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed,
     KeySeed, Scope,
 };
-use crate::vocabulary::{CategorySet, Vocabulary};
+use crate::vocabulary::{BitKind, CategorySet, Vocabulary};
 
 /// What a valid consent record asks of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +221,7 @@ fn read_json(bytes: &[u8], record_time_ms: i64, vocabulary: &Vocabulary) -> Read
             UpdatedAt::Invalid => return Err(Rejection::BadUpdatedAt),
         };
         Ok(ConsentUpdate::Set(ConsentState {
-            granted: granted.union(fields.subscribed),
+            granted: granted.union(fields.subscribed).union(fields.facts),
             updated_at_ms,
         }))
     })();
@@ -296,8 +296,9 @@ pub fn encode_value(state: &ConsentState, vocabulary: &Vocabulary) -> Vec<u8> {
         // Read back (after a restart and compaction too) as malformed: failed closed again.
         return FAILED_CLOSED_VALUE.as_bytes().to_vec();
     }
-    let (channels, categories): (Vec<u8>, Vec<u8>) =
-        (0..vocabulary.bit_count()).partition(|&bit| vocabulary.is_channel(bit));
+    let (channels, categories): (Vec<u8>, Vec<u8>) = (0..vocabulary.bit_count())
+        .filter(|&bit| vocabulary.is_channel(bit) || vocabulary.is_category(bit))
+        .partition(|&bit| vocabulary.is_channel(bit));
     let preferences: serde_json::Map<String, serde_json::Value> = categories
         .into_iter()
         .map(|bit| {
@@ -320,6 +321,13 @@ pub fn encode_value(state: &ConsentState, vocabulary: &Vocabulary) -> Vec<u8> {
     if !subscribed.is_empty() {
         value["subscriptions"] = subscribed.into();
     }
+    for bit in (0..vocabulary.bit_count()).filter(|&bit| state.granted.contains(bit)) {
+        match vocabulary.kind(bit) {
+            BitKind::Gpc => value["gpc"] = true.into(),
+            BitKind::Jurisdiction => value["jurisdiction"] = vocabulary.bit_name(bit).into(),
+            BitKind::Category | BitKind::Channel => {}
+        }
+    }
     value.to_string().into_bytes()
 }
 
@@ -337,6 +345,8 @@ struct RecordFields {
     updated_at: UpdatedAt,
     /// The channel bits of the channels the user is `subscribed` on.
     subscribed: CategorySet,
+    /// The jurisdiction bit `jurisdiction` names, and the GPC bit when `gpc` is `true`.
+    facts: CategorySet,
     unknown_names: u32,
 }
 
@@ -345,7 +355,13 @@ struct RecordSeed<'v>(Scope<'v>);
 // `None` when the value is valid JSON but not an object.
 seed_of_any_value!(RecordSeed<'_> => Option<RecordFields>);
 
-const FIELDS: [&str; 3] = ["categoryPreferences", "updatedAt", "subscriptions"];
+const FIELDS: [&str; 5] = [
+    "categoryPreferences",
+    "updatedAt",
+    "subscriptions",
+    "jurisdiction",
+    "gpc",
+];
 
 impl<'de> Visitor<'de> for RecordSeed<'_> {
     type Value = Option<RecordFields>;
@@ -369,6 +385,22 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                 Some(2) => {
                     self.0.see(&mut seen, 4);
                     fields.subscribed = map.next_value_seed(SubscriptionsSeed(self.0))?;
+                }
+                Some(3) => {
+                    self.0.see(&mut seen, 8);
+                    let named = map.next_value_seed(crate::event::StringSeed)?;
+                    if let Some(bit) = named.and_then(|n| self.0.vocabulary.jurisdiction_named(&n))
+                    {
+                        fields.facts.insert(bit);
+                    }
+                }
+                Some(4) => {
+                    self.0.see(&mut seen, 16);
+                    let signal =
+                        map.next_value_seed(crate::json::FlagSeed)? == crate::json::Flag::True;
+                    if let (true, Some(bit)) = (signal, self.0.vocabulary.gpc()) {
+                        fields.facts.insert(bit);
+                    }
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;

@@ -170,7 +170,9 @@ impl ConsentTable {
     }
 
     /// Whether applying `record` could take a grant away from any person, now: every change
-    /// does but a state granting every category (`all`) or a record that would be stale. A
+    /// does but a state granting every category and channel (`all`) with no other bits than
+    /// `harmless` (a jurisdiction, which only decides for users without a state; not GPC,
+    /// which denies), or a record that would be stale. A
     /// person's consent is the newer of the states of two identifiers, and which identifiers
     /// pair up is known only from events, so a change that looks wider for this identifier
     /// can still narrow a person whose other identifier's state it supersedes.
@@ -179,7 +181,7 @@ impl ConsentTable {
         user: &str,
         record: &Result<ConsentUpdate, Rejection>,
         record_time_ms: i64,
-        all: CategorySet,
+        (all, harmless): (CategorySet, CategorySet),
     ) -> bool {
         let current = self.get(user);
         if current.is_some_and(|s| s.is_failed_closed()) {
@@ -194,7 +196,8 @@ impl ConsentTable {
                 // The same state again (an override read back, a record sent twice) changes
                 // nothing.
                 current != Some(applied)
-                    && !state.granted.is_superset(all)
+                    && !(state.granted.is_superset(all)
+                        && state.granted.without(all).without(harmless).is_empty())
                     && self
                         .bar(user)
                         .is_none_or(|bar| bar <= applied.updated_at_ms)

@@ -2,11 +2,13 @@
 //! what the consent table says about its person, and the destination's rules. No I/O.
 //! [`verdicts`] applies it now and at the event's own time.
 
+mod law;
 mod verdicts;
 
+pub use law::Law;
 pub use verdicts::Verdicts;
 
-use crate::config::{Config, MatchMode, WhenMissing};
+use crate::config::{Config, MatchMode};
 use crate::consent::ConsentState;
 use crate::event::EventView;
 use crate::vocabulary::{CategorySet, IntegrationSet, Vocabulary};
@@ -50,7 +52,8 @@ impl Rule {
 pub enum DropReason {
     /// The event's `integrations` object turns this destination off.
     Integrations,
-    /// No consent source at all, and `consent.when_missing = "deny"`.
+    /// No consent source at all, and the law grants such a user less than the destination
+    /// needs (`consent.when_missing = "deny"`, or the jurisdiction's default).
     NoConsent,
     /// The consent sources do not grant the destination's categories.
     Denied,
@@ -84,33 +87,19 @@ impl DropReason {
 /// The consent sources of one event, combined once and then applied to every destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grants {
-    /// No source is present.
-    Missing,
+    /// No source is present: the categories the law grants such a user (the jurisdiction's
+    /// default, or all or none by `when_missing`).
+    Missing(CategorySet),
     /// Which consent was in force is not known (a time before the history the enforcer kept,
-    /// or an identifier failed closed): judged as no consent, whatever `when_missing` says.
+    /// or an identifier failed closed): judged as no consent, whatever the defaults.
     Unknown,
-    /// The categories every present source grants.
+    /// The categories every present source grants (and the stored state's other bits).
     Granted(CategorySet),
 }
 
 impl Grants {
-    /// Combines the person's stored state (already the newer of the `userId` and `anonymousId`
-    /// states) with the event's own stamps (already combined): a category is granted only if
-    /// every present source grants it. Subscriptions (the `channels` bits) come from the stored
-    /// state alone: a stamp says nothing about them.
-    pub fn combine(
-        stored: Option<ConsentState>,
-        stamp: Option<CategorySet>,
-        channels: CategorySet,
-    ) -> Grants {
-        match (stored.map(|state| state.granted), stamp) {
-            (None, None) => Grants::Missing,
-            (Some(granted), None) => Grants::Granted(granted),
-            (None, Some(stamp)) => Grants::Granted(stamp.without(channels)),
-            (Some(stored), Some(stamp)) => {
-                Grants::Granted(stored.intersection(stamp.without(channels).union(channels)))
-            }
-        }
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Grants::Missing(_))
     }
 }
 
@@ -158,12 +147,7 @@ pub fn dated_before_window(
 }
 
 /// Deliver (`Ok`) or drop with a reason, for one destination.
-pub fn decide(
-    event: &EventView<'_>,
-    grants: Grants,
-    rule: &Rule,
-    when_missing: WhenMissing,
-) -> Result<(), DropReason> {
+pub fn decide(event: &EventView<'_>, grants: Grants, rule: &Rule) -> Result<(), DropReason> {
     let integrations = &event.integrations;
     if integrations.disabled.intersects(rule.integration_names) {
         return Err(DropReason::Integrations);
@@ -175,23 +159,21 @@ pub fn decide(
     if !needs_consent && rule.channel.is_empty() {
         return Ok(());
     }
+    let allows = |granted: CategorySet| match rule.match_mode {
+        MatchMode::All => granted.is_superset(rule.categories),
+        MatchMode::Any => granted.intersects(rule.categories),
+    };
     let granted = match grants {
         Grants::Granted(granted) => granted,
         Grants::Unknown => return Err(DropReason::NoConsent),
-        Grants::Missing if needs_consent && when_missing == WhenMissing::Deny => {
+        Grants::Missing(defaults) if needs_consent && !allows(defaults) => {
             return Err(DropReason::NoConsent)
         }
         // No stored state: subscribed on no channel.
-        Grants::Missing => CategorySet::EMPTY.union(rule.categories),
+        Grants::Missing(_) => rule.categories,
     };
-    if needs_consent {
-        let allowed = match rule.match_mode {
-            MatchMode::All => granted.is_superset(rule.categories),
-            MatchMode::Any => granted.intersects(rule.categories),
-        };
-        if !allowed {
-            return Err(DropReason::Denied);
-        }
+    if needs_consent && !allows(granted) {
+        return Err(DropReason::Denied);
     }
     if granted.is_superset(rule.channel) {
         Ok(())
@@ -233,6 +215,8 @@ mod tests {
             managed: None,
             timestamp_ms: None,
             unknown_names: 0,
+            gpc: false,
+            location: None,
         }
     }
 
@@ -262,7 +246,6 @@ mod tests {
             &event(Integrations::default()),
             granted(&[ANALYTICS]),
             &rule(&[ANALYTICS], MatchMode::All),
-            WhenMissing::Deny,
         );
         assert_eq!(verdict, Ok(()));
     }
@@ -273,7 +256,6 @@ mod tests {
             &event(Integrations::default()),
             granted(&[ADVERTISING]),
             &rule(&[ANALYTICS], MatchMode::All),
-            WhenMissing::Deny,
         );
         assert_eq!(verdict, Err(DropReason::Denied));
     }
@@ -283,16 +265,11 @@ mod tests {
         let both = rule(&[ANALYTICS, ADVERTISING], MatchMode::All);
         let e = event(Integrations::default());
         assert_eq!(
-            decide(&e, granted(&[ANALYTICS]), &both, WhenMissing::Deny),
+            decide(&e, granted(&[ANALYTICS]), &both),
             Err(DropReason::Denied)
         );
         assert_eq!(
-            decide(
-                &e,
-                granted(&[ANALYTICS, ADVERTISING]),
-                &both,
-                WhenMissing::Deny
-            ),
+            decide(&e, granted(&[ANALYTICS, ADVERTISING]), &both),
             Ok(())
         );
     }
@@ -301,14 +278,8 @@ mod tests {
     fn match_any_needs_one_category() {
         let either = rule(&[ANALYTICS, ADVERTISING], MatchMode::Any);
         let e = event(Integrations::default());
-        assert_eq!(
-            decide(&e, granted(&[ADVERTISING]), &either, WhenMissing::Deny),
-            Ok(())
-        );
-        assert_eq!(
-            decide(&e, granted(&[]), &either, WhenMissing::Deny),
-            Err(DropReason::Denied)
-        );
+        assert_eq!(decide(&e, granted(&[ADVERTISING]), &either), Ok(()));
+        assert_eq!(decide(&e, granted(&[]), &either), Err(DropReason::Denied));
     }
 
     #[test]
@@ -316,13 +287,10 @@ mod tests {
         let necessary = rule(&[], MatchMode::All);
         let e = event(Integrations::default());
         assert_eq!(
-            decide(&e, Grants::Missing, &necessary, WhenMissing::Deny),
+            decide(&e, Grants::Missing(CategorySet::EMPTY), &necessary),
             Ok(())
         );
-        assert_eq!(
-            decide(&e, granted(&[]), &necessary, WhenMissing::Deny),
-            Ok(())
-        );
+        assert_eq!(decide(&e, granted(&[]), &necessary), Ok(()));
     }
 
     #[test]
@@ -330,20 +298,17 @@ mod tests {
         let r = rule(&[ANALYTICS], MatchMode::All);
         let e = event(Integrations::default());
         assert_eq!(
-            decide(&e, Grants::Missing, &r, WhenMissing::Deny),
+            decide(&e, Grants::Missing(CategorySet::EMPTY), &r),
             Err(DropReason::NoConsent)
         );
-        assert_eq!(decide(&e, Grants::Missing, &r, WhenMissing::Allow), Ok(()));
+        assert_eq!(decide(&e, Grants::Missing(set(&[ANALYTICS])), &r), Ok(()));
     }
 
     #[test]
     fn present_source_granting_nothing_is_denied_even_when_missing_allows() {
         let r = rule(&[ANALYTICS], MatchMode::All);
         let e = event(Integrations::default());
-        assert_eq!(
-            decide(&e, granted(&[]), &r, WhenMissing::Allow),
-            Err(DropReason::Denied)
-        );
+        assert_eq!(decide(&e, granted(&[]), &r), Err(DropReason::Denied));
     }
 
     #[test]
@@ -356,7 +321,6 @@ mod tests {
             &event(disabled),
             granted(&[ANALYTICS]),
             &rule(&[], MatchMode::All),
-            WhenMissing::Deny,
         );
         assert_eq!(verdict, Err(DropReason::Integrations));
     }
@@ -369,12 +333,7 @@ mod tests {
         };
         let r = rule(&[ANALYTICS], MatchMode::All);
         assert_eq!(
-            decide(
-                &event(all_off),
-                granted(&[ANALYTICS]),
-                &r,
-                WhenMissing::Deny
-            ),
+            decide(&event(all_off), granted(&[ANALYTICS]), &r),
             Err(DropReason::Integrations)
         );
         let enabled = Integrations {
@@ -382,15 +341,7 @@ mod tests {
             enabled: names(&[0]),
             ..Integrations::default()
         };
-        assert_eq!(
-            decide(
-                &event(enabled),
-                granted(&[ANALYTICS]),
-                &r,
-                WhenMissing::Deny
-            ),
-            Ok(())
-        );
+        assert_eq!(decide(&event(enabled), granted(&[ANALYTICS]), &r), Ok(()));
     }
 
     #[test]
@@ -403,7 +354,6 @@ mod tests {
             &event(enabled),
             granted(&[]),
             &rule(&[ANALYTICS], MatchMode::All),
-            WhenMissing::Deny,
         );
         assert_eq!(verdict, Err(DropReason::Denied));
     }
@@ -418,30 +368,8 @@ mod tests {
             &event(other_off),
             granted(&[ANALYTICS]),
             &rule(&[ANALYTICS], MatchMode::All),
-            WhenMissing::Deny,
         );
         assert_eq!(verdict, Ok(()));
-    }
-
-    #[test]
-    fn every_present_source_must_grant() {
-        let stored = Some(state(&[ANALYTICS, ADVERTISING], 10));
-        assert_eq!(
-            Grants::combine(stored, Some(set(&[ANALYTICS])), CategorySet::EMPTY),
-            granted(&[ANALYTICS])
-        );
-        assert_eq!(
-            Grants::combine(stored, None, CategorySet::EMPTY),
-            granted(&[ANALYTICS, ADVERTISING])
-        );
-        assert_eq!(
-            Grants::combine(None, Some(set(&[ADVERTISING])), CategorySet::EMPTY),
-            granted(&[ADVERTISING])
-        );
-        assert_eq!(
-            Grants::combine(None, None, CategorySet::EMPTY),
-            Grants::Missing
-        );
     }
 
     #[test]

@@ -2,11 +2,9 @@
 //! consent in force at the event's own time both allow it. Consent given after the event
 //! does not reach back to it, and consent withdrawn since the event wins.
 
-use super::{decide, person_state, DropReason, Grants, Rule};
-use crate::config::WhenMissing;
+use super::{decide, person_state, DropReason, Grants, Law, Rule};
 use crate::consent::{ConsentState, ConsentTable, StatesAt};
 use crate::event::EventView;
-use crate::vocabulary::CategorySet;
 
 /// The consent sources of one event now and at its own time, combined once and then applied
 /// to every destination.
@@ -27,19 +25,17 @@ enum Then {
 }
 
 impl Verdicts {
-    /// `channels`: the channel bits, which only a stored state grants.
     pub fn new(
         table: &ConsentTable,
         view: &EventView<'_>,
         event_time_ms: i64,
-        channels: CategorySet,
+        law: &Law,
     ) -> Verdicts {
-        let stamps = view.stamps();
         let user_id = view.user_id.as_deref();
         let anonymous_id = view.anonymous_id.as_deref();
         let lookup = |id: Option<&str>| id.and_then(|id| table.get(id));
         let (user_now, anonymous_now) = (lookup(user_id), lookup(anonymous_id));
-        let now = Grants::combine(person_state(user_now, anonymous_now), stamps, channels);
+        let now = law.grants(person_state(user_now, anonymous_now), view);
         let current_then = [user_now, anonymous_now]
             .iter()
             .all(|state| state.is_none_or(|s| s.updated_at_ms < event_time_ms));
@@ -57,8 +53,7 @@ impl Verdicts {
                 let mut each: Vec<Grants> = Vec::new();
                 for user in candidates(by_user_id) {
                     for anonymous in candidates(by_anonymous_id) {
-                        let grants =
-                            Grants::combine(person_state(user, anonymous), stamps, channels);
+                        let grants = law.grants(person_state(user, anonymous), view);
                         if !each.contains(&grants) {
                             each.push(grants);
                         }
@@ -80,21 +75,16 @@ impl Verdicts {
 
     /// Deliver (`Ok`) or drop, for one destination: the reason is that of the first check
     /// that fails, now first.
-    pub fn decide(
-        &self,
-        view: &EventView<'_>,
-        rule: &Rule,
-        when_missing: WhenMissing,
-    ) -> Result<(), DropReason> {
-        decide(view, self.now, rule, when_missing)?;
+    pub fn decide(&self, view: &EventView<'_>, rule: &Rule) -> Result<(), DropReason> {
+        decide(view, self.now, rule)?;
         match &self.then {
             Then::Now => Ok(()),
-            Then::One(then) => decide(view, *then, rule, when_missing),
+            Then::One(then) => decide(view, *then, rule),
             // Of the states that may have been in force, a failed consent check is the reason
             // before a failed channel check, whatever their order.
             Then::Each(each) => each
                 .iter()
-                .filter_map(|then| decide(view, *then, rule, when_missing).err())
+                .filter_map(|then| decide(view, *then, rule).err())
                 .min_by_key(|reason| *reason == DropReason::Unsubscribed)
                 .map_or(Ok(()), Err),
         }
@@ -113,9 +103,17 @@ fn candidates(states: StatesAt<'_>) -> Vec<Option<ConsentState>> {
 mod tests {
     use super::*;
     use crate::config::MatchMode;
+    use crate::config::WhenMissing;
     use crate::consent::ConsentUpdate;
     use crate::event::Integrations;
-    use crate::vocabulary::IntegrationSet;
+    use crate::vocabulary::{CategorySet, IntegrationSet, Vocabulary};
+
+    fn law(when_missing: WhenMissing) -> Law {
+        let mut vocabulary = Vocabulary::default();
+        vocabulary.intern_category("analytics");
+        vocabulary.intern_category("advertising");
+        Law::when_missing(when_missing, &vocabulary)
+    }
 
     const ANALYTICS: u64 = 0b01;
     const ADVERTISING: u64 = 0b10;
@@ -145,6 +143,8 @@ mod tests {
             managed: None,
             timestamp_ms: None,
             unknown_names: 0,
+            gpc: false,
+            location: None,
         }
     }
 
@@ -163,11 +163,7 @@ mod tests {
         at: i64,
         bits: u64,
     ) -> Result<(), DropReason> {
-        Verdicts::new(table, view, at, CategorySet::EMPTY).decide(
-            view,
-            &rule(bits),
-            WhenMissing::Deny,
-        )
+        Verdicts::new(table, view, at, &law(WhenMissing::Deny)).decide(view, &rule(bits))
     }
 
     #[test]
@@ -177,11 +173,8 @@ mod tests {
         let view = event(Some(long), Some("a"));
         assert!(verdict(&table, &view, 90_000, ANALYTICS).is_err());
         // Even with every source allowing a missing state.
-        let allow = Verdicts::new(&table, &view, 90_000, CategorySet::EMPTY).decide(
-            &view,
-            &rule(ANALYTICS),
-            WhenMissing::Allow,
-        );
+        let allow = Verdicts::new(&table, &view, 90_000, &law(WhenMissing::Allow))
+            .decide(&view, &rule(ANALYTICS));
         assert!(allow.is_err());
         // A destination that needs no consent still gets it.
         assert_eq!(verdict(&table, &view, 90_000, 0), Ok(()));
@@ -213,11 +206,8 @@ mod tests {
             verdict(&table, &view, 20_000, ANALYTICS),
             Err(DropReason::NoConsent)
         );
-        let allow = Verdicts::new(&table, &view, 20_000, CategorySet::EMPTY).decide(
-            &view,
-            &rule(ANALYTICS),
-            WhenMissing::Allow,
-        );
+        let allow = Verdicts::new(&table, &view, 20_000, &law(WhenMissing::Allow))
+            .decide(&view, &rule(ANALYTICS));
         assert_eq!(allow, Err(DropReason::NoConsent));
     }
 

@@ -4,8 +4,8 @@
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::json::{
-    seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, GrantsSeed, KeySeed,
-    Scope,
+    seed_of_any_value, skip_bools_and_strings, skip_numbers_null_and_arrays, Flag, FlagSeed,
+    GrantsSeed, KeySeed, Scope,
 };
 use crate::vocabulary::CategorySet;
 
@@ -14,13 +14,15 @@ use crate::vocabulary::CategorySet;
 pub(super) struct Context {
     pub(super) stamp: Option<CategorySet>,
     pub(super) managed: Option<CategorySet>,
+    pub(super) gpc: bool,
+    pub(super) location: Option<u8>,
 }
 
 pub(super) struct ContextSeed<'v>(pub(super) Scope<'v>);
 
 seed_of_any_value!(ContextSeed<'_> => Context);
 
-const CONTEXT_KEYS: [&str; 2] = ["consent", "consentManagement"];
+const CONTEXT_KEYS: [&str; 4] = ["consent", "consentManagement", "gpc", "location"];
 
 impl<'de> Visitor<'de> for ContextSeed<'_> {
     type Value = Context;
@@ -49,12 +51,89 @@ impl<'de> Visitor<'de> for ContextSeed<'_> {
                             .unwrap_or_default(),
                     );
                 }
+                Some(2) => {
+                    scope.see(&mut seen, 4);
+                    // Only JSON `true` is a signal.
+                    context.gpc = map.next_value_seed(FlagSeed)? == Flag::True;
+                }
+                Some(3) => {
+                    scope.see(&mut seen, 8);
+                    let place = map.next_value_seed(LocationSeed(scope))?;
+                    context.location = scope
+                        .vocabulary
+                        .jurisdiction_at(place.country.as_deref(), place.region.as_deref());
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(context)
+    }
+}
+
+/// `context.location`'s `country` and `region`, when they are strings.
+#[derive(Debug, Default)]
+struct Place {
+    country: Option<String>,
+    region: Option<String>,
+}
+
+struct LocationSeed<'v>(Scope<'v>);
+
+seed_of_any_value!(LocationSeed<'_> => Place);
+
+const LOCATION_KEYS: [&str; 2] = ["country", "region"];
+
+impl<'de> Visitor<'de> for LocationSeed<'_> {
+    type Value = Place;
+
+    skip_numbers_null_and_arrays!(Place);
+    skip_bools_and_strings!(Place);
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Place, A::Error> {
+        let mut place = Place::default();
+        let mut seen = 0;
+        while let Some(key) = map.next_key_seed(KeySeed(&LOCATION_KEYS))? {
+            match key {
+                Some(0) => {
+                    self.0.see(&mut seen, 1);
+                    place.country = map.next_value_seed(StringSeed)?;
+                }
+                Some(1) => {
+                    self.0.see(&mut seen, 2);
+                    place.region = map.next_value_seed(StringSeed)?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(place)
+    }
+}
+
+/// A string value; any other is none.
+pub(crate) struct StringSeed;
+
+seed_of_any_value!(StringSeed => Option<String>);
+
+impl<'de> Visitor<'de> for StringSeed {
+    type Value = Option<String>;
+
+    skip_numbers_null_and_arrays!(Option<String>);
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Some(text.to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        crate::json::skip_map(map)?;
+        Ok(None)
     }
 }
 

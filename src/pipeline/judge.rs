@@ -7,10 +7,10 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::BaseRecord;
 
 use super::hold::{self, Hold, Resolution, Waiting};
-use crate::config::{DeadLetterPayload, WhenMissing};
+use crate::config::DeadLetterPayload;
 use crate::consent::ConsentTable;
 use crate::decision::{
-    dated_before_window, decide, event_time_ms, person_state, DropReason, Grants, Rule, Verdicts,
+    dated_before_window, decide, event_time_ms, person_state, DropReason, Law, Rule, Verdicts,
 };
 use crate::delivery::limits::{self, WriteLimits};
 use crate::delivery::tag::{InputPartition, Tag, Target};
@@ -29,7 +29,8 @@ pub struct Judge<'a> {
     pub dead_letter_payload: DeadLetterPayload,
     /// The largest records the dead-letter topic accepts.
     pub limits: WriteLimits,
-    pub when_missing: WhenMissing,
+    /// Jurisdictions, defaults and GPC (or `when_missing`).
+    pub law: &'a Law,
     pub max_event_bytes: usize,
     /// `consent.history_window` (at least `hold.max_age`): an event dated further back than
     /// this before its record time is not held.
@@ -149,16 +150,16 @@ impl Judge<'_> {
                     self.delivery.metrics().unknown_names.increment(unknown);
                 }
                 let time = event_time_ms(view.timestamp_ms, outgoing.timestamp, now_ms);
-                let verdicts = Verdicts::new(table, &view, time, self.vocabulary.channels());
+                let verdicts = Verdicts::new(table, &view, time, self.law);
                 // Events of a user with no consent source at all wait for a first choice; not
                 // one dated long before it arrived (replayed old data, a clock far behind),
                 // which a first choice made now must not reach back to.
                 let holding = self.hold_topic.is_some()
-                    && verdicts.now() == Grants::Missing
+                    && verdicts.now().is_missing()
                     && !self.dated_before_window(&view, outgoing.timestamp, now_ms);
                 let mut waiting_for: Vec<&str> = Vec::new();
                 for (i, rule) in self.rules.iter().enumerate() {
-                    match verdicts.decide(&view, rule, self.when_missing) {
+                    match verdicts.decide(&view, rule) {
                         Ok(()) => {
                             if !self.send(&outgoing, message, slot, i) {
                                 break;
@@ -406,17 +407,16 @@ impl Judge<'_> {
     /// choice, so the consent at the event's time is not asked.
     fn judge_released(&self, table: &ConsentTable, view: &EventView<'_>, event: &Waiting) {
         let lookup = |id: &Option<Cow<'_, str>>| id.as_deref().and_then(|id| table.get(id));
-        let grants = Grants::combine(
+        let grants = self.law.grants(
             person_state(lookup(&view.user_id), lookup(&view.anonymous_id)),
-            view.stamps(),
-            self.vocabulary.channels(),
+            view,
         );
         let slot = Slot {
             input: event.input,
             seq: event.seq,
         };
         for &i in &event.destinations {
-            match decide(view, grants, &self.rules[i], self.when_missing) {
+            match decide(view, grants, &self.rules[i]) {
                 Ok(()) => {
                     let write = BaseRecord::<[u8], [u8], usize> {
                         topic: self.destination_topics[i],

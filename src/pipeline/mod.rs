@@ -86,6 +86,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         mut follower,
         vocabulary,
         rules,
+        law,
         limits,
         hold,
         republisher,
@@ -135,7 +136,7 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         dead_letter_topic: &config.dead_letter.topic,
         dead_letter_payload: config.dead_letter.payload,
         limits,
-        when_missing: config.consent.when_missing,
+        law: &law,
         max_event_bytes: config.input.max_event_bytes,
         // Never shorter than the hold's own age limit: a short history window (a memory
         // setting) must not turn the hold off for events a few minutes old.

@@ -11,7 +11,7 @@ use super::hold::Hold;
 use super::{PipelineError, Signals, CONSENT_RECORDS_PER_TURN};
 use crate::config::{Config, ConsentMode, Guarantee};
 use crate::consent::ConsentFollower;
-use crate::decision::Rule;
+use crate::decision::{Law, Rule};
 use crate::delivery::limits::WriteLimits;
 use crate::delivery::{self, Delivery, Settings, Topics};
 use crate::input::Assignments;
@@ -25,6 +25,7 @@ pub(super) struct Started {
     pub(super) follower: ConsentFollower,
     pub(super) vocabulary: Arc<Vocabulary>,
     pub(super) rules: Vec<Rule>,
+    pub(super) law: Law,
     pub(super) limits: WriteLimits,
     pub(super) hold: Option<RefCell<Hold>>,
     pub(super) republisher: Republisher,
@@ -65,6 +66,7 @@ pub(super) fn start(config: &Config, signals: &Signals) -> Result<Started, Pipel
     };
     let mut vocabulary = Vocabulary::from_config(config);
     let rules = Rule::from_config(config, &mut vocabulary);
+    let law = Law::from_config(config, &vocabulary);
     let vocabulary = Arc::new(vocabulary);
     telemetry::describe();
     telemetry::register_known_series();
@@ -127,6 +129,7 @@ pub(super) fn start(config: &Config, signals: &Signals) -> Result<Started, Pipel
         follower,
         vocabulary,
         rules,
+        law,
         limits,
         hold,
         republisher: Republisher {

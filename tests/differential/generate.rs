@@ -74,6 +74,18 @@ pub struct GenConfig {
     pub max_event_bytes: Option<usize>,
     /// `[consent.aliases]`: alias and category.
     pub aliases: Vec<(&'static str, &'static str)>,
+    /// `[[jurisdiction]]`, and `consent.default_jurisdiction`.
+    pub jurisdictions: Vec<GenJurisdiction>,
+    pub default_jurisdiction: Option<&'static str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenJurisdiction {
+    pub name: &'static str,
+    pub codes: &'static [&'static str],
+    pub opt_out: bool,
+    pub granted_by_default: Vec<&'static str>,
+    pub gpc_denies: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,8 +125,11 @@ impl GenConfig {
             writeln!(text, "max_event_bytes = {bytes}").unwrap();
         }
         text.push_str("\n[consent]\ntopic = \"consent.states\"\n");
-        if let Some(when) = self.when_missing {
+        if let Some(when) = self.when_missing.filter(|_| self.jurisdictions.is_empty()) {
             writeln!(text, "when_missing = \"{when}\"").unwrap();
+        }
+        if let Some(default) = self.default_jurisdiction {
+            writeln!(text, "default_jurisdiction = {default:?}").unwrap();
         }
         if let Some(window) = &self.history_window {
             writeln!(text, "history_window = \"{window}\"").unwrap();
@@ -150,6 +165,24 @@ impl GenConfig {
             }
             if let Some(channel) = dest.channel {
                 writeln!(text, "channel = {channel:?}").unwrap();
+            }
+        }
+        let list = |names: &[&str]| {
+            let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        for j in &self.jurisdictions {
+            write!(
+                text,
+                "\n[[jurisdiction]]\nname = {:?}\nmatch = {}\nmodel = \"{}\"\ngpc_denies = {}\n",
+                j.name,
+                list(j.codes),
+                if j.opt_out { "opt-out" } else { "opt-in" },
+                list(&j.gpc_denies),
+            )
+            .unwrap();
+            if j.opt_out {
+                writeln!(text, "granted_by_default = {}", list(&j.granted_by_default)).unwrap();
             }
         }
         text
@@ -228,6 +261,12 @@ const UNCONFIGURED: &str = "marketing";
 const CMP_IDS: [&str; 5] = ["C0002", "C0003", "C0004", "C0005", "C0007"];
 const UNKNOWN_ID: &str = "C9999";
 const CHANNELS: [&str; 2] = ["email", "sms"];
+/// Jurisdictions a config may declare: name, codes, opt-out.
+const JURISDICTIONS: [(&str, &[&str], bool); 3] = [
+    ("EU", &["DE", "FR"], false),
+    ("California", &["US-CA"], true),
+    ("US", &["US"], true),
+];
 const DESTINATIONS: [(&str, &str); 4] = [
     ("Amplitude", "Amplitude (Actions)"),
     ("Google Ads", "Google AdWords New"),
@@ -247,7 +286,8 @@ pub const ODD_SEPARATOR: &str = "date-time with an odd separator";
 /// steps from `seed`.
 pub fn case(config_seed: u64, seed: u64) -> Case {
     let mut g = Gen::new(config_seed);
-    let config = g.config();
+    let mut config = g.config();
+    g.jurisdictions(&mut config);
     g.categories = config.categories();
     g.aliases = config.aliases.iter().map(|(alias, _)| *alias).collect();
     g.channels = config.channels();
@@ -363,6 +403,8 @@ impl Gen {
             history_window,
             history_max_changes: *rng.pick(&[None, Some(0), Some(1), Some(1), Some(2), Some(3)]),
             max_event_bytes: self.max_event_bytes,
+            jurisdictions: Vec::new(),
+            default_jurisdiction: None,
             aliases: if rng.chance(50) {
                 let mut categories = CATEGORIES.to_vec();
                 categories.push(UNCONFIGURED);
@@ -376,6 +418,37 @@ impl Gen {
             } else {
                 Vec::new()
             },
+        }
+    }
+
+    /// Jurisdictions in half the configs, over the categories some destination needs.
+    fn jurisdictions(&mut self, config: &mut GenConfig) {
+        if !self.rng.chance(50) {
+            return;
+        }
+        let categories = config.categories();
+        let rng = &mut self.rng;
+        for &(name, codes, opt_out) in &JURISDICTIONS {
+            if !rng.chance(70) {
+                continue;
+            }
+            let some = |rng: &mut Rng| -> Vec<&'static str> {
+                categories
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.chance(50))
+                    .collect()
+            };
+            config.jurisdictions.push(GenJurisdiction {
+                name,
+                codes,
+                opt_out,
+                granted_by_default: some(rng),
+                gpc_denies: some(rng),
+            });
+        }
+        if !config.jurisdictions.is_empty() && rng.chance(60) {
+            config.default_jurisdiction = Some(rng.pick(&config.jurisdictions).name);
         }
     }
 

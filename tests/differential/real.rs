@@ -7,7 +7,7 @@ use std::rc::Rc;
 use consent_enforcer::config::Config;
 use consent_enforcer::consent::record::{parse_key, parse_value};
 use consent_enforcer::consent::{self, ConsentTable};
-use consent_enforcer::decision::{event_time_ms, Rule, Verdicts};
+use consent_enforcer::decision::{event_time_ms, Law, Rule, Verdicts};
 use consent_enforcer::event;
 use consent_enforcer::vocabulary::{CategorySet, Vocabulary};
 
@@ -17,6 +17,7 @@ pub struct Real {
     config: Rc<Config>,
     vocabulary: Vocabulary,
     rules: Vec<Rule>,
+    law: Law,
     table: ConsentTable,
 }
 
@@ -31,6 +32,7 @@ impl Real {
     pub fn new(config: Rc<Config>) -> Real {
         let mut vocabulary = Vocabulary::from_config(&config);
         let rules = Rule::from_config(&config, &mut vocabulary);
+        let law = Law::from_config(&config, &vocabulary);
         let table = ConsentTable::new(
             config.consent.history_window.as_millis(),
             config.consent.history_max_changes,
@@ -39,6 +41,7 @@ impl Real {
             config,
             vocabulary,
             rules,
+            law,
             table,
         }
     }
@@ -59,7 +62,10 @@ impl Real {
         };
         let record_time_ms = kafka_timestamp_ms.unwrap_or(now_ms);
         let update = parse_value(value, record_time_ms, &self.vocabulary);
-        let all = self.vocabulary.all_categories();
+        let all = (
+            self.vocabulary.all_categories(),
+            self.vocabulary.jurisdictions(),
+        );
         let may_narrow = self.table.may_narrow(user, &update, record_time_ms, all);
         let outcome = match self
             .table
@@ -99,16 +105,14 @@ impl Real {
             Err(reason) => return Judgement::DeadLetter(reason.as_str()),
         };
         let time = event_time_ms(view.timestamp_ms, kafka_timestamp_ms, now_ms);
-        let verdicts = Verdicts::new(&self.table, &view, time, self.vocabulary.channels());
+        let verdicts = Verdicts::new(&self.table, &view, time, &self.law);
         Judgement::Judged(
             self.rules
                 .iter()
-                .map(
-                    |rule| match verdicts.decide(&view, rule, self.config.consent.when_missing) {
-                        Ok(()) => Verdict::Deliver,
-                        Err(reason) => Verdict::Drop(reason.as_str()),
-                    },
-                )
+                .map(|rule| match verdicts.decide(&view, rule) {
+                    Ok(()) => Verdict::Deliver,
+                    Err(reason) => Verdict::Drop(reason.as_str()),
+                })
                 .collect(),
         )
     }
@@ -116,7 +120,7 @@ impl Real {
     /// The configured categories in `set`, in config order (the model's order too).
     fn names(&self, set: CategorySet) -> Vec<String> {
         (0..self.vocabulary.bit_count())
-            .filter(|&i| set.contains(i) && !self.vocabulary.is_channel(i))
+            .filter(|&i| set.contains(i) && self.vocabulary.is_category(i))
             .map(|i| self.vocabulary.bit_name(i).to_owned())
             .collect()
     }

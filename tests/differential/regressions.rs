@@ -20,6 +20,8 @@ fn config(categories: &[&'static str], when_missing: &'static str) -> GenConfig 
         history_max_changes: None,
         max_event_bytes: None,
         aliases: Vec::new(),
+        jurisdictions: Vec::new(),
+        default_jurisdiction: None,
     }
 }
 

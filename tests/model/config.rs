@@ -22,6 +22,20 @@ pub struct Config {
     pub aliases: Vec<(String, String)>,
     /// Every channel some destination names.
     pub channels: Vec<String>,
+    /// `[[jurisdiction]]`, in order.
+    pub jurisdictions: Vec<Jurisdiction>,
+    pub default_jurisdiction: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Jurisdiction {
+    pub name: String,
+    /// `match`: ISO codes.
+    pub codes: Vec<String>,
+    /// `model = "opt-out"`.
+    pub opt_out: bool,
+    pub granted_by_default: Vec<String>,
+    pub gpc_denies: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,11 +94,38 @@ impl Config {
                 channels.push(channel.clone());
             }
         }
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .map(|s| s.as_str().expect("a string").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let jurisdictions = root
+            .get("jurisdiction")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .map(|j| Jurisdiction {
+                        name: j["name"].as_str().expect("a name").to_owned(),
+                        codes: strings(j.get("match")),
+                        opt_out: j["model"].as_str() == Some("opt-out"),
+                        granted_by_default: strings(j.get("granted_by_default")),
+                        gpc_denies: strings(j.get("gpc_denies")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Config {
             categories,
             integration_names,
             aliases,
             channels,
+            jurisdictions,
+            default_jurisdiction: key("consent", "default_jurisdiction")
+                .map(|v| v.as_str().expect("a name").to_owned()),
             max_event_bytes: integer(key("input", "max_event_bytes"), 1_000_000) as usize,
             when_missing_allow: key("consent", "when_missing")
                 .is_some_and(|v| v.as_str() == Some("allow")),
@@ -156,6 +197,30 @@ impl Config {
             .collect()
     }
 }
+
+impl Config {
+    /// README, "Jurisdictions": the jurisdiction a state's `jurisdiction` or an event's
+    /// location code names: a jurisdiction's name; else a code in its `match`; else, for a
+    /// subdivision code (`US-TX`), its country's code (`US`).
+    pub fn jurisdiction_of(&self, text: &str) -> Option<String> {
+        if let Some(j) = self.jurisdictions.iter().find(|j| j.name == text) {
+            return Some(j.name.clone());
+        }
+        let code = text.trim().to_ascii_uppercase();
+        let matching = |code: &str| {
+            self.jurisdictions
+                .iter()
+                .find(|j| j.codes.iter().any(|c| c == code))
+                .map(|j| j.name.clone())
+        };
+        matching(&code).or_else(|| matching(code.split('-').next().unwrap_or_default()))
+    }
+}
+
+/// The facts a model state keeps beside its grants: the jurisdiction it was made under and a
+/// GPC signal (only with `[[jurisdiction]]`).
+pub const JURISDICTION_FACT: &str = "\u{0}jurisdiction:";
+pub const GPC_FACT: &str = "\u{0}gpc";
 
 /// The fact, in a model state's grants, that the user is subscribed on `channel`: kept in
 /// the same set as the categories, under a name no category has.

@@ -24,6 +24,10 @@ pub struct Event<'a> {
     pub stamp: Option<BTreeSet<String>>,
     /// The entries of `integrations` when it is an object (nothing otherwise).
     pub integrations: Vec<(Cow<'a, str>, Json<'a>)>,
+    /// `context.gpc` is JSON `true`.
+    pub gpc: bool,
+    /// The jurisdiction `context.location` falls in.
+    pub jurisdiction: Option<String>,
     /// `context.consentManagement` exists (for measuring coverage).
     pub rudderstack: bool,
     /// A stamp names some configured alias (for measuring coverage).
@@ -114,7 +118,62 @@ pub fn read<'a>(value: Option<&'a [u8]>, config: &Config) -> Result<Event<'a>, &
         integrations,
         rudderstack: rudderstack_present,
         alias_named,
+        gpc: context.and_then(|c| c.get("gpc")) == Some(&Json::Bool(true)),
+        jurisdiction: context
+            .and_then(|c| c.get("location"))
+            .and_then(|location| location_jurisdiction(location, config)),
     })
+}
+
+/// README, "Jurisdictions": `country` and `region` as ISO codes or English names. The
+/// model knows only the names the generator writes; the README's table has every country.
+fn location_jurisdiction(location: &Json<'_>, config: &Config) -> Option<String> {
+    if config.jurisdictions.is_empty() {
+        return None;
+    }
+    let text = |key: &str| match location.get(key) {
+        Some(Json::String(text)) => Some(text.trim().to_owned()),
+        _ => None,
+    };
+    let country = text("country")?;
+    let country = match country.to_lowercase().as_str() {
+        "germany" => "DE".to_owned(),
+        "france" => "FR".to_owned(),
+        "united states" | "united states of america" | "usa" => "US".to_owned(),
+        "brazil" => "BR".to_owned(),
+        code if code.len() == 2 && code.chars().all(|c| c.is_ascii_alphabetic()) => {
+            code.to_ascii_uppercase()
+        }
+        _ => return None,
+    };
+    let region = text("region").and_then(|region| {
+        let upper = region.to_ascii_uppercase();
+        if let Some((prefix, _)) = upper.split_once('-') {
+            return (prefix == country).then_some(upper);
+        }
+        match (country.as_str(), region.to_lowercase().as_str()) {
+            ("US", "california") => Some("US-CA".to_owned()),
+            ("US", "texas") => Some("US-TX".to_owned()),
+            (_, code)
+                if (1..=3).contains(&code.len())
+                    && code.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                Some(format!("{country}-{upper}"))
+            }
+            _ => None,
+        }
+    });
+    let exact = |code: &str| {
+        config
+            .jurisdictions
+            .iter()
+            .find(|j| j.codes.iter().any(|c| c == code))
+            .map(|j| j.name.clone())
+    };
+    region
+        .as_deref()
+        .and_then(exact)
+        .or_else(|| exact(&country))
 }
 
 /// "A key appears twice among the fields the decision reads (`userId`, `anonymousId`,
@@ -144,7 +203,15 @@ fn has_duplicate(json: &Json, config: &Config) -> bool {
         }
     }
     let context = json.get("context");
-    if context.is_some_and(|c| twice(c, "consent") || twice(c, "consentManagement")) {
+    if context.is_some_and(|c| {
+        ["consent", "consentManagement", "gpc", "location"]
+            .iter()
+            .any(|key| twice(c, key))
+    }) {
+        return true;
+    }
+    let location = context.and_then(|c| c.get("location"));
+    if location.is_some_and(|l| twice(l, "country") || twice(l, "region")) {
         return true;
     }
     let managed = context.and_then(|c| c.get("consentManagement"));

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use config::subscribed;
+use config::{subscribed, GPC_FACT, JURISDICTION_FACT};
 pub use config::{Config, Destination};
 use history::{Arrival, At, Now, Outcome, State, Timeline};
 use json::Json;
@@ -108,13 +108,21 @@ pub struct Trace {
     pub alias_in_stamp: bool,
     /// A destination with a `channel` was delivered to.
     pub channel_delivered: bool,
+    /// A GPC signal withheld a category some source or default granted.
+    pub gpc_withheld: bool,
+    /// A user with no source was granted a jurisdiction's default.
+    pub default_granted: bool,
+    /// The jurisdiction came from the state, or from the event's location.
+    pub jurisdiction_of_state: bool,
+    pub jurisdiction_of_location: bool,
 }
 
 /// The consent sources of an event at one time, combined.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sources {
-    /// No source is present.
-    Missing,
+    /// No source is present: the categories the law grants such a user (README,
+    /// "Jurisdictions": the jurisdiction's default, or `when_missing`).
+    Missing(BTreeSet<String>),
     /// Which state was in force is unknown: "no consent", whatever else says.
     Unknown,
     /// The categories every present source has `true`.
@@ -134,6 +142,8 @@ pub struct Model {
     records: BTreeMap<String, Vec<Arrival>>,
     /// When the history was last swept ("the history is swept periodically"), if ever.
     swept_ms: i64,
+    /// What [`Model::sources`] saw, for the trace.
+    seen: std::cell::Cell<Trace>,
 }
 
 impl Model {
@@ -142,6 +152,7 @@ impl Model {
             config,
             records: BTreeMap::new(),
             swept_ms: i64::MIN,
+            seen: std::cell::Cell::new(Trace::default()),
         }
     }
 
@@ -259,6 +270,7 @@ impl Model {
         now_ms: i64,
     ) -> (Judgement, Trace) {
         let mut trace = Trace::default();
+        self.seen.set(Trace::default());
         let event = match event::read(value, &self.config) {
             Ok(event) => event,
             Err(reason) => return (Judgement::DeadLetter(reason), trace),
@@ -283,10 +295,7 @@ impl Model {
                     .or(timeline.evicted_by(window, max_changes, self.swept_ms));
             trace.failed_closed |= matches!(timeline.now(), Now::FailedClosed);
         }
-        let now = sources(
-            person(now_of(&user), now_of(&anonymous)),
-            event.stamp.as_ref(),
-        );
+        let now = self.sources(person(now_of(&user), now_of(&anonymous)), &event);
         let swept = self.swept_ms;
         let user_then = user
             .as_ref()
@@ -306,7 +315,7 @@ impl Model {
                 let mut all = Vec::new();
                 for u in &us {
                     for a in &anons {
-                        all.push(sources(person(*u, *a), event.stamp.as_ref()));
+                        all.push(self.sources(person(*u, *a), &event));
                     }
                 }
                 all
@@ -317,13 +326,18 @@ impl Model {
             .destinations
             .iter()
             .map(|dest| {
-                let verdict = judge(dest, &event.integrations, &now, &then, self.allow());
-                let now_only = judge(dest, &event.integrations, &now, &[], self.allow());
+                let verdict = judge(dest, &event.integrations, &now, &then);
+                let now_only = judge(dest, &event.integrations, &now, &[]);
                 trace.then_dropped |= now_only == Verdict::Deliver && verdict != now_only;
                 trace.channel_delivered |= dest.channel.is_some() && verdict == Verdict::Deliver;
                 verdict
             })
             .collect();
+        let seen = self.seen.get();
+        trace.gpc_withheld = seen.gpc_withheld;
+        trace.default_granted = seen.default_granted;
+        trace.jurisdiction_of_state = seen.jurisdiction_of_state;
+        trace.jurisdiction_of_location = seen.jurisdiction_of_location;
         (Judgement::Judged(verdicts), trace)
     }
 
@@ -371,15 +385,24 @@ impl Model {
         };
         let (before, after) = (state(before), state(after));
         for (i, stamp) in stamps.iter().enumerate() {
-            let was = sources(before.as_ref().map(Person::State), stamp.as_ref());
-            let is = sources(after.as_ref().map(Person::State), stamp.as_ref());
+            let was = combined(before.as_ref().map(Person::State), stamp.as_ref());
+            let is = combined(after.as_ref().map(Person::State), stamp.as_ref());
             if was == is {
                 continue;
             }
             for allow in [false, true] {
+                // A user with no source gets all or nothing: every default lies between.
+                let defaults = |sources: Sources| match sources {
+                    Sources::Missing(_) if allow => {
+                        Sources::Missing(self.config.categories.iter().cloned().collect())
+                    }
+                    Sources::Missing(_) => Sources::Missing(BTreeSet::new()),
+                    other => other,
+                };
+                let (was, is) = (defaults(was.clone()), defaults(is.clone()));
                 for (d, dest) in self.config.destinations.iter().enumerate() {
-                    let verdict = judge(dest, &[], &is, &[], allow);
-                    if judge(dest, &[], &was, &[], allow) == Verdict::Deliver
+                    let verdict = judge(dest, &[], &is, &[]);
+                    if judge(dest, &[], &was, &[]) == Verdict::Deliver
                         && verdict != Verdict::Deliver
                     {
                         return Some((i, allow, d, verdict));
@@ -390,8 +413,71 @@ impl Model {
         None
     }
 
-    fn allow(&self) -> bool {
-        self.config.when_missing_allow
+    /// The consent sources of an event for one person's state (README, "The decision" and
+    /// "Jurisdictions"): the jurisdiction is the state's, else the event's location's, else
+    /// `consent.default_jurisdiction`; a GPC signal (the event's or the state's) denies that
+    /// jurisdiction's `gpc_denies`; with no source, the jurisdiction's default (opt-in:
+    /// nothing; opt-out: `granted_by_default`), or without jurisdictions `when_missing`.
+    fn sources(&self, person: Option<Person<'_>>, event: &event::Event<'_>) -> Sources {
+        let config = &self.config;
+        let state = match person {
+            Some(Person::State(state)) => Some(&state.grants),
+            _ => None,
+        };
+        let fact = |prefix: &str| {
+            state.and_then(|grants| {
+                grants
+                    .iter()
+                    .find_map(|g| g.strip_prefix(prefix).map(str::to_owned))
+            })
+        };
+        let mut seen = self.seen.get();
+        let jurisdiction = if config.jurisdictions.is_empty() {
+            None
+        } else {
+            let of_state = fact(JURISDICTION_FACT);
+            seen.jurisdiction_of_state |= of_state.is_some();
+            seen.jurisdiction_of_location |= of_state.is_none() && event.jurisdiction.is_some();
+            of_state
+                .or_else(|| event.jurisdiction.clone())
+                .or_else(|| config.default_jurisdiction.clone())
+                .and_then(|name| config.jurisdictions.iter().find(|j| j.name == name))
+        };
+        let gpc = event.gpc || state.is_some_and(|grants| grants.contains(GPC_FACT));
+        let withheld: BTreeSet<String> = match jurisdiction {
+            Some(j) if gpc => j.gpc_denies.iter().cloned().collect(),
+            _ => BTreeSet::new(),
+        };
+        let mut without = |set: BTreeSet<String>| -> BTreeSet<String> {
+            seen.gpc_withheld |= set.iter().any(|c| withheld.contains(c));
+            set.into_iter().filter(|c| !withheld.contains(c)).collect()
+        };
+        match combined(person, event.stamp.as_ref()) {
+            Sources::Missing(_) => {
+                let defaults: BTreeSet<String> = if config.jurisdictions.is_empty() {
+                    if config.when_missing_allow {
+                        config.categories.iter().cloned().collect()
+                    } else {
+                        BTreeSet::new()
+                    }
+                } else {
+                    jurisdiction
+                        .filter(|j| j.opt_out)
+                        .map(|j| j.granted_by_default.iter().cloned().collect())
+                        .unwrap_or_default()
+                };
+                let defaults = without(defaults);
+                seen.default_granted |= !config.jurisdictions.is_empty() && !defaults.is_empty();
+                self.seen.set(seen);
+                Sources::Missing(defaults)
+            }
+            Sources::Granted(granted) => {
+                let granted = without(granted);
+                self.seen.set(seen);
+                Sources::Granted(granted)
+            }
+            Sources::Unknown => Sources::Unknown,
+        }
     }
 
     /// "The event's time is its `timestamp` field (RFC 3339), else the record's Kafka
@@ -437,7 +523,7 @@ fn person<'a>(user: Option<Person<'a>>, anonymous: Option<Person<'a>>) -> Option
 
 /// "A category is granted only if at least one source is present and every present source
 /// has it `true`."
-fn sources(person: Option<Person<'_>>, stamp: Option<&BTreeSet<String>>) -> Sources {
+fn combined(person: Option<Person<'_>>, stamp: Option<&BTreeSet<String>>) -> Sources {
     let stored = person.map(|p| match p {
         Person::FailedClosed => BTreeSet::new(),
         Person::State(state) => (*state.grants).clone(),
@@ -445,7 +531,7 @@ fn sources(person: Option<Person<'_>>, stamp: Option<&BTreeSet<String>>) -> Sour
     // README, "Channel subscriptions": only a stored state says what the user is
     // subscribed on; a stamp says nothing about it.
     match (stored, stamp) {
-        (None, None) => Sources::Missing,
+        (None, None) => Sources::Missing(BTreeSet::new()),
         (Some(granted), None) => Sources::Granted(granted),
         (None, Some(stamp)) => Sources::Granted(stamp.clone()),
         (Some(granted), Some(stamp)) => Sources::Granted(
@@ -466,7 +552,6 @@ fn judge(
     integrations: &[(Cow<'_, str>, Json<'_>)],
     now: &Sources,
     then: &[Sources],
-    allow: bool,
 ) -> Verdict {
     let value = |name: &str| integrations.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let off = dest
@@ -487,13 +572,13 @@ fn judge(
     // have been in force at the event's time. Reading: when several may have been, a check
     // of consent that fails is reported before a channel check that fails.
     for stage in [Stage::Consent, Stage::Channel] {
-        if let Some(reason) = fails(dest, now, allow, stage) {
+        if let Some(reason) = fails(dest, now, stage) {
             return Verdict::Drop(reason);
         }
     }
     for stage in [Stage::Consent, Stage::Channel] {
         for sources in then {
-            if let Some(reason) = fails(dest, sources, allow, stage) {
+            if let Some(reason) = fails(dest, sources, stage) {
                 return Verdict::Drop(reason);
             }
         }
@@ -510,25 +595,23 @@ enum Stage {
 }
 
 /// The reason one check of a destination fails with these sources, if it does.
-fn fails(dest: &Destination, sources: &Sources, allow: bool, stage: Stage) -> Option<&'static str> {
+fn fails(dest: &Destination, sources: &Sources, stage: Stage) -> Option<&'static str> {
     let channel = dest.channel.as_deref().map(subscribed);
+    let allows = |granted: &BTreeSet<String>| {
+        let has = |c: &String| granted.contains(c);
+        if dest.categories.is_empty() {
+            true
+        } else if dest.match_any {
+            dest.categories.iter().any(has)
+        } else {
+            dest.categories.iter().all(has)
+        }
+    };
     match (stage, sources) {
         (_, Sources::Unknown) => Some("no_consent"),
-        (Stage::Consent, Sources::Missing) => {
-            (!allow && !dest.categories.is_empty()).then_some("no_consent")
-        }
-        (Stage::Channel, Sources::Missing) => channel.is_some().then_some("unsubscribed"),
-        (Stage::Consent, Sources::Granted(granted)) => {
-            let has = |c: &String| granted.contains(c);
-            let allowed = if dest.categories.is_empty() {
-                true
-            } else if dest.match_any {
-                dest.categories.iter().any(has)
-            } else {
-                dest.categories.iter().all(has)
-            };
-            (!allowed).then_some("denied")
-        }
+        (Stage::Consent, Sources::Missing(defaults)) => (!allows(defaults)).then_some("no_consent"),
+        (Stage::Channel, Sources::Missing(_)) => channel.is_some().then_some("unsubscribed"),
+        (Stage::Consent, Sources::Granted(granted)) => (!allows(granted)).then_some("denied"),
         (Stage::Channel, Sources::Granted(granted)) => channel
             .is_some_and(|c| !granted.contains(&c))
             .then_some("unsubscribed"),

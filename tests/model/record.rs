@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use super::config::{subscribed, Config};
+use super::config::{subscribed, Config, GPC_FACT, JURISDICTION_FACT};
 use super::json::Json;
 use super::rfc3339;
 
@@ -70,6 +70,8 @@ pub fn read(value: Option<&[u8]>, config: &Config) -> Meaning {
     let duplicate = json.count("categoryPreferences") > 1
         || json.count("updatedAt") > 1
         || json.count("subscriptions") > 1
+        || json.count("jurisdiction") > 1
+        || json.count("gpc") > 1
         || preferences.is_some_and(|p| names.iter().any(|c| p.count(c) > 1))
         || subscriptions.is_some_and(|s| config.channels.iter().any(|c| s.count(c) > 1));
     if duplicate {
@@ -87,6 +89,16 @@ pub fn read(value: Option<&[u8]>, config: &Config) -> Meaning {
         Some(_) => return Meaning::Malformed("bad_updated_at"),
     };
     let mut grants: BTreeSet<String> = granted(preferences, config).into_iter().collect();
+    if !config.jurisdictions.is_empty() {
+        if let Some(Json::String(named)) = json.get("jurisdiction") {
+            if let Some(name) = config.jurisdiction_of(named) {
+                grants.insert(format!("{JURISDICTION_FACT}{name}"));
+            }
+        }
+        if json.get("gpc") == Some(&Json::Bool(true)) {
+            grants.insert(GPC_FACT.to_owned());
+        }
+    }
     for channel in &config.channels {
         if let Some(Json::String(status)) = subscriptions.and_then(|s| s.get(channel)) {
             if status.eq_ignore_ascii_case("subscribed") {

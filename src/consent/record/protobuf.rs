@@ -6,7 +6,7 @@ use prost::Message;
 use super::{ConsentUpdate, ReadValue, Rejection};
 use crate::consent::ConsentState;
 use crate::proto;
-use crate::vocabulary::{CategorySet, Vocabulary};
+use crate::vocabulary::{BitKind, CategorySet, Vocabulary};
 
 pub(super) fn read(bytes: &[u8], record_time_ms: i64, vocabulary: &Vocabulary) -> ReadValue {
     let Ok(message) = proto::ConsentState::decode(bytes) else {
@@ -43,9 +43,20 @@ pub(super) fn read(bytes: &[u8], record_time_ms: i64, vocabulary: &Vocabulary) -
             subscribed.insert(bit);
         }
     }
+    let mut facts = CategorySet::EMPTY;
+    if let Some(bit) = message
+        .jurisdiction
+        .as_deref()
+        .and_then(|named| vocabulary.jurisdiction_named(named))
+    {
+        facts.insert(bit);
+    }
+    if let (Some(true), Some(bit)) = (message.gpc, vocabulary.gpc()) {
+        facts.insert(bit);
+    }
     ReadValue {
         update: Ok(ConsentUpdate::Set(ConsentState {
-            granted: granted.without(denied).union(subscribed),
+            granted: granted.without(denied).union(subscribed).union(facts),
             updated_at_ms: message.updated_at_ms.unwrap_or(record_time_ms),
         })),
         unknown_names,
@@ -71,12 +82,18 @@ pub fn encode_protobuf(state: &ConsentState, vocabulary: &Vocabulary) -> Vec<u8>
     for bit in 0..vocabulary.bit_count() {
         let name = vocabulary.bit_name(bit).to_owned();
         let set = state.granted.contains(bit);
-        if !vocabulary.is_channel(bit) {
-            message.category_preferences.insert(name, set);
-        } else if set {
-            message
-                .subscriptions
-                .insert(name, proto::SubscriptionStatus::Subscribed as i32);
+        match vocabulary.kind(bit) {
+            BitKind::Category => {
+                message.category_preferences.insert(name, set);
+            }
+            BitKind::Channel if set => {
+                message
+                    .subscriptions
+                    .insert(name, proto::SubscriptionStatus::Subscribed as i32);
+            }
+            BitKind::Gpc if set => message.gpc = Some(true),
+            BitKind::Jurisdiction if set => message.jurisdiction = Some(name),
+            _ => {}
         }
     }
     message.encode_to_vec()

@@ -88,8 +88,47 @@ impl Gen {
                 self.consent_management(),
             ));
         }
+        if self.rng.chance(25) {
+            let gpc = *self.rng.pick(&["true", "true", "false", "\"true\"", "1"]);
+            entries.push(("\"gpc\"".to_owned(), gpc.to_owned()));
+        }
+        if self.rng.chance(40) {
+            entries.push(("\"location\"".to_owned(), self.location()));
+        }
         self.rng.shuffle(&mut entries);
         Some(object(&entries))
+    }
+
+    /// Segment's `context.location`: countries and regions by name or code, some nowhere
+    /// configured, some not strings.
+    fn location(&mut self) -> String {
+        let country = *self.rng.pick(&[
+            "\"Germany\"",
+            "\"FR\"",
+            "\"United States\"",
+            "\"us\"",
+            "\"USA\"",
+            "\"Brazil\"",
+            "\"Atlantis\"",
+            "null",
+        ]);
+        let mut entries = vec![("\"country\"".to_owned(), country.to_owned())];
+        if self.rng.chance(70) {
+            let region = *self.rng.pick(&[
+                "\"California\"",
+                "\"CA\"",
+                "\"US-CA\"",
+                "\"Texas\"",
+                "\"tx\"",
+                "\"Bavaria\"",
+                "\"FR-75\"",
+                "3",
+            ]);
+            entries.push(("\"region\"".to_owned(), region.to_owned()));
+        }
+        entries.push(("\"city\"".to_owned(), "\"X\"".to_owned()));
+        self.rng.shuffle(&mut entries);
+        object(&entries)
     }
 
     /// RudderStack's `consentManagement`: allowed and denied IDs (aliases, category names,

@@ -174,6 +174,24 @@ impl Gen {
         if self.rng.chance(2) {
             entries.push(("\"extra\"".to_owned(), exotic_json(&mut self.rng)));
         }
+        if self.rng.chance(35) {
+            let named = *self.rng.pick(&[
+                "\"DE\"",
+                "\"fr\"",
+                "\"US-CA\"",
+                "\"US-TX\"",
+                "\"US\"",
+                "\"BR\"",
+                "\"EU\"",
+                "\"California\"",
+                "7",
+            ]);
+            entries.push(("\"jurisdiction\"".to_owned(), named.to_owned()));
+        }
+        if self.rng.chance(25) {
+            let gpc = *self.rng.pick(&["true", "true", "false", "\"1\""]);
+            entries.push(("\"gpc\"".to_owned(), gpc.to_owned()));
+        }
         if !self.channels.is_empty() && self.rng.chance(60) {
             let subscriptions = match self.rng.below(10) {
                 0 => (*self.rng.pick(&["null", "[]", "\"email\""])).to_owned(),
@@ -196,7 +214,7 @@ impl Gen {
         let category = self.categories.first().copied().unwrap_or("analytics");
         let at = self.timestamp_text(record_time);
         let prefs = self.grants(false);
-        let text = match self.rng.below(26) {
+        let text = match self.rng.below(27) {
             0 => format!(r#"{{"categoryPreferences":{prefs},"updatedAt":{at}"#),
             1 => format!(r#"{{"categoryPreferences":{prefs}}} x"#),
             2 => {
@@ -234,6 +252,7 @@ impl Gen {
                     r#"{{"categoryPreferences":{prefs},"subscriptions":{subscriptions},"subscriptions":{{}}}}"#
                 )
             }
+            25 => format!(r#"{{"categoryPreferences":{prefs},"gpc":true,"gpc":false}}"#),
             24 => {
                 let channel = self.channels.first().copied().unwrap_or("email");
                 format!(
