@@ -12,6 +12,7 @@ pub mod consent;
 pub mod decision;
 pub mod delivery;
 pub mod event;
+pub mod explain;
 pub mod http;
 pub mod input;
 pub mod internal_events;

@@ -1,4 +1,5 @@
-//! `consent-enforcer run --config FILE` and `consent-enforcer check-config --config FILE`.
+//! `consent-enforcer run --config FILE`, `consent-enforcer check-config --config FILE` and
+//! `consent-enforcer explain --config FILE --event FILE [...]`.
 //!
 //! Exit status: 0 on a clean stop, 1 on a runtime failure, 2 on a configuration error.
 
@@ -39,6 +40,34 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show what the enforcer does with one event, for every destination, and why.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The event's value, as it is on the input topic.
+        #[arg(long)]
+        event: PathBuf,
+        /// The consent record value of the event's userId.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// The consent record value of the event's anonymousId.
+        #[arg(long)]
+        anonymous_state: Option<PathBuf>,
+        /// A privacy request for the event's user.
+        #[arg(long)]
+        request: Option<PathBuf>,
+        /// The time of judging (RFC 3339); default now. The states are taken as read then.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,6 +98,40 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Explain {
+            config,
+            event,
+            state,
+            anonymous_state,
+            request,
+            at,
+            format,
+        } => {
+            let loaded = match load(&config) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let files = ExplainFiles {
+                event,
+                state,
+                anonymous_state,
+                request,
+                at,
+            };
+            match explain(&loaded, files, format) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
         Command::Run { config } => {
             let loaded = match load(&config) {
                 Ok(loaded) => loaded,
@@ -99,6 +162,65 @@ fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
     consent_enforcer::secrets::redact_logs(Redactor::of(&config.kafka));
     kafka::check_client_configs(&config)?;
     Ok(config)
+}
+
+struct ExplainFiles {
+    event: PathBuf,
+    state: Option<PathBuf>,
+    anonymous_state: Option<PathBuf>,
+    request: Option<PathBuf>,
+    at: Option<String>,
+}
+
+/// The explanation, rendered; an error names the argument at fault.
+fn explain(config: &Config, files: ExplainFiles, format: OutputFormat) -> Result<String, String> {
+    use consent_enforcer::explain::{render_json, render_text, Explainer, Question};
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))
+    };
+    if files.request.is_some() {
+        return Err("--request: privacy requests are not read by this version".to_owned());
+    }
+    let event = read("--event", &files.event)?;
+    let state = files
+        .state
+        .as_deref()
+        .map(|p| read("--state", p))
+        .transpose()?;
+    let anonymous_state = files
+        .anonymous_state
+        .as_deref()
+        .map(|p| read("--anonymous-state", p))
+        .transpose()?;
+    let at_ms = match &files.at {
+        Some(text) => consent_enforcer::consent::record::parse_rfc3339_ms(text)
+            .ok_or_else(|| format!("--at: {text:?} is not an RFC 3339 date-time"))?,
+        None => consent_enforcer::clock::now_ms(),
+    };
+    let question = Question {
+        event: trim_newline(&event),
+        state: state.as_deref().map(trim_newline),
+        anonymous_state: anonymous_state.as_deref().map(trim_newline),
+        at_ms,
+    };
+    let explainer = Explainer::new(config);
+    let table = explainer.table(&question).map_err(|e| e.to_string())?;
+    let explanation = explainer.explain(&table, question.event, Some(at_ms), at_ms);
+    Ok(match format {
+        OutputFormat::Text => render_text(&explanation),
+        OutputFormat::Json => format!("{}\n", render_json(&explanation)),
+    })
+}
+
+/// A file's bytes without the line feed an editor ends it with (a JSON value is the same
+/// without it; a protobuf value is taken as it is).
+fn trim_newline(bytes: &[u8]) -> &[u8] {
+    match bytes {
+        [rest @ .., b'\n'] if rest.first() == Some(&b'{') => {
+            rest.strip_suffix(b"\r").unwrap_or(rest)
+        }
+        _ => bytes,
+    }
 }
 
 /// The error and each cause it does not already name: most errors here include their cause's

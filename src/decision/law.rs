@@ -123,6 +123,15 @@ impl Law {
         stored: Option<CategorySet>,
         view: &EventView<'_>,
     ) -> Option<Jurisdiction> {
+        let (bit, _) = self.resolve(stored, view)?;
+        self.jurisdictions
+            .iter()
+            .find(|(b, _)| *b == bit)
+            .map(|(_, j)| *j)
+    }
+
+    /// The jurisdiction's bit, and where it came from.
+    fn resolve(&self, stored: Option<CategorySet>, view: &EventView<'_>) -> Option<(u8, Origin)> {
         if self.jurisdictions.is_empty() {
             return None;
         }
@@ -132,12 +141,62 @@ impl Law {
                 .find(|(bit, _)| bits.contains(*bit))
                 .map(|(bit, _)| *bit)
         });
-        let bit = of_state.or(view.location).or(self.default)?;
-        self.jurisdictions
-            .iter()
-            .find(|(b, _)| *b == bit)
-            .map(|(_, j)| *j)
+        of_state
+            .map(|bit| (bit, Origin::State))
+            .or(view.location.map(|bit| (bit, Origin::Location)))
+            .or(self.default.map(|bit| (bit, Origin::Default)))
     }
+
+    /// What the law made of one person's state and the event, for `explain`: the same
+    /// resolution [`Law::grants`] uses.
+    pub fn describe(&self, stored: Option<ConsentState>, view: &EventView<'_>) -> LawApplied {
+        let bits = stored.map(|state| state.granted);
+        let jurisdiction = self.jurisdiction(bits, view);
+        let state_gpc = bits.is_some_and(|b| self.gpc.is_some_and(|gpc| b.contains(gpc)));
+        let gpc = if self.jurisdictions.is_empty() {
+            None
+        } else if view.gpc {
+            Some(Origin::Location)
+        } else if state_gpc {
+            Some(Origin::State)
+        } else {
+            None
+        };
+        LawApplied {
+            jurisdiction: self.resolve(bits, view),
+            gpc,
+            withheld: jurisdiction
+                .filter(|_| gpc.is_some())
+                .map_or(CategorySet::EMPTY, |j| j.gpc_denies),
+            defaults: if self.jurisdictions.is_empty() {
+                self.when_missing
+            } else {
+                jurisdiction.map_or(CategorySet::EMPTY, |j| j.by_default)
+            },
+        }
+    }
+}
+
+/// Where the jurisdiction came from (for GPC, `Location` stands for the event's own
+/// `context.gpc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    State,
+    Location,
+    Default,
+}
+
+/// The law as applied to one person's state and event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LawApplied {
+    /// The jurisdiction's bit and where it came from.
+    pub jurisdiction: Option<(u8, Origin)>,
+    /// A GPC signal, from the event (`Location`) or the state.
+    pub gpc: Option<Origin>,
+    /// What the GPC signal denies.
+    pub withheld: CategorySet,
+    /// What a user with no consent source is granted (before GPC).
+    pub defaults: CategorySet,
 }
 
 #[cfg(test)]

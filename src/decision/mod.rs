@@ -5,7 +5,7 @@
 mod law;
 mod verdicts;
 
-pub use law::Law;
+pub use law::{Law, LawApplied, Origin};
 pub use verdicts::Verdicts;
 
 use crate::config::{Config, MatchMode};

@@ -73,6 +73,16 @@ impl Verdicts {
         self.now
     }
 
+    /// The consent sources at the event's time: `None` when they are those of now; else
+    /// every combination that may have been in force.
+    pub fn then(&self) -> Option<Vec<Grants>> {
+        match &self.then {
+            Then::Now => None,
+            Then::One(one) => Some(vec![*one]),
+            Then::Each(each) => Some(each.clone()),
+        }
+    }
+
     /// Deliver (`Ok`) or drop, for one destination: the reason is that of the first check
     /// that fails, now first.
     pub fn decide(&self, view: &EventView<'_>, rule: &Rule) -> Result<(), DropReason> {

@@ -9,6 +9,7 @@ use consent_enforcer::consent::record::{parse_key, parse_value};
 use consent_enforcer::consent::{self, ConsentTable};
 use consent_enforcer::decision::{event_time_ms, Law, Rule, Verdicts};
 use consent_enforcer::event;
+use consent_enforcer::explain::{Explainer, Explanation};
 use consent_enforcer::vocabulary::{CategorySet, Vocabulary};
 
 use crate::model::{Judgement, RecordOutcome, Verdict};
@@ -18,6 +19,7 @@ pub struct Real {
     vocabulary: Vocabulary,
     rules: Vec<Rule>,
     law: Law,
+    explainer: Explainer,
     table: ConsentTable,
 }
 
@@ -33,6 +35,7 @@ impl Real {
         let mut vocabulary = Vocabulary::from_config(&config);
         let rules = Rule::from_config(&config, &mut vocabulary);
         let law = Law::from_config(&config, &vocabulary);
+        let explainer = Explainer::new(&config);
         let table = ConsentTable::new(
             config.consent.history_window.as_millis(),
             config.consent.history_max_changes,
@@ -42,6 +45,7 @@ impl Real {
             vocabulary,
             rules,
             law,
+            explainer,
             table,
         }
     }
@@ -106,15 +110,36 @@ impl Real {
         };
         let time = event_time_ms(view.timestamp_ms, kafka_timestamp_ms, now_ms);
         let verdicts = Verdicts::new(&self.table, &view, time, &self.law);
-        Judgement::Judged(
-            self.rules
-                .iter()
-                .map(|rule| match verdicts.decide(&view, rule) {
-                    Ok(()) => Verdict::Deliver,
-                    Err(reason) => Verdict::Drop(reason.as_str()),
-                })
-                .collect(),
-        )
+        let judged: Vec<Verdict> = self
+            .rules
+            .iter()
+            .map(|rule| match verdicts.decide(&view, rule) {
+                Ok(()) => Verdict::Deliver,
+                Err(reason) => Verdict::Drop(reason.as_str()),
+            })
+            .collect();
+        // `explain` must say what the service does.
+        let bytes = value.unwrap_or_default();
+        match self
+            .explainer
+            .explain(&self.table, bytes, kafka_timestamp_ms, now_ms)
+        {
+            Explanation::Judged(explained) => {
+                let said: Vec<Verdict> = explained
+                    .destinations
+                    .iter()
+                    .map(|d| match d.verdict {
+                        Ok(()) => Verdict::Deliver,
+                        Err(reason) => Verdict::Drop(reason.as_str()),
+                    })
+                    .collect();
+                assert_eq!(said, judged, "explain disagrees with the service");
+            }
+            Explanation::DeadLetter(reason) => {
+                panic!("explain dead-letters ({reason}) an event the service judged")
+            }
+        }
+        Judgement::Judged(judged)
     }
 
     /// The configured categories in `set`, in config order (the model's order too).
