@@ -169,6 +169,10 @@ impl Vocabulary {
         self.gpc
     }
 
+    pub fn has_jurisdictions(&self) -> bool {
+        !self.jurisdictions.is_empty()
+    }
+
     /// Every jurisdiction bit.
     pub fn jurisdictions(&self) -> CategorySet {
         self.jurisdictions

@@ -67,7 +67,13 @@ pub fn check(data: &[u8]) {
     }
     // Interning the names into bit sets must hold within those limits.
     let vocabulary = Vocabulary::from_config(&config);
-    if usize::from(vocabulary.bit_count()) != categories.len() + channels(&config) {
+    // GPC and each jurisdiction take a bit too.
+    let law_bits = if config.jurisdictions.is_empty() {
+        0
+    } else {
+        1 + config.jurisdictions.len()
+    };
+    if usize::from(vocabulary.bit_count()) != categories.len() + channels(&config) + law_bits {
         fail("its vocabulary does not count its categories");
     }
 }

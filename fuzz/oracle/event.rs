@@ -110,16 +110,9 @@ fn has_duplicate(event: &Json) -> bool {
     let Some(context) = event.get("context") else {
         return false;
     };
-    if ["consent", "consentManagement", "gpc", "location"]
-        .iter()
-        .any(|key| context.repeats(key))
-    {
+    // `gpc` and `location` are read only where jurisdictions are declared (none here).
+    if context.repeats("consent") || context.repeats("consentManagement") {
         return true;
-    }
-    if let Some(location) = context.get("location") {
-        if location.repeats("country") || location.repeats("region") {
-            return true;
-        }
     }
     if let Some(managed) = context.get("consentManagement") {
         if managed.repeats("allowedConsentIds") || managed.repeats("deniedConsentIds") {

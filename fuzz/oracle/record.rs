@@ -58,9 +58,8 @@ pub fn classify_value(value: Option<&[u8]>, record_time_ms: i64) -> Option<Outco
     let subscriptions = record.get("subscriptions");
     if record.repeats("categoryPreferences")
         || record.repeats("updatedAt")
+        // A channel is configured; jurisdictions are not (`jurisdiction`, `gpc` unread).
         || record.repeats("subscriptions")
-        || record.repeats("jurisdiction")
-        || record.repeats("gpc")
         || preferences.is_some_and(|p| preference_names().any(|name| p.repeats(name)))
         || subscriptions.is_some_and(|s| s.repeats(CHANNEL))
     {

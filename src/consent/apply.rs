@@ -8,11 +8,11 @@ use rdkafka::message::{BorrowedMessage, Message};
 use super::follower::ConsentEffects;
 use super::record::{parse_key, read_message};
 use super::republish::{Republishing, REPUBLISHED_HEADER};
-use super::table::RecordOutcome;
+use super::table::{RecordOutcome, Widest};
 use super::{ConsentState, ConsentTable, ConsentUpdate, Rejection};
 use crate::config::ConsentFormat;
 use crate::telemetry::ConsentMetrics;
-use crate::vocabulary::{CategorySet, Vocabulary};
+use crate::vocabulary::Vocabulary;
 
 /// Applies records to the table (apart from the consumer, so a borrowed message can be
 /// applied while the consumer is borrowed).
@@ -23,9 +23,8 @@ pub(super) struct Applier {
     pub(super) history_window_ms: i64,
     pub(super) history_max_changes: usize,
     pub(super) vocabulary: Arc<Vocabulary>,
-    /// Every category and channel the configuration knows, and the jurisdiction bits: a
-    /// state granting all of the first and nothing else but the second narrows nobody.
-    pub(super) widest: (CategorySet, CategorySet),
+    /// A state that narrows nobody.
+    pub(super) widest: Widest,
     pub(super) copartitioned: bool,
     /// `consent.format`.
     pub(super) format: ConsentFormat,

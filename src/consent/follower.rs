@@ -152,7 +152,7 @@ impl ConsentFollower {
                 history_max_changes,
                 copartitioned,
                 format: config.consent.format,
-                widest: (vocabulary.all_categories(), vocabulary.jurisdictions()),
+                widest: ConsentTable::widest(config, &vocabulary),
                 vocabulary,
                 republishing: Republishing::new(
                     lookback,

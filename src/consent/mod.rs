@@ -17,7 +17,7 @@ use crate::vocabulary::CategorySet;
 
 pub use follower::ConsentFollower;
 pub use record::{ConsentUpdate, Rejection};
-pub use table::{ConsentTable, RecordOutcome, StatesAt};
+pub use table::{ConsentTable, RecordOutcome, StatesAt, Widest};
 
 /// One user's consent: the categories granted, and when that choice was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

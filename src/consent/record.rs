@@ -382,11 +382,13 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                     self.0.see(&mut seen, 2);
                     fields.updated_at = map.next_value_seed(UpdatedAtSeed)?;
                 }
-                Some(2) => {
+                // Each read, and so checked for duplicates, only where the decision uses it:
+                // a config without channels or jurisdictions decides as it did before.
+                Some(2) if !self.0.vocabulary.channels().is_empty() => {
                     self.0.see(&mut seen, 4);
                     fields.subscribed = map.next_value_seed(SubscriptionsSeed(self.0))?;
                 }
-                Some(3) => {
+                Some(3) if self.0.vocabulary.has_jurisdictions() => {
                     self.0.see(&mut seen, 8);
                     let named = map.next_value_seed(crate::event::StringSeed)?;
                     if let Some(bit) = named.and_then(|n| self.0.vocabulary.jurisdiction_named(&n))
@@ -394,7 +396,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
                         fields.facts.insert(bit);
                     }
                 }
-                Some(4) => {
+                Some(4) if self.0.vocabulary.has_jurisdictions() => {
                     self.0.see(&mut seen, 16);
                     let signal =
                         map.next_value_seed(crate::json::FlagSeed)? == crate::json::Flag::True;

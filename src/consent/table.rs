@@ -10,7 +10,8 @@ use super::history::History;
 use super::key::UserKey;
 use super::record::MAX_IDENTIFIER_BYTES;
 use super::{ConsentState, ConsentUpdate, Rejection};
-use crate::vocabulary::CategorySet;
+use crate::config::Config;
+use crate::vocabulary::{CategorySet, Vocabulary};
 
 #[derive(Debug)]
 pub struct ConsentTable {
@@ -31,6 +32,34 @@ pub struct ConsentTable {
 impl Default for ConsentTable {
     fn default() -> Self {
         ConsentTable::new(7 * 24 * 3_600_000, 8)
+    }
+}
+
+/// The widest state: one that takes nothing away from anyone. It grants every category and
+/// channel (`all`) and has no other bits but a jurisdiction whose GPC denies nothing
+/// (`harmless`), and when some jurisdiction's GPC denies something (`shield_needed`), it has
+/// such a jurisdiction: otherwise an event with GPC could fall under one that denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Widest {
+    pub all: CategorySet,
+    pub harmless: CategorySet,
+    pub shield_needed: bool,
+}
+
+impl Widest {
+    /// Bounds without jurisdictions: every category and channel.
+    pub fn of(all: CategorySet) -> Widest {
+        Widest {
+            all,
+            harmless: CategorySet::EMPTY,
+            shield_needed: false,
+        }
+    }
+
+    pub fn holds(self, granted: CategorySet) -> bool {
+        granted.is_superset(self.all)
+            && granted.without(self.all).without(self.harmless).is_empty()
+            && (!self.shield_needed || granted.intersects(self.harmless))
     }
 }
 
@@ -169,6 +198,28 @@ impl ConsentTable {
         }
     }
 
+    /// What [`ConsentTable::may_narrow`] takes for a config: see [`Widest`].
+    pub fn widest(config: &Config, vocabulary: &Vocabulary) -> Widest {
+        let mut harmless = CategorySet::EMPTY;
+        for j in config
+            .jurisdictions
+            .iter()
+            .filter(|j| j.gpc_denies.is_empty())
+        {
+            if let Some(bit) = vocabulary.jurisdiction_named(&j.name) {
+                harmless.insert(bit);
+            }
+        }
+        Widest {
+            all: vocabulary.all_categories(),
+            harmless,
+            shield_needed: config
+                .jurisdictions
+                .iter()
+                .any(|j| !j.gpc_denies.is_empty()),
+        }
+    }
+
     /// Whether applying `record` could take a grant away from any person, now: every change
     /// does but a state granting every category and channel (`all`) with no other bits than
     /// `harmless` (a jurisdiction, which only decides for users without a state; not GPC,
@@ -181,7 +232,7 @@ impl ConsentTable {
         user: &str,
         record: &Result<ConsentUpdate, Rejection>,
         record_time_ms: i64,
-        (all, harmless): (CategorySet, CategorySet),
+        widest: Widest,
     ) -> bool {
         let current = self.get(user);
         if current.is_some_and(|s| s.is_failed_closed()) {
@@ -196,8 +247,7 @@ impl ConsentTable {
                 // The same state again (an override read back, a record sent twice) changes
                 // nothing.
                 current != Some(applied)
-                    && !(state.granted.is_superset(all)
-                        && state.granted.without(all).without(harmless).is_empty())
+                    && !widest.holds(state.granted)
                     && self
                         .bar(user)
                         .is_none_or(|bar| bar <= applied.updated_at_ms)

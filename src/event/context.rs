@@ -51,12 +51,14 @@ impl<'de> Visitor<'de> for ContextSeed<'_> {
                             .unwrap_or_default(),
                     );
                 }
-                Some(2) => {
+                // Read, and so checked for duplicates, only where the decision uses it: a
+                // config without jurisdictions decides as it did before they existed.
+                Some(2) if scope.vocabulary.has_jurisdictions() => {
                     scope.see(&mut seen, 4);
                     // Only JSON `true` is a signal.
                     context.gpc = map.next_value_seed(FlagSeed)? == Flag::True;
                 }
-                Some(3) => {
+                Some(3) if scope.vocabulary.has_jurisdictions() => {
                     scope.see(&mut seen, 8);
                     let place = map.next_value_seed(LocationSeed(scope))?;
                     context.location = scope

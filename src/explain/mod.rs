@@ -214,9 +214,7 @@ impl Explainer {
                 }),
             })
             .collect();
-        let then_known = verdicts
-            .then()
-            .map(|then| !then.contains(&Grants::Unknown));
+        let then_known = verdicts.then().map(|then| !then.contains(&Grants::Unknown));
         Explanation::Judged(Box::new(Judged {
             at_ms,
             event_time_ms: time,

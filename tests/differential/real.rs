@@ -66,10 +66,7 @@ impl Real {
         };
         let record_time_ms = kafka_timestamp_ms.unwrap_or(now_ms);
         let update = parse_value(value, record_time_ms, &self.vocabulary);
-        let all = (
-            self.vocabulary.all_categories(),
-            self.vocabulary.jurisdictions(),
-        );
+        let all = ConsentTable::widest(&self.config, &self.vocabulary);
         let may_narrow = self.table.may_narrow(user, &update, record_time_ms, all);
         let outcome = match self
             .table

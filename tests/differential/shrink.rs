@@ -33,6 +33,12 @@ pub fn shrink(mut case: Case, fails: impl Fn(&Case) -> bool) -> Case {
             if case.config.destinations.len() > 1 {
                 let mut candidate = case.clone();
                 candidate.config.destinations.remove(i);
+                // Jurisdictions may name only the categories destinations still need.
+                let categories = candidate.config.categories();
+                for j in &mut candidate.config.jurisdictions {
+                    j.granted_by_default.retain(|c| categories.contains(c));
+                    j.gpc_denies.retain(|c| categories.contains(c));
+                }
                 if fails(&candidate) {
                     case = candidate;
                     progressed = true;

@@ -118,7 +118,8 @@ pub fn read<'a>(value: Option<&'a [u8]>, config: &Config) -> Result<Event<'a>, &
         integrations,
         rudderstack: rudderstack_present,
         alias_named,
-        gpc: context.and_then(|c| c.get("gpc")) == Some(&Json::Bool(true)),
+        gpc: !config.jurisdictions.is_empty()
+            && context.and_then(|c| c.get("gpc")) == Some(&Json::Bool(true)),
         jurisdiction: context
             .and_then(|c| c.get("location"))
             .and_then(|location| location_jurisdiction(location, config)),
@@ -203,16 +204,18 @@ fn has_duplicate(json: &Json, config: &Config) -> bool {
         }
     }
     let context = json.get("context");
-    if context.is_some_and(|c| {
-        ["consent", "consentManagement", "gpc", "location"]
-            .iter()
-            .any(|key| twice(c, key))
-    }) {
+    if context.is_some_and(|c| twice(c, "consent") || twice(c, "consentManagement")) {
         return true;
     }
-    let location = context.and_then(|c| c.get("location"));
-    if location.is_some_and(|l| twice(l, "country") || twice(l, "region")) {
-        return true;
+    // `gpc` and `location` are read only with jurisdictions declared.
+    if !config.jurisdictions.is_empty() {
+        if context.is_some_and(|c| twice(c, "gpc") || twice(c, "location")) {
+            return true;
+        }
+        let location = context.and_then(|c| c.get("location"));
+        if location.is_some_and(|l| twice(l, "country") || twice(l, "region")) {
+            return true;
+        }
     }
     let managed = context.and_then(|c| c.get("consentManagement"));
     if managed.is_some_and(|m| twice(m, "allowedConsentIds") || twice(m, "deniedConsentIds")) {

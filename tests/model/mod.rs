@@ -384,28 +384,55 @@ impl Model {
             })
         };
         let (before, after) = (state(before), state(after));
+        // Every event the person may send: any stamp, with or without GPC, from any
+        // jurisdiction's location or none.
+        let mut locations: Vec<Option<String>> = vec![None];
+        locations.extend(
+            self.config
+                .jurisdictions
+                .iter()
+                .map(|j| Some(j.name.clone())),
+        );
         for (i, stamp) in stamps.iter().enumerate() {
-            let was = combined(before.as_ref().map(Person::State), stamp.as_ref());
-            let is = combined(after.as_ref().map(Person::State), stamp.as_ref());
-            if was == is {
-                continue;
-            }
-            for allow in [false, true] {
-                // A user with no source gets all or nothing: every default lies between.
-                let defaults = |sources: Sources| match sources {
-                    Sources::Missing(_) if allow => {
-                        Sources::Missing(self.config.categories.iter().cloned().collect())
+            for gpc in [false, true] {
+                for location in &locations {
+                    let event = event::Event {
+                        user_id: None,
+                        anonymous_id: None,
+                        timestamp_ms: None,
+                        stamp: stamp.clone(),
+                        integrations: Vec::new(),
+                        rudderstack: false,
+                        alias_named: false,
+                        gpc: gpc && !self.config.jurisdictions.is_empty(),
+                        jurisdiction: location.clone(),
+                    };
+                    let was = self.sources(before.as_ref().map(Person::State), &event);
+                    let is = self.sources(after.as_ref().map(Person::State), &event);
+                    if was == is {
+                        continue;
                     }
-                    Sources::Missing(_) => Sources::Missing(BTreeSet::new()),
-                    other => other,
-                };
-                let (was, is) = (defaults(was.clone()), defaults(is.clone()));
-                for (d, dest) in self.config.destinations.iter().enumerate() {
-                    let verdict = judge(dest, &[], &is, &[]);
-                    if judge(dest, &[], &was, &[]) == Verdict::Deliver
-                        && verdict != Verdict::Deliver
-                    {
-                        return Some((i, allow, d, verdict));
+                    for allow in [false, true] {
+                        // Without jurisdictions a user with no source gets all or nothing.
+                        let defaults = |sources: Sources| match sources {
+                            Sources::Missing(_) if self.config.jurisdictions.is_empty() => {
+                                Sources::Missing(if allow {
+                                    self.config.categories.iter().cloned().collect()
+                                } else {
+                                    BTreeSet::new()
+                                })
+                            }
+                            other => other,
+                        };
+                        let (was, is) = (defaults(was.clone()), defaults(is.clone()));
+                        for (d, dest) in self.config.destinations.iter().enumerate() {
+                            let verdict = judge(dest, &[], &is, &[]);
+                            if judge(dest, &[], &was, &[]) == Verdict::Deliver
+                                && verdict != Verdict::Deliver
+                            {
+                                return Some((i, allow, d, verdict));
+                            }
+                        }
                     }
                 }
             }

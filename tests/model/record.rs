@@ -69,11 +69,13 @@ pub fn read(value: Option<&[u8]>, config: &Config) -> Meaning {
     let names = config.preference_names();
     let duplicate = json.count("categoryPreferences") > 1
         || json.count("updatedAt") > 1
-        || json.count("subscriptions") > 1
-        || json.count("jurisdiction") > 1
-        || json.count("gpc") > 1
+        || (!config.channels.is_empty() && json.count("subscriptions") > 1)
+        || (!config.jurisdictions.is_empty()
+            && (json.count("jurisdiction") > 1 || json.count("gpc") > 1))
         || preferences.is_some_and(|p| names.iter().any(|c| p.count(c) > 1))
         || subscriptions.is_some_and(|s| config.channels.iter().any(|c| s.count(c) > 1));
+    // Reading: `subscriptions`, `jurisdiction` and `gpc` are fields read (README, "duplicate
+    // field") only where a destination has a channel, or jurisdictions are declared.
     if duplicate {
         return Meaning::Malformed("duplicate_key");
     }

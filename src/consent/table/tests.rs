@@ -250,41 +250,16 @@ fn every_change_may_narrow_a_person_but_a_full_grant_or_a_stale_record() {
     let record = |bits, at| Ok(ConsentUpdate::Set(state(bits, at)));
     // A first record, wider than nothing for this identifier, may narrow a person whose
     // other identifier granted more, or who had no state under `when_missing = "allow"`.
-    assert!(table.may_narrow("u", &record(0b011, 10), NOW, (all, CategorySet::EMPTY)));
-    assert!(!table.may_narrow("u", &record(0b111, 10), NOW, (all, CategorySet::EMPTY)));
+    assert!(table.may_narrow("u", &record(0b011, 10), NOW, Widest::of(all)));
+    assert!(!table.may_narrow("u", &record(0b111, 10), NOW, Widest::of(all)));
     set(&mut table, "u", 0b001, 10);
-    assert!(table.may_narrow("u", &record(0b011, 20), NOW, (all, CategorySet::EMPTY)));
-    assert!(!table.may_narrow("u", &record(0b000, 5), NOW, (all, CategorySet::EMPTY)));
-    assert!(table.may_narrow(
-        "u",
-        &Ok(ConsentUpdate::Remove),
-        NOW,
-        (all, CategorySet::EMPTY)
-    ));
-    assert!(!table.may_narrow(
-        "nobody",
-        &Ok(ConsentUpdate::Remove),
-        NOW,
-        (all, CategorySet::EMPTY)
-    ));
-    assert!(table.may_narrow(
-        "u",
-        &Err(Rejection::NotJson),
-        NOW,
-        (all, CategorySet::EMPTY)
-    ));
+    assert!(table.may_narrow("u", &record(0b011, 20), NOW, Widest::of(all)));
+    assert!(!table.may_narrow("u", &record(0b000, 5), NOW, Widest::of(all)));
+    assert!(table.may_narrow("u", &Ok(ConsentUpdate::Remove), NOW, Widest::of(all)));
+    assert!(!table.may_narrow("nobody", &Ok(ConsentUpdate::Remove), NOW, Widest::of(all)));
+    assert!(table.may_narrow("u", &Err(Rejection::NotJson), NOW, Widest::of(all)));
     table.apply_record("u", Err(Rejection::NotJson), NOW, NOW);
-    assert!(!table.may_narrow(
-        "u",
-        &Err(Rejection::NotJson),
-        NOW,
-        (all, CategorySet::EMPTY)
-    ));
-    assert!(!table.may_narrow("u", &record(0b001, 30), NOW, (all, CategorySet::EMPTY)));
-    assert!(!table.may_narrow(
-        "u",
-        &Ok(ConsentUpdate::Remove),
-        NOW,
-        (all, CategorySet::EMPTY)
-    ));
+    assert!(!table.may_narrow("u", &Err(Rejection::NotJson), NOW, Widest::of(all)));
+    assert!(!table.may_narrow("u", &record(0b001, 30), NOW, Widest::of(all)));
+    assert!(!table.may_narrow("u", &Ok(ConsentUpdate::Remove), NOW, Widest::of(all)));
 }
