@@ -20,6 +20,7 @@ pub(crate) mod json;
 pub mod kafka;
 pub mod location;
 pub mod pipeline;
+pub mod privacy;
 pub mod proto;
 pub mod secrets;
 pub mod service;

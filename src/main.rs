@@ -53,7 +53,7 @@ enum Command {
         /// The consent record value of the event's anonymousId.
         #[arg(long)]
         anonymous_state: Option<PathBuf>,
-        /// A privacy request for the event's user.
+        /// A privacy request keyed by the event's userId (else its anonymousId).
         #[arg(long)]
         request: Option<PathBuf>,
         /// The time of judging (RFC 3339); default now. The states are taken as read then.
@@ -178,9 +178,6 @@ fn explain(config: &Config, files: ExplainFiles, format: OutputFormat) -> Result
     let read = |flag: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))
     };
-    if files.request.is_some() {
-        return Err("--request: privacy requests are not read by this version".to_owned());
-    }
     let event = read("--event", &files.event)?;
     let state = files
         .state
@@ -192,6 +189,11 @@ fn explain(config: &Config, files: ExplainFiles, format: OutputFormat) -> Result
         .as_deref()
         .map(|p| read("--anonymous-state", p))
         .transpose()?;
+    let request = files
+        .request
+        .as_deref()
+        .map(|p| read("--request", p))
+        .transpose()?;
     let at_ms = match &files.at {
         Some(text) => consent_enforcer::consent::record::parse_rfc3339_ms(text)
             .ok_or_else(|| format!("--at: {text:?} is not an RFC 3339 date-time"))?,
@@ -201,6 +203,7 @@ fn explain(config: &Config, files: ExplainFiles, format: OutputFormat) -> Result
         event: trim_newline(&event),
         state: state.as_deref().map(trim_newline),
         anonymous_state: anonymous_state.as_deref().map(trim_newline),
+        request: request.as_deref().map(trim_newline),
         at_ms,
     };
     let explainer = Explainer::new(config);

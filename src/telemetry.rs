@@ -38,6 +38,9 @@ pub const ERRORS: &str = "consent_enforcer_errors_total";
 pub const CONSENT_WAIT_SECONDS: &str = "consent_enforcer_consent_wait_seconds";
 pub const CONSENT_WAIT_TIMEOUTS: &str = "consent_enforcer_consent_wait_timeouts_total";
 pub const HEADERS_STRIPPED: &str = "consent_enforcer_input_headers_stripped_total";
+pub const PRIVACY_REQUESTS_RECEIVED: &str = "consent_enforcer_privacy_requests_received_total";
+pub const PRIVACY_REQUESTS_REJECTED: &str = "consent_enforcer_privacy_requests_rejected_total";
+pub const SUPPRESSED_USERS: &str = "consent_enforcer_suppressed_users";
 pub const UNKNOWN_CONSENT_NAMES: &str = "consent_enforcer_unknown_consent_names_total";
 pub const HELD: &str = "consent_enforcer_events_held_total";
 pub const HELD_RELEASED: &str = "consent_enforcer_held_events_released_total";
@@ -115,6 +118,21 @@ pub fn describe() {
         "Consent records whose updatedAt was later than their Kafka timestamp, applied as of the timestamp."
     );
     describe_gauge!(CONSENT_STATES, Unit::Count, "Users in the consent table.");
+    describe_counter!(
+        PRIVACY_REQUESTS_RECEIVED,
+        Unit::Count,
+        "Records read from the privacy-requests topic."
+    );
+    describe_counter!(
+        PRIVACY_REQUESTS_REJECTED,
+        Unit::Count,
+        "Privacy requests not understood, by reason; each leaves its identifier suppressed until a valid request replaces it."
+    );
+    describe_gauge!(
+        SUPPRESSED_USERS,
+        Unit::Count,
+        "Identifiers whose events reach no destination (privacy requests)."
+    );
     describe_counter!(
         UNKNOWN_CONSENT_NAMES,
         Unit::Count,
@@ -292,7 +310,7 @@ pub struct EventMetrics {
     /// Per destination, in config order.
     pub delivered: Vec<Counter>,
     /// Per destination, then per [`DropReason::ALL`].
-    pub dropped: Vec<[Counter; 5]>,
+    pub dropped: Vec<[Counter; 6]>,
     /// Per [`Malformed::ALL`].
     pub dead_lettered: [Counter; 7],
     pub in_flight: Gauge,

@@ -90,6 +90,24 @@ pub fn check(case: &Case, mut stats: Option<&mut Stats>) -> Result<(), String> {
                 value,
                 kafka_ts,
                 now,
+                privacy: true,
+                ..
+            } => {
+                let (key, value) = (key.as_deref(), value.as_deref());
+                let expected = model.privacy(key, value, *kafka_ts, *now);
+                let src = real.privacy(key, value, *kafka_ts, *now);
+                if src != expected {
+                    return Err(format!(
+                        "step #{i}, privacy record: src {src:?}, model {expected:?}"
+                    ));
+                }
+                count(format!("privacy {expected}"));
+            }
+            Step::Record {
+                key,
+                value,
+                kafka_ts,
+                now,
                 ..
             } => {
                 let (key, value) = (key.as_deref(), value.as_deref());
@@ -153,6 +171,8 @@ pub fn check(case: &Case, mut stats: Option<&mut Stats>) -> Result<(), String> {
                             (trace.rudderstack_stamp, "RudderStack consentManagement"),
                             (trace.alias_in_stamp, "alias in a stamp"),
                             (trace.channel_delivered, "channel destination delivered"),
+                            (trace.suppressed, "suppressed"),
+                            (trace.dated_in_lifted, "dated within a lifted suppression"),
                             (trace.gpc_withheld, "GPC withheld a grant"),
                             (trace.default_granted, "jurisdiction default granted"),
                             (trace.jurisdiction_of_state, "jurisdiction of the state"),
@@ -264,6 +284,12 @@ fn assert_generator_covers(stats: &Stats) {
         "verdict drop no_consent",
         "verdict drop denied",
         "verdict drop unsubscribed",
+        "verdict drop suppressed",
+        "situation: dated within a lifted suppression",
+        "privacy applied",
+        "privacy rejected unknown_type",
+        "privacy rejected not_json",
+        "privacy rejected bad_requested_at",
         "situation: RudderStack consentManagement",
         "situation: alias in a stamp",
         "situation: channel destination delivered",

@@ -243,3 +243,47 @@ fn explain_says_an_event_is_dead_lettered_and_refuses_bad_arguments() {
         );
     }
 }
+
+#[test]
+fn explain_applies_a_privacy_request() {
+    let files = Files::new();
+    let event = files.write("event.json", r#"{"userId":"u1","anonymousId":"a1"}"#);
+    let state = files.write(
+        "state.json",
+        r#"{"categoryPreferences":{"analytics":true},"subscriptions":{"email":"subscribed"},"updatedAt":"2026-11-01T00:00:00Z"}"#,
+    );
+    let suppress = files.write(
+        "request.json",
+        r#"{"type":"SUPPRESS","requestedAt":"2026-11-20T00:00:00Z"}"#,
+    );
+    let args = [
+        "--event",
+        path(&event),
+        "--state",
+        path(&state),
+        "--request",
+        path(&suppress),
+    ];
+    let json = files.json(&args);
+    assert_eq!(json["suppressed"], true);
+    assert!(verdicts(&json)
+        .iter()
+        .all(|(_, verdict, reason)| verdict == "drop" && reason.as_deref() == Some("suppressed")));
+    let text = String::from_utf8_lossy(&files.explain(&args).stdout).into_owned();
+    assert!(text.contains("suppressed by a privacy request"), "{text}");
+    // Lifted: judged by consent again.
+    let lifted = files.write("lifted.json", r#"{"type":"UNSUPPRESS"}"#);
+    let json = files.json(&[
+        "--event",
+        path(&event),
+        "--state",
+        path(&state),
+        "--request",
+        path(&lifted),
+    ]);
+    assert_eq!(verdicts(&json)[0], v("amplitude", "deliver", None));
+    let unknown = files.write("unknown.json", r#"{"type":"FORGET"}"#);
+    let output = files.explain(&["--event", path(&event), "--request", path(&unknown)]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--request"), "{}", stderr(&output));
+}

@@ -66,6 +66,19 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
     #[serde(rename = "jurisdiction", default)]
     pub jurisdictions: Vec<JurisdictionConfig>,
+    /// The privacy-requests topic (suppression), when configured.
+    #[serde(default)]
+    pub privacy: Option<PrivacyConfig>,
+}
+
+/// `[privacy]`: a compacted topic of privacy requests keyed by user identifier.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    pub topic: String,
+    /// How its records are encoded (`proto/consent.proto`'s `PrivacyRequest` for protobuf).
+    #[serde(default)]
+    pub format: ConsentFormat,
 }
 
 /// A law the consent of users under it is judged by (`[[jurisdiction]]`).

@@ -10,6 +10,8 @@ pub enum TopicRole {
     Input,
     /// Read whole by every instance (or per partition in co-partitioned mode).
     Consent,
+    /// Read whole by every instance (`privacy.topic`).
+    Privacy,
     DeadLetter,
     /// `[[destination]]` number `i`.
     Destination(usize),
@@ -33,7 +35,7 @@ impl ConfiguredTopic<'_> {
 }
 
 impl Config {
-    /// Every topic the config names, in this order: input topics, consent, dead letter,
+    /// Every topic the config names, in this order: input topics, consent, privacy, dead letter,
     /// hold (if enabled), destinations. A disabled hold's topic is not named.
     pub fn topics(&self) -> Vec<ConfiguredTopic<'_>> {
         let mut topics: Vec<ConfiguredTopic<'_>> = self
@@ -52,6 +54,13 @@ impl Config {
             field: "consent.topic".to_owned(),
             role: TopicRole::Consent,
         });
+        if let Some(privacy) = &self.privacy {
+            topics.push(ConfiguredTopic {
+                name: &privacy.topic,
+                field: "privacy.topic".to_owned(),
+                role: TopicRole::Privacy,
+            });
+        }
         topics.push(ConfiguredTopic {
             name: &self.dead_letter.topic,
             field: "dead_letter.topic".to_owned(),

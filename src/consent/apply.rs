@@ -91,7 +91,10 @@ impl Applier {
     pub(super) fn forget_partition(&mut self, partition: i32) {
         if self.copartitioned {
             let empty = ConsentTable::new(self.history_window_ms, self.history_max_changes);
-            let table = std::mem::replace(self.table_mut(partition), empty);
+            let mut table = std::mem::replace(self.table_mut(partition), empty);
+            // Who is suppressed comes from the privacy topic, which every table follows whole.
+            *self.table_mut(partition).suppressions_mut() =
+                std::mem::take(table.suppressions_mut());
             self.republishing
                 .forget_partition(partition, &|user| table.get(user));
         }

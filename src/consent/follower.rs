@@ -25,6 +25,7 @@ use super::ConsentTable;
 use crate::config::{Config, ConsentMode};
 use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::{consent_consumer_config, retry, KafkaContext, LagGauge};
+use crate::privacy::PrivacyFollower;
 use crate::telemetry::{self, ConsentMetrics};
 use crate::vocabulary::Vocabulary;
 
@@ -86,6 +87,9 @@ pub struct ConsentFollower {
     hidden_at_start_reported: bool,
     /// When the history is next swept of states that ended before the window.
     next_sweep: Instant,
+    /// The privacy-requests topic, when configured: followed beside the consent topic, with
+    /// the same guarantees, into every table's suppressions.
+    privacy: Option<PrivacyFollower>,
 }
 
 impl ConsentFollower {
@@ -169,6 +173,11 @@ impl ConsentFollower {
             follow_failing: false,
             hidden_at_start_reported: false,
             next_sweep: Instant::now() + sweep_interval(config.consent.history_window.as_millis()),
+            privacy: config
+                .privacy
+                .as_ref()
+                .map(|privacy| PrivacyFollower::start(config, privacy, deadline))
+                .transpose()?,
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
@@ -281,20 +290,26 @@ impl ConsentFollower {
         self.applier.tables.iter().map(ConsentTable::len).sum()
     }
 
-    /// True once every partition has been read up to the end it had at start.
+    /// True once every partition has been read up to the end it had at start (the privacy
+    /// topic's too).
     pub fn loaded(&self) -> bool {
-        self.behind.is_empty()
+        self.behind.is_empty() && self.privacy.as_ref().is_none_or(PrivacyFollower::loaded)
     }
 
     /// Asks for the followed consent partitions' end offsets as they are from now on: the
     /// request goes out on the sampling thread after this call, while the caller goes on.
     pub fn request_sample(&self, timeout: Duration) -> PendingSample {
-        if self.assigned.is_empty() {
-            return PendingSample::taken(EndOffsets::default());
+        let consent = if self.assigned.is_empty() {
+            PendingSample::taken(EndOffsets::default())
+        } else {
+            let from_new = (!self.applier.copartitioned).then(|| self.followed_count());
+            self.sampler
+                .request(self.assigned.clone(), from_new, timeout)
+        };
+        match &self.privacy {
+            Some(privacy) => consent.with_privacy(privacy.request_sample(timeout)),
+            None => consent,
         }
-        let from_new = (!self.applier.copartitioned).then(|| self.followed_count());
-        self.sampler
-            .request(self.assigned.clone(), from_new, timeout)
     }
 
     /// True if every record before `ends` is applied, in the partitions still followed (no
@@ -304,6 +319,16 @@ impl ConsentFollower {
     pub fn reached(&mut self, ends: &EndOffsets) -> bool {
         if self.halted || !self.follow_added(ends) {
             return false;
+        }
+        if let Some(privacy) = &mut self.privacy {
+            // A sample without the privacy topic's ends says nothing of it: not reached.
+            if !ends
+                .privacy
+                .as_deref()
+                .is_some_and(|ends| privacy.reached(ends))
+            {
+                return false;
+            }
         }
         if self.applied_through(ends) && self.applied_through_visible() {
             return true;
@@ -491,6 +516,9 @@ impl ConsentFollower {
                 }
             }
             wait = Duration::ZERO;
+        }
+        if let Some(privacy) = &mut self.privacy {
+            read += privacy.poll(&mut self.applier.tables, Duration::ZERO, budget, effects);
         }
         self.sweep_if_due();
         let states = self.states();

@@ -11,6 +11,7 @@ pub mod lookback;
 pub mod record;
 pub mod republish;
 pub mod sampler;
+pub mod suppressions;
 pub mod table;
 
 use crate::vocabulary::CategorySet;

@@ -15,14 +15,18 @@ use crate::kafka::KafkaContext;
 /// had then (`None` when not asked).
 #[derive(Debug, Clone, Default)]
 pub struct EndOffsets {
-    pub(super) ends: Vec<(i32, i64)>,
-    pub(super) partition_count: Option<usize>,
+    pub(crate) ends: Vec<(i32, i64)>,
+    pub(crate) partition_count: Option<usize>,
+    /// The privacy topic's, sampled at the same moment, when it is configured.
+    pub(crate) privacy: Option<Box<EndOffsets>>,
 }
 
 /// An end-offset sample asked for (see [`ConsentFollower::request_sample`]): the request is
 /// sent after the ask, on the sampling thread.
 pub struct PendingSample {
     state: SampleState,
+    /// The privacy topic's sample, asked for at the same moment.
+    privacy: Option<Box<PendingSample>>,
 }
 
 enum SampleState {
@@ -31,29 +35,55 @@ enum SampleState {
 }
 
 impl PendingSample {
-    pub(super) fn taken(ends: EndOffsets) -> PendingSample {
+    pub(crate) fn taken(ends: EndOffsets) -> PendingSample {
         PendingSample {
             state: SampleState::Taken(ends),
+            privacy: None,
         }
+    }
+
+    /// This sample together with the privacy topic's: answered when both are.
+    pub(crate) fn with_privacy(mut self, privacy: PendingSample) -> PendingSample {
+        self.privacy = Some(Box::new(privacy));
+        self
     }
 
     /// The sampled end offsets once the answer is in, waiting at most `timeout` for it;
     /// `Ok(None)` if it is not in yet. After an error the sample is spent: ask for a new one.
     pub fn wait(&mut self, timeout: Duration) -> KafkaResult<Option<&EndOffsets>> {
+        let started = std::time::Instant::now();
+        if !self.wait_own(timeout)? {
+            return Ok(None);
+        }
+        if let Some(privacy) = &mut self.privacy {
+            let left = timeout.saturating_sub(started.elapsed());
+            let Some(ends) = privacy.wait(left)?.cloned() else {
+                return Ok(None);
+            };
+            if let SampleState::Taken(own) = &mut self.state {
+                own.privacy = Some(Box::new(ends));
+            }
+            self.privacy = None;
+        }
+        match &self.state {
+            SampleState::Taken(ends) => Ok(Some(ends)),
+            SampleState::Waiting(_) => Ok(None),
+        }
+    }
+
+    /// Whether this topic's own answer is in.
+    fn wait_own(&mut self, timeout: Duration) -> KafkaResult<bool> {
         if let SampleState::Waiting(answer) = &self.state {
             let ends = match answer.recv_timeout(timeout) {
                 Ok(result) => result?,
-                Err(mpsc::RecvTimeoutError::Timeout) => return Ok(None),
+                Err(mpsc::RecvTimeoutError::Timeout) => return Ok(false),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(KafkaError::Canceled);
                 }
             };
             self.state = SampleState::Taken(ends);
         }
-        match &self.state {
-            SampleState::Taken(ends) => Ok(Some(ends)),
-            SampleState::Waiting(_) => Ok(None),
-        }
+        Ok(true)
     }
 }
 
@@ -71,13 +101,13 @@ struct SampleRequest {
 /// follower's connection a request would queue behind its long-polling fetch (up to
 /// `fetch.wait.max.ms`), and on the pipeline thread the round trip for one batch could not
 /// overlap with judging the batch before it.
-pub(super) struct Sampler {
+pub(crate) struct Sampler {
     requests: Option<mpsc::Sender<SampleRequest>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Sampler {
-    pub(super) fn start(
+    pub(crate) fn start(
         client: BaseConsumer<KafkaContext>,
         topic: String,
     ) -> std::io::Result<Sampler> {
@@ -112,7 +142,7 @@ impl Sampler {
         })
     }
 
-    pub(super) fn request(
+    pub(crate) fn request(
         &self,
         partitions: Vec<i32>,
         from_new: Option<i32>,
@@ -131,6 +161,7 @@ impl Sampler {
         }
         PendingSample {
             state: SampleState::Waiting(receiver),
+            privacy: None,
         }
     }
 }
@@ -193,5 +224,6 @@ fn sample_ends(
     Ok(EndOffsets {
         ends,
         partition_count,
+        privacy: None,
     })
 }

@@ -9,6 +9,7 @@ use foldhash::fast::RandomState;
 use super::history::History;
 use super::key::UserKey;
 use super::record::MAX_IDENTIFIER_BYTES;
+use super::suppressions::Suppressions;
 use super::{ConsentState, ConsentUpdate, Rejection};
 use crate::config::Config;
 use crate::vocabulary::{CategorySet, Vocabulary};
@@ -27,6 +28,8 @@ pub struct ConsentTable {
     history_window_ms: i64,
     /// At most this many changes of grants are kept per user.
     history_max_changes: usize,
+    /// Who is suppressed by privacy requests.
+    suppressions: Suppressions,
 }
 
 impl Default for ConsentTable {
@@ -113,7 +116,21 @@ impl ConsentTable {
             failed: HashMap::default(),
             history_window_ms,
             history_max_changes,
+            suppressions: Suppressions::default(),
         }
+    }
+
+    pub fn suppressions(&self) -> &Suppressions {
+        &self.suppressions
+    }
+
+    pub fn suppressions_mut(&mut self) -> &mut Suppressions {
+        &mut self.suppressions
+    }
+
+    /// Whether `user`'s events dated `time_ms` reach no destination.
+    pub fn suppressed(&self, user: &str, time_ms: i64) -> bool {
+        self.suppressions.is_suppressed(user, time_ms)
     }
 
     /// `user`'s current state. An identifier too long to be stored is failed closed.

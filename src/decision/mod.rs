@@ -62,15 +62,19 @@ pub enum DropReason {
     /// The destination's `channel` is not one the user's stored state shows them
     /// `subscribed` on.
     Unsubscribed,
+    /// The event's `userId` or `anonymousId` is suppressed by a privacy request: it reaches
+    /// no destination, strictly necessary ones included.
+    Suppressed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::Integrations,
         DropReason::NoConsent,
         DropReason::Denied,
         DropReason::HoldExpired,
         DropReason::Unsubscribed,
+        DropReason::Suppressed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +84,7 @@ impl DropReason {
             DropReason::Denied => "denied",
             DropReason::HoldExpired => "hold_expired",
             DropReason::Unsubscribed => "unsubscribed",
+            DropReason::Suppressed => "suppressed",
         }
     }
 }

@@ -12,6 +12,8 @@ use crate::event::EventView;
 pub struct Verdicts {
     now: Grants,
     then: Then,
+    /// An identifier of the event is suppressed (now, or at the event's time).
+    suppressed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +35,10 @@ impl Verdicts {
     ) -> Verdicts {
         let user_id = view.user_id.as_deref();
         let anonymous_id = view.anonymous_id.as_deref();
+        let suppressed = [user_id, anonymous_id]
+            .into_iter()
+            .flatten()
+            .any(|id| table.suppressed(id, event_time_ms));
         let lookup = |id: Option<&str>| id.and_then(|id| table.get(id));
         let (user_now, anonymous_now) = (lookup(user_id), lookup(anonymous_id));
         let now = law.grants(person_state(user_now, anonymous_now), view);
@@ -43,6 +49,7 @@ impl Verdicts {
             return Verdicts {
                 now,
                 then: Then::Now,
+                suppressed,
             };
         }
         let at =
@@ -65,7 +72,16 @@ impl Verdicts {
                 }
             }
         };
-        Verdicts { now, then }
+        Verdicts {
+            now,
+            then,
+            suppressed,
+        }
+    }
+
+    /// Whether an identifier of the event is suppressed by a privacy request.
+    pub fn suppressed(&self) -> bool {
+        self.suppressed
     }
 
     /// The consent sources now, before the consent at the event's time is asked.
@@ -86,6 +102,9 @@ impl Verdicts {
     /// Deliver (`Ok`) or drop, for one destination: the reason is that of the first check
     /// that fails, now first.
     pub fn decide(&self, view: &EventView<'_>, rule: &Rule) -> Result<(), DropReason> {
+        if self.suppressed {
+            return Err(DropReason::Suppressed);
+        }
         decide(view, self.now, rule)?;
         match &self.then {
             Then::Now => Ok(()),

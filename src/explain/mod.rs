@@ -15,6 +15,7 @@ use crate::decision::{
     event_time_ms, person_state, DropReason, Grants, Law, LawApplied, Rule, Verdicts,
 };
 use crate::event::{self, EventView};
+use crate::privacy::{read_request, PrivacyRejection};
 use crate::vocabulary::{CategorySet, Vocabulary};
 
 pub use render::{render_json, render_text};
@@ -25,6 +26,8 @@ pub struct Question<'a> {
     /// The consent record value of the event's `userId`, and of its `anonymousId`.
     pub state: Option<&'a [u8]>,
     pub anonymous_state: Option<&'a [u8]>,
+    /// A privacy request keyed by the event's `userId` (else its `anonymousId`).
+    pub request: Option<&'a [u8]>,
     /// The time of judging (`--at`), Unix milliseconds; the event is taken to be read then.
     pub at_ms: i64,
 }
@@ -36,6 +39,8 @@ pub enum ExplainError {
     NoIdentifier(&'static str),
     /// A state file is not a valid consent record.
     BadState(&'static str, Rejection),
+    /// The request file is not a valid privacy request.
+    BadRequest(PrivacyRejection),
 }
 
 impl fmt::Display for ExplainError {
@@ -44,7 +49,16 @@ impl fmt::Display for ExplainError {
             ExplainError::NoIdentifier(flag) => write!(
                 f,
                 "{flag}: the event has no {} to apply it to",
-                if *flag == "--state" { "userId" } else { "anonymousId" }
+                match *flag {
+                    "--state" => "userId",
+                    "--request" => "userId or anonymousId",
+                    _ => "anonymousId",
+                }
+            ),
+            ExplainError::BadRequest(reason) => write!(
+                f,
+                "--request: not a valid privacy request ({}): the service would suppress the user",
+                reason.as_str()
             ),
             ExplainError::BadState(flag, reason) => write!(
                 f,
@@ -88,6 +102,8 @@ pub struct Judged {
     pub law: LawNames,
     /// `None`: the consent at the event's time is the consent now. Else whether it is known.
     pub then_known: Option<bool>,
+    /// An identifier of the event is suppressed by a privacy request.
+    pub suppressed: bool,
     pub destinations: Vec<DestinationVerdict>,
 }
 
@@ -165,6 +181,24 @@ impl Explainer {
             }
             table.apply_record(id, update, question.at_ms, question.at_ms);
         }
+        if let Some(value) = question.request {
+            let id = view
+                .user_id
+                .as_deref()
+                .or(view.anonymous_id.as_deref())
+                .ok_or(ExplainError::NoIdentifier("--request"))?;
+            let format = self
+                .config
+                .privacy
+                .as_ref()
+                .map_or(consent.format, |privacy| privacy.format);
+            let encoding = Encoding::of(format, None, Some(value));
+            let update = read_request(Some(value), encoding, question.at_ms);
+            if let Err(reason) = update {
+                return Err(ExplainError::BadRequest(reason));
+            }
+            table.suppressions_mut().apply(id, update, question.at_ms);
+        }
         Ok(table)
     }
 
@@ -226,6 +260,7 @@ impl Explainer {
             consent_management: view.managed.map(|set| self.names(set)),
             law: self.law_names(&applied),
             then_known,
+            suppressed: verdicts.suppressed(),
             destinations,
         }))
     }

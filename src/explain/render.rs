@@ -15,6 +15,7 @@ pub fn render_json(explanation: &Explanation) -> Value {
             "event_time": format_rfc3339_ms(judged.event_time_ms),
             "event_time_from": time_source(judged),
             "person_state": judged.person_now,
+            "suppressed": judged.suppressed,
             "stamps": {
                 "categoryPreferences": judged.stamp,
                 "consentManagement": judged.consent_management,
@@ -88,6 +89,12 @@ pub fn render_text(explanation: &Explanation) -> String {
         if let Some(granted) = stamp {
             let _ = writeln!(out, "stamp {name}: grants {}", list(granted));
         }
+    }
+    if judged.suppressed {
+        let _ = writeln!(
+            out,
+            "suppressed by a privacy request: no destination receives it"
+        );
     }
     let law = &judged.law;
     if law.jurisdictions_configured {

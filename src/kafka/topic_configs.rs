@@ -29,7 +29,12 @@ pub async fn warn_about_topic_configs(config: &Config) {
     let topics: Vec<ConfiguredTopic<'_>> = config
         .topics()
         .into_iter()
-        .filter(|t| matches!(t.role, TopicRole::Consent | TopicRole::Input))
+        .filter(|t| {
+            matches!(
+                t.role,
+                TopicRole::Consent | TopicRole::Privacy | TopicRole::Input
+            )
+        })
         .collect();
     let resources: Vec<ResourceSpecifier<'_>> = topics
         .iter()
@@ -81,7 +86,9 @@ pub async fn warn_about_topic_configs(config: &Config) {
             }
         };
         if *role == TopicRole::Consent {
-            warn_if_not_compacted(topic, resource);
+            warn_if_not_compacted(topic, resource, "consent topic");
+        } else if *role == TopicRole::Privacy {
+            warn_if_not_compacted(topic, resource, "privacy topic");
         } else {
             warn_if_create_time(topic, resource);
         }
@@ -95,14 +102,14 @@ fn value<'r>(resource: &'r ConfigResource, name: &str) -> Option<&'r str> {
 
 /// Without compaction the table is still correct, but start-up reads the topic's whole
 /// history, and retention may delete states still in force.
-fn warn_if_not_compacted(topic: &str, resource: &ConfigResource) {
+fn warn_if_not_compacted(topic: &str, resource: &ConfigResource, what: &str) {
     let policy = value(resource, "cleanup.policy");
     if !policy.is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")) {
         tracing::warn!(
             topic,
             cleanup_policy = policy.unwrap_or("unknown"),
-            "consent topic is not compacted: start-up will read its whole history, and \
-             retention may delete states still in force; set cleanup.policy=compact"
+            "{what} is not compacted: start-up will read its whole history, and retention \
+             may delete states still in force; set cleanup.policy=compact"
         );
     }
 }

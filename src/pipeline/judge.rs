@@ -415,8 +415,17 @@ impl Judge<'_> {
             input: event.input,
             seq: event.seq,
         };
+        let suppressed = [&view.user_id, &view.anonymous_id]
+            .into_iter()
+            .flatten()
+            .any(|id| table.suppressed(id, event.held_at_ms));
         for &i in &event.destinations {
-            match decide(view, grants, &self.rules[i]) {
+            let verdict = if suppressed {
+                Err(DropReason::Suppressed)
+            } else {
+                decide(view, grants, &self.rules[i])
+            };
+            match verdict {
                 Ok(()) => {
                     let write = BaseRecord::<[u8], [u8], usize> {
                         topic: self.destination_topics[i],

@@ -105,6 +105,8 @@ pub enum Step {
         kafka_ts: Option<i64>,
         now: i64,
         note: &'static str,
+        /// A record of the privacy-requests topic, not of the consent topic.
+        privacy: bool,
     },
     Event {
         value: Option<Vec<u8>>,
@@ -460,6 +462,10 @@ impl Gen {
             self.advance();
             if self.rng.chance(5) {
                 self.resend_burst(&mut steps);
+            } else if self.rng.chance(3) {
+                self.suppression_episode(&mut steps);
+            } else if self.rng.chance(8) {
+                steps.push(self.privacy_request());
             } else if steps.is_empty() || self.rng.chance(50) {
                 steps.push(self.record());
             } else {

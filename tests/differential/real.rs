@@ -5,11 +5,13 @@
 use std::rc::Rc;
 
 use consent_enforcer::config::Config;
-use consent_enforcer::consent::record::{parse_key, parse_value};
+use consent_enforcer::consent::record::{parse_key, parse_value, Encoding};
+use consent_enforcer::consent::suppressions::PrivacyOutcome;
 use consent_enforcer::consent::{self, ConsentTable};
 use consent_enforcer::decision::{event_time_ms, Law, Rule, Verdicts};
 use consent_enforcer::event;
 use consent_enforcer::explain::{Explainer, Explanation};
+use consent_enforcer::privacy::read_request;
 use consent_enforcer::vocabulary::{CategorySet, Vocabulary};
 
 use crate::model::{Judgement, RecordOutcome, Verdict};
@@ -88,6 +90,30 @@ impl Real {
             }
         };
         (Some(may_narrow), outcome)
+    }
+
+    /// Applies a privacy record as the privacy follower does (to the table's suppressions),
+    /// answering in the model's terms.
+    pub fn privacy(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        kafka_timestamp_ms: Option<i64>,
+        now_ms: i64,
+    ) -> String {
+        let Ok(user) = parse_key(key) else {
+            return "bad_key".to_owned();
+        };
+        let record_time_ms = kafka_timestamp_ms.unwrap_or(now_ms);
+        let update = read_request(value, Encoding::Json, record_time_ms);
+        match self
+            .table
+            .suppressions_mut()
+            .apply(user, update, record_time_ms)
+        {
+            PrivacyOutcome::FailedClosed(reason) => format!("rejected {}", reason.as_str()),
+            _ => "applied".to_owned(),
+        }
     }
 
     /// The follower's periodic sweep of the history, at `now_ms`.

@@ -45,6 +45,7 @@ fn raw_record(id: &str, value: Option<&str>, kafka_ts: i64, now: i64) -> Step {
         kafka_ts: Some(T0 + kafka_ts),
         now: T0 + now,
         note: "fixed",
+        privacy: false,
     }
 }
 

@@ -81,9 +81,11 @@ pub fn describe(case: &Case) -> String {
                 kafka_ts,
                 now,
                 note,
+                privacy,
             } => writeln!(
                 text,
-                "#{i} consent record [{note}] now {}, Kafka timestamp {}\n   key {}\n   value {}",
+                "#{i} {} record [{note}] now {}, Kafka timestamp {}\n   key {}\n   value {}",
+                if *privacy { "privacy" } else { "consent" },
                 time(*now),
                 kafka(kafka_ts),
                 bytes(key),

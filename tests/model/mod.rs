@@ -13,6 +13,7 @@ mod config;
 mod event;
 mod history;
 mod json;
+mod privacy;
 mod record;
 mod rfc3339;
 
@@ -108,6 +109,10 @@ pub struct Trace {
     pub alias_in_stamp: bool,
     /// A destination with a `channel` was delivered to.
     pub channel_delivered: bool,
+    /// An identifier of the event is suppressed.
+    pub suppressed: bool,
+    /// ... only because the event is dated within a suppression lifted since.
+    pub dated_in_lifted: bool,
     /// A GPC signal withheld a category some source or default granted.
     pub gpc_withheld: bool,
     /// A user with no source was granted a jurisdiction's default.
@@ -144,6 +149,9 @@ pub struct Model {
     swept_ms: i64,
     /// What [`Model::sources`] saw, for the trace.
     seen: std::cell::Cell<Trace>,
+    /// Every privacy record with a usable key, per identifier, in arrival order, with its
+    /// record time.
+    privacy: BTreeMap<String, Vec<(privacy::Request, i64)>>,
 }
 
 impl Model {
@@ -153,6 +161,7 @@ impl Model {
             records: BTreeMap::new(),
             swept_ms: i64::MIN,
             seen: std::cell::Cell::new(Trace::default()),
+            privacy: BTreeMap::new(),
         }
     }
 
@@ -239,6 +248,39 @@ impl Model {
         }
     }
 
+    /// A privacy record arrives: what it is, as the README's outcome (`bad_key` for a key
+    /// that is no identifier).
+    pub fn privacy(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        kafka_timestamp_ms: Option<i64>,
+        now_ms: i64,
+    ) -> String {
+        let Some(user) = key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .filter(|k| k.len() <= MAX_IDENTIFIER_BYTES)
+        else {
+            return "bad_key".to_owned();
+        };
+        let record_time = kafka_timestamp_ms.unwrap_or(now_ms);
+        let request = privacy::read(value, record_time);
+        let label = match &request {
+            privacy::Request::Rejected(reason) => format!("rejected {reason}"),
+            _ => "applied".to_owned(),
+        };
+        self.privacy
+            .entry(user.to_owned())
+            .or_default()
+            .push((request, record_time));
+        label
+    }
+
+    fn is_suppressed(&self, id: Option<&str>, event_time: i64) -> bool {
+        id.and_then(|id| self.privacy.get(id))
+            .is_some_and(|requests| privacy::suppressed(requests, event_time))
+    }
+
     /// Applies a prepared record.
     pub fn commit(&mut self, pending: Pending) -> RecordOutcome {
         if let Some((user, arrival)) = pending.record {
@@ -321,11 +363,23 @@ impl Model {
                 all
             }
         };
+        // README, "Privacy requests": checked first, for every destination.
+        let suppressed = self.is_suppressed(event.user_id.as_deref(), time)
+            || self.is_suppressed(event.anonymous_id.as_deref(), time);
+        trace.suppressed = suppressed;
+        // Suppressed only because the event is dated within a suppression since lifted.
+        trace.dated_in_lifted = suppressed
+            && ![event.user_id.as_deref(), event.anonymous_id.as_deref()]
+                .into_iter()
+                .any(|id| self.is_suppressed(id, i64::MAX));
         let verdicts = self
             .config
             .destinations
             .iter()
             .map(|dest| {
+                if suppressed {
+                    return Verdict::Drop("suppressed");
+                }
                 let verdict = judge(dest, &event.integrations, &now, &then);
                 let now_only = judge(dest, &event.integrations, &now, &[]);
                 trace.then_dropped |= now_only == Verdict::Deliver && verdict != now_only;

@@ -30,6 +30,87 @@ impl Gen {
             kafka_ts,
             now,
             note,
+            privacy: false,
+        }
+    }
+
+    /// A suppression requested and lifted a few units later, its middle left in the pool of
+    /// times so that events come dated within it.
+    pub(super) fn suppression_episode(&mut self, steps: &mut Vec<Step>) {
+        let id = self.id();
+        let from = self.now;
+        for kind in ["SUPPRESS", "UNSUPPRESS"] {
+            let at = self.timestamp_text(self.now);
+            steps.push(Step::Record {
+                key: Some(id.as_bytes().to_vec()),
+                value: Some(format!(r#"{{"type":"{kind}","requestedAt":{at}}}"#).into_bytes()),
+                kafka_ts: Some(self.now),
+                now: self.now,
+                note: "privacy: suppression episode",
+                privacy: true,
+            });
+            self.now += self.rng.range(2, 4) * self.unit;
+        }
+        let middle = from + (self.now - from) / 3;
+        self.pool.extend([middle, middle, middle]);
+    }
+
+    /// A record of the privacy-requests topic: mostly valid requests, dated now, earlier or
+    /// at a time already used; some withdrawn, some not understood.
+    pub(super) fn privacy_request(&mut self) -> Step {
+        let kafka_ts = self.kafka_ts();
+        let now = self.now;
+        let record_time = kafka_ts.unwrap_or(now);
+        let id = self.id();
+        let key = match self.rng.below(30) {
+            0 => None,
+            _ => Some(id.as_bytes().to_vec()),
+        };
+        let at = match self.rng.below(10) {
+            0..=4 => Some(self.timestamp_text(record_time)),
+            5..=6 => {
+                let t = self.pooled();
+                Some(self.timestamp_text(t))
+            }
+            7 => Some("null".to_owned()),
+            8 => Some("7".to_owned()),
+            _ => None,
+        };
+        let kind = *self.rng.pick(&[
+            "\"SUPPRESS\"",
+            "\"SUPPRESS\"",
+            "\"SUPPRESS_WITH_DELETE\"",
+            "\"DELETE_ONLY\"",
+            "\"UNSUPPRESS\"",
+            "\"UNSUPPRESS\"",
+            "\"suppress\"",
+            "1",
+        ]);
+        let (value, note) = match self.rng.below(20) {
+            0 => (None, "privacy: withdrawn"),
+            1 => (Some("not json".to_owned()), "privacy: not JSON"),
+            2 => (Some(format!("[{kind}]")), "privacy: array"),
+            3 => (
+                Some(format!(r#"{{"type":{kind},"type":"UNSUPPRESS"}}"#)),
+                "privacy: type twice",
+            ),
+            _ => {
+                let mut entries = vec![("\"type\"".to_owned(), kind.to_owned())];
+                if let Some(at) = at {
+                    entries.push(("\"requestedAt\"".to_owned(), at));
+                }
+                entries.push(("\"source\"".to_owned(), "\"dsr\"".to_owned()));
+                self.rng.shuffle(&mut entries);
+                (Some(object(&entries)), "privacy request")
+            }
+        };
+        Step::Record {
+            key,
+            value: value.map(String::into_bytes),
+            kafka_ts,
+            now,
+            note,
+            privacy: true,
         }
     }
 
@@ -58,6 +139,7 @@ impl Gen {
                 } else {
                     "re-sent choice (burst)"
                 },
+                privacy: false,
             });
         }
         self.remember_grants(id, grants);

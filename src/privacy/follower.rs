@@ -1,0 +1,289 @@
+//! Keeps who is suppressed current: reads every partition of the privacy-requests topic from
+//! the beginning at start, then follows it, like the consent topic (see
+//! [`crate::consent::follower`]): start-up waits until it is read to the end it had then, and
+//! a batch of events waits until every request acknowledged before the batch was read is
+//! applied. A request that suppresses someone not suppressed yet waits, before it applies,
+//! for every write judged before it, as a revocation does.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use metrics::{Counter, Gauge};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::request::{read_request, PrivacyRejection};
+use crate::config::{Config, PrivacyConfig};
+use crate::consent::follower::{ConsentEffects, EndOffsets, PendingSample};
+use crate::consent::record::{content_type, parse_key, Encoding};
+use crate::consent::sampler::Sampler;
+use crate::consent::suppressions::PrivacyOutcome;
+use crate::consent::ConsentTable;
+use crate::kafka::{consent_consumer_config, retry, KafkaContext};
+use crate::telemetry;
+
+pub struct PrivacyFollower {
+    consumer: BaseConsumer<KafkaContext>,
+    watermarks: BaseConsumer<KafkaContext>,
+    sampler: Sampler,
+    topic: String,
+    format: crate::config::ConsentFormat,
+    timeout: Duration,
+    assigned: Vec<i32>,
+    behind: HashSet<i32>,
+    start_ends: HashMap<i32, i64>,
+    applied_to: HashMap<i32, i64>,
+    halted: bool,
+    metrics: PrivacyMetrics,
+}
+
+struct PrivacyMetrics {
+    received: Counter,
+    rejected: [Counter; 5],
+    suppressed: Gauge,
+}
+
+impl PrivacyFollower {
+    pub fn start(
+        config: &Config,
+        privacy: &PrivacyConfig,
+        deadline: Instant,
+    ) -> KafkaResult<PrivacyFollower> {
+        // Its own group name (it never joins one) and no statistics (nothing reads them).
+        let client = || {
+            let mut client = consent_consumer_config(config);
+            client.set(
+                "group.id",
+                format!("{}.privacy-table", config.kafka.group_id),
+            );
+            client.set("statistics.interval.ms", "0");
+            client
+        };
+        let consumer: BaseConsumer<KafkaContext> =
+            client().create_with_context(KafkaContext::new(None))?;
+        let watermarks: BaseConsumer<KafkaContext> = client()
+            .set("isolation.level", "read_uncommitted")
+            .create_with_context(KafkaContext::new(None))?;
+        let sampler = Sampler::start(
+            client().create_with_context(KafkaContext::new(None))?,
+            privacy.topic.clone(),
+        )
+        .map_err(|error| KafkaError::ClientCreation(format!("privacy sampling thread: {error}")))?;
+        let mut follower = PrivacyFollower {
+            consumer,
+            watermarks,
+            sampler,
+            topic: privacy.topic.clone(),
+            format: privacy.format,
+            timeout: config.kafka.startup_timeout().value,
+            assigned: Vec::new(),
+            behind: HashSet::new(),
+            start_ends: HashMap::new(),
+            applied_to: HashMap::new(),
+            halted: false,
+            metrics: PrivacyMetrics {
+                received: metrics::counter!(telemetry::PRIVACY_REQUESTS_RECEIVED),
+                rejected: PrivacyRejection::ALL.map(|reason| {
+                    metrics::counter!(telemetry::PRIVACY_REQUESTS_REJECTED, "reason" => reason.as_str())
+                }),
+                suppressed: metrics::gauge!(telemetry::SUPPRESSED_USERS),
+            },
+        };
+        let count = follower.partition_count(deadline)?;
+        follower.follow_up_to(count, deadline)?;
+        Ok(follower)
+    }
+
+    fn partition_count(&self, deadline: Instant) -> KafkaResult<i32> {
+        retry(deadline, "reading the privacy topic's partitions", |left| {
+            let metadata = self.watermarks.fetch_metadata(Some(&self.topic), left)?;
+            let count = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == self.topic)
+                .map_or(0, |t| t.partitions().len());
+            Ok(i32::try_from(count).unwrap_or(i32::MAX))
+        })
+    }
+
+    /// Follows every partition below `count` not followed yet, from its beginning.
+    fn follow_up_to(&mut self, count: i32, deadline: Instant) -> KafkaResult<()> {
+        let added: Vec<i32> = (0..count).filter(|p| !self.assigned.contains(p)).collect();
+        if added.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for &partition in &added {
+            list.add_partition_offset(&self.topic, partition, Offset::Beginning)?;
+            let (low, high) = retry(deadline, "reading the privacy topic's offsets", |left| {
+                self.watermarks
+                    .fetch_watermarks(&self.topic, partition, left)
+            })?;
+            if high > low {
+                self.behind.insert(partition);
+            }
+            self.start_ends.insert(partition, high);
+            self.applied_to.insert(partition, low);
+        }
+        self.consumer.incremental_assign(&list)?;
+        self.assigned.extend(added);
+        self.assigned.sort_unstable();
+        Ok(())
+    }
+
+    /// True once every partition has been read up to the end it had when it was followed.
+    pub fn loaded(&self) -> bool {
+        self.behind.is_empty()
+    }
+
+    pub fn request_sample(&self, timeout: Duration) -> PendingSample {
+        let from_new = self.assigned.last().map_or(0, |last| last + 1);
+        self.sampler
+            .request(self.assigned.clone(), Some(from_new), timeout)
+    }
+
+    /// True if every request before `ends` is applied (following partitions added since).
+    pub fn reached(&mut self, ends: &EndOffsets) -> bool {
+        if self.halted {
+            return false;
+        }
+        if let Some(count) = ends.partition_count.and_then(|c| i32::try_from(c).ok()) {
+            let followed = self.assigned.last().map_or(0, |last| last + 1);
+            if count > followed {
+                if let Err(error) = self.follow_up_to(count, Instant::now() + self.timeout) {
+                    tracing::warn!(%error, "cannot follow privacy partitions added since start");
+                }
+                return false;
+            }
+        }
+        if self.applied_through(ends) {
+            return true;
+        }
+        // Transaction markers and aborted records advance the position without a message.
+        if let Ok(positions) = self.consumer.position() {
+            for element in positions.elements() {
+                if let Offset::Offset(position) = element.offset() {
+                    let applied = self
+                        .applied_to
+                        .entry(element.partition())
+                        .or_insert(position);
+                    *applied = (*applied).max(position);
+                }
+            }
+        }
+        self.applied_through(ends)
+    }
+
+    fn applied_through(&self, ends: &EndOffsets) -> bool {
+        ends.ends.iter().all(|(p, end)| {
+            !self.assigned.contains(p) || self.applied_to.get(p).is_some_and(|a| a >= end)
+        })
+    }
+
+    /// Applies the requests that arrive within `timeout`, at most `budget`, to every table.
+    pub fn poll(
+        &mut self,
+        tables: &mut [ConsentTable],
+        timeout: Duration,
+        budget: usize,
+        effects: &mut dyn ConsentEffects,
+    ) -> usize {
+        let mut read = 0;
+        let mut wait = timeout;
+        while read < budget && !self.halted {
+            match self.consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => {
+                    read += 1;
+                    if !self.apply(&message, tables, effects) {
+                        tracing::warn!("a suppression could not be applied: judging stops");
+                        self.halted = true;
+                        break;
+                    }
+                    let partition = message.partition();
+                    let next = message.offset() + 1;
+                    let applied = self.applied_to.entry(partition).or_insert(next);
+                    *applied = (*applied).max(next);
+                    if self
+                        .start_ends
+                        .get(&partition)
+                        .is_some_and(|end| next >= *end)
+                    {
+                        self.behind.remove(&partition);
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    if self.behind.remove(&partition) {
+                        if let Some(end) = self.start_ends.get(&partition) {
+                            let applied = self.applied_to.entry(partition).or_insert(*end);
+                            *applied = (*applied).max(*end);
+                        }
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "reading the privacy topic failed; retrying");
+                    break;
+                }
+            }
+            wait = Duration::ZERO;
+        }
+        if let Some(table) = tables.first() {
+            self.metrics
+                .suppressed
+                .set(table.suppressions().suppressed() as f64);
+        }
+        read
+    }
+
+    /// False if a suppression could not wait for the writes judged before it.
+    fn apply(
+        &self,
+        message: &BorrowedMessage<'_>,
+        tables: &mut [ConsentTable],
+        effects: &mut dyn ConsentEffects,
+    ) -> bool {
+        self.metrics.received.increment(1);
+        let Ok(user) = parse_key(message.key()) else {
+            self.rejected(PrivacyRejection::BadKey);
+            return true;
+        };
+        let record_time_ms = message
+            .timestamp()
+            .to_millis()
+            .unwrap_or_else(crate::clock::now_ms);
+        let encoding = Encoding::of(
+            self.format,
+            content_type(message.headers()),
+            message.payload(),
+        );
+        let update = read_request(message.payload(), encoding, record_time_ms);
+        let suppresses = tables
+            .iter()
+            .any(|table| table.suppressions().would_suppress(user, &update));
+        if suppresses && !effects.before_revocation() {
+            return false;
+        }
+        let mut outcome = None;
+        for table in tables.iter_mut() {
+            outcome = Some(table.suppressions_mut().apply(user, update, record_time_ms));
+        }
+        if let Some(PrivacyOutcome::FailedClosed(reason)) = outcome {
+            self.rejected(reason);
+        }
+        tracing::debug!(
+            partition = message.partition(),
+            offset = message.offset(),
+            ?outcome,
+            "privacy request applied"
+        );
+        true
+    }
+
+    fn rejected(&self, reason: PrivacyRejection) {
+        if let Some(i) = PrivacyRejection::ALL.iter().position(|r| *r == reason) {
+            self.metrics.rejected[i].increment(1);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Privacy requests (`[privacy] topic`), end to end: a suppressed user's events reach no
+//! destination, strictly necessary ones included, by `userId` or `anonymousId`; requests are
+//! read to the end at start-up, followed while running, covered by the freshness guarantee,
+//! and survive restarts; a request not understood fails closed and is counted.
+
+mod common;
+
+use common::*;
+
+fn destinations() -> Vec<Destination> {
+    vec![
+        Destination::new("amplitude", &["analytics"]),
+        Destination::new("warehouse", &[]),
+    ]
+}
+
+/// A scenario with a privacy topic.
+fn scenario(name: &str) -> (Scenario, String) {
+    let mut s = Scenario::new(name, destinations());
+    let privacy = format!("{}.privacy", s.consent);
+    create_topic(&privacy, 2, true);
+    s.extra = format!("[privacy]\ntopic = \"{privacy}\"\n");
+    (s, privacy)
+}
+
+fn request(kind: &str, at: &str) -> String {
+    format!(r#"{{"type":"{kind}","requestedAt":"{at}"}}"#)
+}
+
+fn suppressed(enforcer: &Enforcer, destination: &str) -> f64 {
+    enforcer.metric(&format!(
+        r#"consent_enforcer_events_dropped_total{{destination="{destination}",reason="suppressed"}}"#
+    ))
+}
+
+#[test]
+fn a_suppressed_user_reaches_no_destination_by_either_identifier_and_across_restarts() {
+    let (s, privacy) = scenario("suppressed");
+    let granted = consent(&["analytics"], &[], "2026-11-22T10:00:00Z");
+    for user in ["u1", "u2", "anon-2", "u3"] {
+        s.send_consent(user, &granted);
+    }
+    produce_one(&privacy, "u1", &request("SUPPRESS", "2026-11-22T11:00:00Z"));
+    produce_one(
+        &privacy,
+        "anon-2",
+        &request("SUPPRESS_WITH_DELETE", "2026-11-22T11:00:00Z"),
+    );
+    let enforcer = s.start_ready();
+    let with_anonymous =
+        r#"{"type":"track","userId":"u2","anonymousId":"anon-2","messageId":"m2"}"#;
+    s.send_events(&[
+        ("u1", &track("u1", "m1")),
+        ("u2", with_anonymous),
+        ("u3", &track("u3", "m3")),
+    ]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m3"]);
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["m3"]);
+    assert_eq!(suppressed(&enforcer, "warehouse"), 2.0);
+    assert_eq!(suppressed(&enforcer, "amplitude"), 2.0);
+    assert_eq!(enforcer.metric("consent_enforcer_suppressed_users"), 2.0);
+    drop(enforcer);
+
+    // After a restart the requests are read again before anything is judged.
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m4"))]);
+    s.wait_processed_by(&enforcer);
+    assert!(!message_ids(&s.delivered("warehouse")).contains(&"m4".to_owned()));
+    assert_eq!(suppressed(&enforcer, "warehouse"), 1.0);
+}
+
+#[test]
+fn a_request_written_before_an_event_is_applied_before_it_is_judged_and_can_be_lifted() {
+    let (s, privacy) = scenario("suppress-live");
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T10:00:00Z"));
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "before"))]);
+    s.wait_processed();
+    // Acknowledged before the event is written: the event is judged with it.
+    produce_one(&privacy, "u1", &request("SUPPRESS", &rfc3339_from_now(0)));
+    s.send_events(&[("u1", &track("u1", "during"))]);
+    s.wait_processed();
+    next_millisecond();
+    produce_one(&privacy, "u1", &request("UNSUPPRESS", &rfc3339_from_now(0)));
+    next_millisecond();
+    s.send_events(&[("u1", &track("u1", "after"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["before", "after"]);
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["before", "after"]);
+    assert_eq!(suppressed(&enforcer, "warehouse"), 1.0);
+}
+
+#[test]
+fn a_request_not_understood_is_counted_and_fails_closed() {
+    let (s, privacy) = scenario("privacy-rejected");
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T10:00:00Z"));
+    produce_one(
+        &privacy,
+        "u1",
+        r#"{"type":"FORGET_ME","requestedAt":"2026-11-22T11:00:00Z"}"#,
+    );
+    produce_one(&privacy, "u2", "not json");
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1")), ("u3", &track("u3", "m3"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["m3"]);
+    assert_eq!(
+        enforcer
+            .metric(r#"consent_enforcer_privacy_requests_rejected_total{reason="unknown_type"}"#),
+        1.0
+    );
+    assert_eq!(
+        enforcer.metric(r#"consent_enforcer_privacy_requests_rejected_total{reason="not_json"}"#),
+        1.0
+    );
+    // The service keeps running: a valid request replaces the one not understood.
+    produce_one(&privacy, "u1", &request("UNSUPPRESS", &rfc3339_from_now(0)));
+    next_millisecond();
+    s.send_events(&[("u1", &track("u1", "m4"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["m3", "m4"]);
+}
