@@ -41,6 +41,7 @@ pub const HEADERS_STRIPPED: &str = "consent_enforcer_input_headers_stripped_tota
 pub const PRIVACY_REQUESTS_RECEIVED: &str = "consent_enforcer_privacy_requests_received_total";
 pub const PRIVACY_REQUESTS_REJECTED: &str = "consent_enforcer_privacy_requests_rejected_total";
 pub const SUPPRESSED_USERS: &str = "consent_enforcer_suppressed_users";
+pub const PRIVACY_DELETIONS: &str = "consent_enforcer_privacy_deletions_total";
 pub const UNKNOWN_CONSENT_NAMES: &str = "consent_enforcer_unknown_consent_names_total";
 pub const HELD: &str = "consent_enforcer_events_held_total";
 pub const HELD_RELEASED: &str = "consent_enforcer_held_events_released_total";
@@ -127,6 +128,11 @@ pub fn describe() {
         PRIVACY_REQUESTS_REJECTED,
         Unit::Count,
         "Privacy requests not understood, by reason; each leaves its identifier suppressed until a valid request replaces it."
+    );
+    describe_counter!(
+        PRIVACY_DELETIONS,
+        Unit::Count,
+        "Delete requests carried out by this instance: deletion records and a consent tombstone written, then the request marked done."
     );
     describe_gauge!(
         SUPPRESSED_USERS,

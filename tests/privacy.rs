@@ -121,3 +121,85 @@ fn a_request_not_understood_is_counted_and_fails_closed() {
     s.wait_processed();
     assert_eq!(message_ids(&s.delivered("warehouse")), ["m3", "m4"]);
 }
+
+/// Reads `topic` until `count` records are there, or the wait is over.
+fn wait_for_records(topic: &str, count: usize) -> Vec<Record> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let records = read_all(topic);
+        if records.len() >= count || std::time::Instant::now() > deadline {
+            return records;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_delete_request_writes_one_deletion_record_per_destination_and_a_consent_tombstone_once() {
+    let mut s = Scenario::new("deletion", destinations());
+    let privacy = format!("{}.privacy", s.consent);
+    let deletions = format!("{}.deletions", s.consent);
+    create_topic(&privacy, 1, true);
+    create_topic(&deletions, 1, false);
+    s.destinations[0].deletion_topic = Some(deletions.clone());
+    s.extra = format!("[privacy]\ntopic = \"{privacy}\"\n");
+    s.send_consent("u1", &consent(&["analytics"], &[], "2026-11-22T10:00:00Z"));
+    s.send_consent("u2", &consent(&["analytics"], &[], "2026-11-22T10:00:00Z"));
+    produce_one(
+        &privacy,
+        "u1",
+        &request("SUPPRESS_WITH_DELETE", "2026-11-22T11:00:00Z"),
+    );
+    produce_one(
+        &privacy,
+        "u2",
+        &request("DELETE_ONLY", "2026-11-22T11:00:00Z"),
+    );
+    let enforcer = s.start_ready();
+    let written = wait_for_records(&deletions, 2);
+    let mut users: Vec<String> = written.iter().map(Record::key_str).collect();
+    users.sort();
+    assert_eq!(users, ["u1", "u2"], "{}", enforcer.logs());
+    let record: serde_json::Value =
+        serde_json::from_slice(written[0].value.as_deref().unwrap()).unwrap();
+    assert_eq!(record["type"], "DELETE");
+    assert_eq!(record["destination"], "amplitude");
+    assert_eq!(record["requestedAt"], "2026-11-22T11:00:00Z");
+    // The consent states are tombstoned, and the requests written back marked done.
+    let consent = wait_for_records(&s.consent, 4);
+    let tombstoned: Vec<String> = consent
+        .iter()
+        .filter(|r| r.value.is_none())
+        .map(Record::key_str)
+        .collect();
+    assert_eq!(tombstoned.len(), 2, "{consent:?}");
+    let marked = wait_for_records(&privacy, 4);
+    assert!(
+        marked
+            .iter()
+            .skip(2)
+            .all(|r| r.value_str().contains("deletedAt")),
+        "{marked:?}"
+    );
+    assert_eq!(
+        enforcer.metric("consent_enforcer_privacy_deletions_total"),
+        2.0
+    );
+    // u1 is suppressed; u2 (DELETE_ONLY) is not, but has no consent any more.
+    s.send_events(&[("u1", &track("u1", "m1")), ("u2", &track("u2", "m2"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["m2"]);
+    assert!(s.delivered("amplitude").is_empty());
+    drop(enforcer);
+
+    // A restart does not delete again: the requests are marked done.
+    let enforcer = s.start_ready();
+    s.send_events(&[("u3", &track("u3", "m3"))]);
+    s.wait_processed_by(&enforcer);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(read_all(&deletions).len(), 2);
+    assert_eq!(
+        enforcer.metric("consent_enforcer_privacy_deletions_total"),
+        0.0
+    );
+}

@@ -529,6 +529,9 @@ pub struct DestinationConfig {
     /// to be `subscribed` on it.
     #[serde(default)]
     pub channel: Option<String>,
+    /// Where a delete request (`[privacy] topic`) writes this destination's deletion record.
+    #[serde(default)]
+    pub deletion_topic: Option<String>,
 }
 
 impl DestinationConfig {

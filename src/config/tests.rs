@@ -405,3 +405,26 @@ fn a_wrong_jurisdiction_is_an_error_naming_the_field() {
         assert!(err.contains(field), "{field} not named in {err}");
     }
 }
+
+#[test]
+fn privacy_and_deletion_topics_are_named_and_checked() {
+    let with_privacy =
+        format!("{MINIMAL}\n[privacy]\ntopic = \"privacy.requests\"\nformat = \"protobuf\"\n");
+    let config = load(&with_privacy).unwrap();
+    let privacy = config.privacy.as_ref().unwrap();
+    assert_eq!(
+        (privacy.topic.as_str(), privacy.format),
+        ("privacy.requests", ConsentFormat::Protobuf)
+    );
+    assert!(config.topics().iter().any(|t| t.field == "privacy.topic"));
+    let deletion = "categories = [\"analytics\"]\ndeletion_topic = \"deletions.amplitude\"";
+    let err = error_of(&MINIMAL.replace("categories = [\"analytics\"]", deletion));
+    assert!(err.contains("destination[0].deletion_topic"), "{err}");
+    let config = load(&with_privacy.replace("categories = [\"analytics\"]", deletion)).unwrap();
+    assert!(config
+        .topics()
+        .iter()
+        .any(|t| t.field == "destination[0].deletion_topic"));
+    let err = error_of(&with_privacy.replace("privacy.requests", "consent.states"));
+    assert!(err.contains("privacy.topic"), "{err}");
+}

@@ -17,6 +17,8 @@ pub enum TopicRole {
     Destination(usize),
     /// Written and read back by the group (`hold.topic`, when the hold is enabled).
     Hold,
+    /// `[[destination]]` number `i`'s `deletion_topic`.
+    Deletion(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +81,15 @@ impl Config {
                 field: format!("destination[{i}].topic"),
                 role: TopicRole::Destination(i),
             });
+        }
+        for (i, destination) in self.destinations.iter().enumerate() {
+            if let Some(topic) = &destination.deletion_topic {
+                topics.push(ConfiguredTopic {
+                    name: topic,
+                    field: format!("destination[{i}].deletion_topic"),
+                    role: TopicRole::Deletion(i),
+                });
+            }
         }
         topics
     }

@@ -204,6 +204,12 @@ impl Config {
                     channels.push(channel);
                 }
             }
+            if dest.deletion_topic.is_some() && self.privacy.is_none() {
+                return Err(invalid(
+                    format!("destination[{i}].deletion_topic"),
+                    "is written for delete requests, which need a [privacy] topic",
+                ));
+            }
             if let Some(list) = &dest.integration_names {
                 if list.is_empty() {
                     return Err(invalid(

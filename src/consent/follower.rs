@@ -55,6 +55,12 @@ pub trait ConsentEffects {
 
     /// Changes whenever [`ConsentEffects::republishes_for`] may answer differently.
     fn ownership_version(&self) -> u64;
+
+    /// Carries out a delete request of `user`: one deletion record to each destination's
+    /// `deletion_topic` and a tombstone of the user's consent state, then, once they are all
+    /// acknowledged (or committed), the request marked done to `deletion.partition` of the
+    /// privacy topic. False if the writes could not be finished (stopping or failed).
+    fn delete(&mut self, user: &str, deletion: &crate::privacy::Deletion) -> bool;
 }
 
 pub struct ConsentFollower {
@@ -533,6 +539,12 @@ impl ConsentFollower {
         if self.behind.is_empty() {
             let current = current_in(&applier.tables, applier.copartitioned);
             applier.republishing.run(&current, effects);
+            if let Some(privacy) = &mut self.privacy {
+                if !privacy.run_deletions(effects) {
+                    tracing::warn!("a delete request could not be carried out: judging stops");
+                    self.halted = true;
+                }
+            }
         }
         read
     }

@@ -70,6 +70,7 @@ impl Suppressions {
             Ok(PrivacyUpdate::Request {
                 kind,
                 requested_at_ms,
+                ..
             }) => {
                 kind.suppresses()
                     && current
@@ -104,6 +105,7 @@ impl Suppressions {
                     PrivacyUpdate::Request {
                         kind,
                         requested_at_ms,
+                        ..
                     } => {
                         entry.at_ms = Some(requested_at_ms);
                         (kind.suppresses(), requested_at_ms)
@@ -162,6 +164,7 @@ mod tests {
         Ok(PrivacyUpdate::Request {
             kind,
             requested_at_ms: at,
+            deleted: false,
         })
     }
 

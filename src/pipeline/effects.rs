@@ -19,6 +19,7 @@ use crate::consent::ConsentState;
 use crate::delivery::exactly_once::Rewound;
 use crate::delivery::tag::{InputPartition, Tag};
 use crate::delivery::{commits, Delivery};
+use crate::privacy::Deletion;
 use crate::vocabulary::Vocabulary;
 
 /// What consent records ask of delivery: finish earlier writes before a revocation, and
@@ -29,6 +30,9 @@ pub(super) struct Effects<'a> {
     pub(super) consent_topic: &'a str,
     /// Overrides written from the table are encoded as `consent.format` reads them.
     pub(super) consent_format: ConsentFormat,
+    /// Each destination's name and `deletion_topic`, for those that have one.
+    pub(super) deletion_topics: Vec<(&'a str, &'a str)>,
+    pub(super) privacy_topic: Option<&'a str>,
     pub(super) drain_timeout: Duration,
     /// The event consumer, once events are judged (exactly-once commits need its group).
     pub(super) consumer: Option<&'a BaseConsumer<EventConsumerContext>>,
@@ -127,6 +131,41 @@ impl ConsentEffects for Effects<'_> {
 
     fn ownership_version(&self) -> u64 {
         self.delivery.inputs().version()
+    }
+
+    fn delete(&mut self, user: &str, deletion: &Deletion) -> bool {
+        let json = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some("application/json"),
+        });
+        for (destination, topic) in &self.deletion_topics {
+            let value = deletion.record(user, destination);
+            let record = BaseRecord::with_opaque_to(topic, Tag::republish().encode())
+                .key(user.as_bytes())
+                .payload(value.as_slice())
+                .headers(json.clone());
+            // A failure is recorded by `send` and stops the service.
+            let _ = self.delivery.send(record);
+        }
+        let tombstone = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+            self.consent_topic,
+            Tag::republish().encode(),
+        )
+        .key(user.as_bytes());
+        let _ = self.delivery.send(tombstone);
+        // Acknowledged (or committed) before the request is marked done, so that a crash in
+        // between writes them again rather than never.
+        if !self.before_revocation() {
+            return false;
+        }
+        if let Some(privacy_topic) = self.privacy_topic {
+            let done = BaseRecord::with_opaque_to(privacy_topic, Tag::republish().encode())
+                .partition(deletion.partition)
+                .key(user.as_bytes())
+                .payload(deletion.done.as_slice());
+            let _ = self.delivery.send(done);
+        }
+        true
     }
 }
 

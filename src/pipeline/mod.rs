@@ -97,6 +97,12 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         vocabulary: &vocabulary,
         consent_topic: &config.consent.topic,
         consent_format: config.consent.format,
+        deletion_topics: config
+            .destinations
+            .iter()
+            .filter_map(|d| Some((d.name.as_str(), d.deletion_topic.as_deref()?)))
+            .collect(),
+        privacy_topic: config.privacy.as_ref().map(|p| p.topic.as_str()),
         drain_timeout,
         consumer: None,
         hold: hold.as_ref(),

@@ -14,10 +14,12 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::request::{read_request, PrivacyRejection};
+use super::request::{encode_done, read_request, PrivacyRejection, PrivacyUpdate, RequestType};
+use super::Deletion;
 use crate::config::{Config, PrivacyConfig};
 use crate::consent::follower::{ConsentEffects, EndOffsets, PendingSample};
 use crate::consent::record::{content_type, parse_key, Encoding};
+use crate::consent::republish::OWNER_GRACE;
 use crate::consent::sampler::Sampler;
 use crate::consent::suppressions::PrivacyOutcome;
 use crate::consent::ConsentTable;
@@ -37,10 +39,32 @@ pub struct PrivacyFollower {
     applied_to: HashMap<i32, i64>,
     halted: bool,
     metrics: PrivacyMetrics,
+    /// Delete requests read and not carried out yet (by this instance or, read back marked
+    /// done, by another), by partition and user.
+    pending: HashMap<(i32, Box<str>), PendingDeletion>,
+}
+
+/// A valid request read, for deletion tracking.
+struct Tracked {
+    user: Box<str>,
+    kind: RequestType,
+    requested_at_ms: i64,
+    deleted: bool,
+    encoding: Encoding,
+}
+
+#[derive(Debug, Clone)]
+struct PendingDeletion {
+    kind: RequestType,
+    requested_at_ms: i64,
+    encoding: Encoding,
+    /// Since when it waits for the instance that owns its partition.
+    read_at: Instant,
 }
 
 struct PrivacyMetrics {
     received: Counter,
+    deletions: Counter,
     rejected: [Counter; 5],
     suppressed: Gauge,
 }
@@ -83,8 +107,10 @@ impl PrivacyFollower {
             start_ends: HashMap::new(),
             applied_to: HashMap::new(),
             halted: false,
+            pending: HashMap::new(),
             metrics: PrivacyMetrics {
                 received: metrics::counter!(telemetry::PRIVACY_REQUESTS_RECEIVED),
+                deletions: metrics::counter!(telemetry::PRIVACY_DELETIONS),
                 rejected: PrivacyRejection::ALL.map(|reason| {
                     metrics::counter!(telemetry::PRIVACY_REQUESTS_REJECTED, "reason" => reason.as_str())
                 }),
@@ -197,13 +223,17 @@ impl PrivacyFollower {
                 None => break,
                 Some(Ok(message)) => {
                     read += 1;
-                    if !self.apply(&message, tables, effects) {
+                    let Some(tracked) = self.apply(&message, tables, effects) else {
                         tracing::warn!("a suppression could not be applied: judging stops");
                         self.halted = true;
                         break;
-                    }
+                    };
                     let partition = message.partition();
                     let next = message.offset() + 1;
+                    drop(message);
+                    if let Some(tracked) = tracked {
+                        self.track_deletion(partition, tracked);
+                    }
                     let applied = self.applied_to.entry(partition).or_insert(next);
                     *applied = (*applied).max(next);
                     if self
@@ -237,17 +267,18 @@ impl PrivacyFollower {
         read
     }
 
-    /// False if a suppression could not wait for the writes judged before it.
+    /// `None` if a suppression could not wait for the writes judged before it; else the
+    /// request, if it is one that deletion tracking looks at.
     fn apply(
         &self,
         message: &BorrowedMessage<'_>,
         tables: &mut [ConsentTable],
         effects: &mut dyn ConsentEffects,
-    ) -> bool {
+    ) -> Option<Option<Tracked>> {
         self.metrics.received.increment(1);
         let Ok(user) = parse_key(message.key()) else {
             self.rejected(PrivacyRejection::BadKey);
-            return true;
+            return Some(None);
         };
         let record_time_ms = message
             .timestamp()
@@ -263,12 +294,26 @@ impl PrivacyFollower {
             .iter()
             .any(|table| table.suppressions().would_suppress(user, &update));
         if suppresses && !effects.before_revocation() {
-            return false;
+            return None;
         }
         let mut outcome = None;
         for table in tables.iter_mut() {
             outcome = Some(table.suppressions_mut().apply(user, update, record_time_ms));
         }
+        let tracked = match update {
+            Ok(PrivacyUpdate::Request {
+                kind,
+                requested_at_ms,
+                deleted,
+            }) => Some(Tracked {
+                user: Box::from(user),
+                kind,
+                requested_at_ms,
+                deleted,
+                encoding,
+            }),
+            _ => None,
+        };
         if let Some(PrivacyOutcome::FailedClosed(reason)) = outcome {
             self.rejected(reason);
         }
@@ -278,6 +323,75 @@ impl PrivacyFollower {
             ?outcome,
             "privacy request applied"
         );
+        Some(tracked)
+    }
+
+    /// A delete request is pending until it is read back marked done (`deletedAt`, written
+    /// by whichever instance carried it out) or a newer delete request replaces it.
+    fn track_deletion(&mut self, partition: i32, tracked: Tracked) {
+        let Tracked {
+            user,
+            kind,
+            requested_at_ms,
+            deleted,
+            encoding,
+        } = tracked;
+        let key = (partition, user);
+        let pending = self.pending.get(&key);
+        if pending.is_some_and(|p| p.requested_at_ms > requested_at_ms) {
+            return;
+        }
+        if deleted {
+            self.pending.remove(&key);
+        } else if kind.deletes() {
+            self.pending.insert(
+                key,
+                PendingDeletion {
+                    kind,
+                    requested_at_ms,
+                    encoding,
+                    read_at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Carries out the pending delete requests of the partitions this instance owns, and of
+    /// the others once their owner has had [`OWNER_GRACE`] to (a second deletion record is
+    /// harmless; none at all is not). False if one could not be finished.
+    pub fn run_deletions(&mut self, effects: &mut dyn ConsentEffects) -> bool {
+        if self.pending.is_empty() || !self.loaded() {
+            return true;
+        }
+        let due: Vec<(i32, Box<str>)> = self
+            .pending
+            .iter()
+            .filter(|((partition, _), p)| {
+                effects.republishes_for(*partition) || p.read_at.elapsed() >= OWNER_GRACE
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in due {
+            let Some(pending) = self.pending.remove(&key) else {
+                continue;
+            };
+            let deletion = Deletion {
+                kind: pending.kind,
+                requested_at_ms: pending.requested_at_ms,
+                partition: key.0,
+                done: encode_done(
+                    pending.kind,
+                    pending.requested_at_ms,
+                    crate::clock::now_ms(),
+                    pending.encoding,
+                ),
+            };
+            if !effects.delete(&key.1, &deletion) {
+                self.pending.insert(key, pending);
+                return false;
+            }
+            self.metrics.deletions.increment(1);
+        }
         true
     }
 

@@ -7,4 +7,30 @@ pub mod follower;
 pub mod request;
 
 pub use follower::PrivacyFollower;
-pub use request::{read_request, PrivacyRejection, PrivacyUpdate, RequestType};
+
+/// A delete request to carry out (see [`crate::consent::follower::ConsentEffects::delete`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub kind: RequestType,
+    pub requested_at_ms: i64,
+    /// The privacy partition the request is in, where it is written back marked done.
+    pub partition: i32,
+    /// The request marked done, encoded as it was read.
+    pub done: Vec<u8>,
+}
+
+impl Deletion {
+    /// The deletion record a destination's `deletion_topic` receives.
+    pub fn record(&self, user: &str, destination: &str) -> Vec<u8> {
+        serde_json::json!({
+            "type": "DELETE",
+            "userId": user,
+            "destination": destination,
+            "requestType": self.kind.as_str(),
+            "requestedAt": crate::consent::record::format_rfc3339_ms(self.requested_at_ms),
+        })
+        .to_string()
+        .into_bytes()
+    }
+}
+pub use request::{encode_done, read_request, PrivacyRejection, PrivacyUpdate, RequestType};

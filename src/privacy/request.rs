@@ -54,6 +54,8 @@ pub enum PrivacyUpdate {
         kind: RequestType,
         /// `requestedAt`, else the record's Kafka timestamp.
         requested_at_ms: i64,
+        /// `deletedAt`: the enforcer wrote the deletion records this request asks for.
+        deleted: bool,
     },
     /// A null value: the user's request is withdrawn.
     Remove,
@@ -97,6 +99,8 @@ struct JsonRequest {
     kind: Option<serde_json::Value>,
     #[serde(rename = "requestedAt")]
     requested_at: Option<serde_json::Value>,
+    #[serde(rename = "deletedAt")]
+    deleted_at: Option<serde_json::Value>,
 }
 
 /// Reads a privacy request's value in `encoding`; `record_time_ms` stands in for a missing
@@ -109,7 +113,7 @@ pub fn read_request(
     let Some(bytes) = value else {
         return Ok(PrivacyUpdate::Remove);
     };
-    let (kind, requested_at_ms) = match encoding {
+    let (kind, requested_at_ms, deleted) = match encoding {
         Encoding::Json => {
             // An object (serde would also take an array for the struct); a field twice is an
             // error of serde's, so a request that reads two ways is rejected.
@@ -130,7 +134,9 @@ pub fn read_request(
                 }
                 Some(_) => return Err(PrivacyRejection::BadRequestedAt),
             };
-            (kind, at)
+            // Only the enforcer writes it; any value but null marks the request done.
+            let deleted = !matches!(request.deleted_at, None | Some(serde_json::Value::Null));
+            (kind, at, deleted)
         }
         Encoding::Protobuf => {
             let request =
@@ -144,13 +150,57 @@ pub fn read_request(
                 Ok(proto::PrivacyRequestType::Unsuppress) => RequestType::Unsuppress,
                 _ => return Err(PrivacyRejection::UnknownType),
             };
-            (kind, request.requested_at_ms)
+            (
+                kind,
+                request.requested_at_ms,
+                request.deleted_at_ms.is_some(),
+            )
         }
     };
     Ok(PrivacyUpdate::Request {
         kind,
         requested_at_ms: requested_at_ms.unwrap_or(record_time_ms),
+        deleted,
     })
+}
+
+impl RequestType {
+    /// Whether it asks for the user's data to be deleted downstream.
+    pub fn deletes(self) -> bool {
+        matches!(
+            self,
+            RequestType::SuppressWithDelete | RequestType::DeleteOnly
+        )
+    }
+}
+
+/// The request, written back marked done (`deletedAt`), in `encoding`.
+pub fn encode_done(
+    kind: RequestType,
+    requested_at_ms: i64,
+    deleted_at_ms: i64,
+    encoding: Encoding,
+) -> Vec<u8> {
+    match encoding {
+        Encoding::Json => serde_json::json!({
+            "type": kind.as_str(),
+            "requestedAt": crate::consent::record::format_rfc3339_ms(requested_at_ms),
+            "deletedAt": crate::consent::record::format_rfc3339_ms(deleted_at_ms),
+        })
+        .to_string()
+        .into_bytes(),
+        Encoding::Protobuf => proto::PrivacyRequest {
+            r#type: match kind {
+                RequestType::Suppress => proto::PrivacyRequestType::Suppress,
+                RequestType::SuppressWithDelete => proto::PrivacyRequestType::SuppressWithDelete,
+                RequestType::DeleteOnly => proto::PrivacyRequestType::DeleteOnly,
+                RequestType::Unsuppress => proto::PrivacyRequestType::Unsuppress,
+            } as i32,
+            requested_at_ms: Some(requested_at_ms),
+            deleted_at_ms: Some(deleted_at_ms),
+        }
+        .encode_to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -167,14 +217,16 @@ mod tests {
             json(r#"{"type":"SUPPRESS","requestedAt":"2026-11-22T10:00:00Z"}"#),
             Ok(PrivacyUpdate::Request {
                 kind: RequestType::Suppress,
-                requested_at_ms: 1_795_341_600_000
+                requested_at_ms: 1_795_341_600_000,
+                deleted: false,
             })
         );
         assert_eq!(
             json(r#"{"type":"UNSUPPRESS"}"#),
             Ok(PrivacyUpdate::Request {
                 kind: RequestType::Unsuppress,
-                requested_at_ms: 7
+                requested_at_ms: 7,
+                deleted: false,
             })
         );
         for kind in ["SUPPRESS_WITH_DELETE", "DELETE_ONLY"] {
@@ -213,15 +265,28 @@ mod tests {
         let bytes = proto::PrivacyRequest {
             r#type: proto::PrivacyRequestType::SuppressWithDelete as i32,
             requested_at_ms: Some(5),
+            deleted_at_ms: None,
         }
         .encode_to_vec();
         assert_eq!(
             read_request(Some(&bytes), Encoding::Protobuf, 7),
             Ok(PrivacyUpdate::Request {
                 kind: RequestType::SuppressWithDelete,
-                requested_at_ms: 5
+                requested_at_ms: 5,
+                deleted: false,
             })
         );
+        for encoding in [Encoding::Json, Encoding::Protobuf] {
+            let done = encode_done(RequestType::DeleteOnly, 5, 9, encoding);
+            assert_eq!(
+                read_request(Some(&done), encoding, 7),
+                Ok(PrivacyUpdate::Request {
+                    kind: RequestType::DeleteOnly,
+                    requested_at_ms: 5,
+                    deleted: true,
+                })
+            );
+        }
         let unspecified = proto::PrivacyRequest::default().encode_to_vec();
         assert_eq!(
             read_request(Some(&unspecified), Encoding::Protobuf, 7),

@@ -23,6 +23,7 @@ pub struct Destination {
     /// Topic-level configs for the destination topic.
     pub topic_config: Vec<(&'static str, &'static str)>,
     pub channel: Option<String>,
+    pub deletion_topic: Option<String>,
 }
 
 impl Destination {
@@ -36,6 +37,7 @@ impl Destination {
             partitions: 1,
             topic_config: Vec::new(),
             channel: None,
+            deletion_topic: None,
         }
     }
 
@@ -241,6 +243,9 @@ impl Scenario {
             }
             if let Some(channel) = &dest.channel {
                 toml.push_str(&format!("channel = {channel:?}\n"));
+            }
+            if let Some(topic) = &dest.deletion_topic {
+                toml.push_str(&format!("deletion_topic = {topic:?}\n"));
             }
         }
         toml.push('\n');

@@ -23,6 +23,9 @@ impl ConsentEffects for Fake {
     fn ownership_version(&self) -> u64 {
         self.version
     }
+    fn delete(&mut self, _: &str, _: &crate::privacy::Deletion) -> bool {
+        true
+    }
 }
 
 fn state(bits: u64) -> ConsentState {
