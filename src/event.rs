@@ -90,6 +90,8 @@ pub struct EventView<'a> {
     /// The jurisdiction (its bit) `context.location` falls in, when jurisdictions are
     /// configured.
     pub location: Option<u8>,
+    /// With `consent.learn_from_events`: a `track` event named in `learn_event_names`.
+    pub preference_update: bool,
 }
 
 /// Classifies and reads one event value. `max_bytes` is `input.max_event_bytes`.
@@ -163,6 +165,7 @@ impl EventView<'_> {
             unknown_names: self.unknown_names,
             gpc: self.gpc,
             location: self.location,
+            preference_update: self.preference_update,
         }
     }
 }
@@ -193,6 +196,8 @@ const ANONYMOUS_ID: u32 = 2;
 const INTEGRATIONS: u32 = 4;
 const CONTEXT: u32 = 8;
 const TIMESTAMP: u32 = 16;
+const TYPE: u32 = 32;
+const EVENT: u32 = 64;
 
 impl<'de> Visitor<'de> for EventVisitor<'_> {
     type Value = Option<EventView<'de>>;
@@ -213,7 +218,10 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             unknown_names: 0,
             gpc: false,
             location: None,
+            preference_update: false,
         };
+        // Read (and checked for duplicates) only when learning from events.
+        let (mut track, mut named) = (false, false);
         while let Some(key) = map.next_key_seed(KeySeed(&TOP_LEVEL_KEYS))? {
             match key {
                 Some(0) => {
@@ -240,22 +248,35 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                     scope.see(&mut seen, TIMESTAMP);
                     view.timestamp_ms = map.next_value_seed(TimestampSeed)?;
                 }
+                Some(5) if scope.vocabulary.learns() => {
+                    scope.see(&mut seen, TYPE);
+                    track = map.next_value_seed(context::StringSeed)?.as_deref() == Some("track");
+                }
+                Some(6) if scope.vocabulary.learns() => {
+                    scope.see(&mut seen, EVENT);
+                    named = map
+                        .next_value_seed(context::StringSeed)?
+                        .is_some_and(|name| scope.vocabulary.learns_from(&name));
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         view.unknown_names = scope.unknown_names.get();
+        view.preference_update = track && named;
         Ok(Some(view))
     }
 }
 
-const TOP_LEVEL_KEYS: [&str; 5] = [
+const TOP_LEVEL_KEYS: [&str; 7] = [
     "userId",
     "anonymousId",
     "integrations",
     "context",
     "timestamp",
+    "type",
+    "event",
 ];
 
 /// The event's `timestamp`: an RFC 3339 string, or nothing usable.

@@ -41,6 +41,7 @@ pub const HEADERS_STRIPPED: &str = "consent_enforcer_input_headers_stripped_tota
 pub const PRIVACY_REQUESTS_RECEIVED: &str = "consent_enforcer_privacy_requests_received_total";
 pub const PRIVACY_REQUESTS_REJECTED: &str = "consent_enforcer_privacy_requests_rejected_total";
 pub const SUPPRESSED_USERS: &str = "consent_enforcer_suppressed_users";
+pub const CONSENT_LEARNED: &str = "consent_enforcer_consent_learned_total";
 pub const PRIVACY_DELETIONS: &str = "consent_enforcer_privacy_deletions_total";
 pub const UNKNOWN_CONSENT_NAMES: &str = "consent_enforcer_unknown_consent_names_total";
 pub const HELD: &str = "consent_enforcer_events_held_total";
@@ -128,6 +129,11 @@ pub fn describe() {
         PRIVACY_REQUESTS_REJECTED,
         Unit::Count,
         "Privacy requests not understood, by reason; each leaves its identifier suppressed until a valid request replaces it."
+    );
+    describe_counter!(
+        CONSENT_LEARNED,
+        Unit::Count,
+        "Consent states learned from CMP preference events and written to the consent topic (acknowledged)."
     );
     describe_counter!(
         PRIVACY_DELETIONS,
@@ -325,6 +331,7 @@ pub struct EventMetrics {
     /// Input headers of reserved names, not written on.
     pub headers_stripped: Counter,
     pub unknown_names: Counter,
+    pub learned: Counter,
 }
 
 impl EventMetrics {
@@ -348,6 +355,7 @@ impl EventMetrics {
             held: counter!(HELD),
             headers_stripped: counter!(HEADERS_STRIPPED),
             unknown_names: counter!(UNKNOWN_CONSENT_NAMES, "source" => "event"),
+            learned: counter!(CONSENT_LEARNED),
         }
     }
 

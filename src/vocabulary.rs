@@ -102,6 +102,8 @@ pub struct Vocabulary {
     channel_index: HashMap<String, u8>,
     integrations: Vec<String>,
     integration_index: HashMap<String, u8>,
+    /// With `consent.learn_from_events`: the `track` event names that carry a CMP's choice.
+    learn_event_names: Option<Vec<String>>,
 }
 
 /// What a bit of the set stands for.
@@ -147,6 +149,9 @@ impl Vocabulary {
         for (alias, category) in &config.consent.aliases {
             vocabulary.add_alias(alias, category);
         }
+        if config.consent.learn_from_events {
+            vocabulary.learn_event_names = Some(config.consent.learn_event_names.clone());
+        }
         if !config.jurisdictions.is_empty() {
             let gpc = vocabulary.new_bit("gpc", BitKind::Gpc);
             vocabulary.gpc = Some(gpc);
@@ -167,6 +172,17 @@ impl Vocabulary {
     /// The bit a state sets for a GPC signal, when jurisdictions are configured.
     pub fn gpc(&self) -> Option<u8> {
         self.gpc
+    }
+
+    /// Whether a `track` event of this name carries a CMP's choice to learn.
+    pub fn learns_from(&self, event_name: &str) -> bool {
+        self.learn_event_names
+            .as_ref()
+            .is_some_and(|names| names.iter().any(|n| n == event_name))
+    }
+
+    pub fn learns(&self) -> bool {
+        self.learn_event_names.is_some()
     }
 
     pub fn has_jurisdictions(&self) -> bool {

@@ -363,3 +363,73 @@ fn jurisdictions_give_opt_in_and_opt_out_defaults_and_gpc_denies_what_it_lists()
     assert_eq!(dropped(&enforcer, "amplitude", "denied"), 1.0);
     assert_eq!(dropped(&enforcer, "ads", "denied"), 1.0);
 }
+
+fn preference_event(user: &str, id: &str, timestamp: &str, analytics: bool) -> String {
+    format!(
+        r#"{{"type":"track","event":"Segment Consent Preference Updated","userId":"{user}","messageId":"{id}","timestamp":"{timestamp}","context":{{"consent":{{"categoryPreferences":{{"analytics":{analytics},"advertising":false}}}}}}}}"#
+    )
+}
+
+/// The consent topic's records, once it has `count` of them (or after a wait).
+fn consent_records(s: &Scenario, count: usize) -> Vec<Record> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let records = read_all(&s.consent);
+        if records.len() >= count || std::time::Instant::now() > deadline {
+            return records;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_cmp_preference_event_is_learned_once_and_judges_the_events_after_it() {
+    let mut s = Scenario::new("learn", analytics_and_ads());
+    s.consent_extra = "learn_from_events = true".to_owned();
+    s.send_consent("u1", &consent(&[], &["analytics"], "2026-11-22T10:00:00Z"));
+    let enforcer = s.start_ready();
+    let at = rfc3339_from_now(0);
+    s.send_events(&[("u1", &preference_event("u1", "p1", &at, true))]);
+    s.wait_processed();
+    let records = consent_records(&s, 2);
+    assert_eq!(records.len(), 2, "{}", enforcer.logs());
+    let learned = &records[1];
+    assert_eq!(learned.key_str(), "u1");
+    assert_eq!(
+        learned.header("consent-enforcer-learned").as_deref(),
+        Some("true")
+    );
+    let value: serde_json::Value =
+        serde_json::from_slice(learned.value.as_deref().unwrap()).unwrap();
+    assert_eq!(value["categoryPreferences"]["analytics"], true);
+    assert_eq!(
+        consent_enforcer::consent::record::parse_rfc3339_ms(value["updatedAt"].as_str().unwrap()),
+        consent_enforcer::consent::record::parse_rfc3339_ms(&at)
+    );
+    // The preference event itself is routed like any other (judged before it was learned).
+    assert!(s.delivered("amplitude").is_empty());
+    // An event written after the learned state was acknowledged is judged with it.
+    next_millisecond();
+    s.send_events(&[("u1", &track("u1", "m1"))]);
+    s.wait_processed();
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m1"]);
+    // The same choice again, or an older one, is not written.
+    next_millisecond();
+    s.send_events(&[
+        (
+            "u1",
+            &preference_event("u1", "p2", &rfc3339_from_now(0), true),
+        ),
+        (
+            "u1",
+            &preference_event("u1", "p3", "2026-11-22T09:00:00Z", false),
+        ),
+    ]);
+    s.wait_processed();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(read_all(&s.consent).len(), 2);
+    assert_eq!(
+        enforcer.metric("consent_enforcer_consent_learned_total"),
+        1.0
+    );
+}

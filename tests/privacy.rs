@@ -100,7 +100,9 @@ fn a_request_not_understood_is_counted_and_fails_closed() {
         "u1",
         r#"{"type":"FORGET_ME","requestedAt":"2026-11-22T11:00:00Z"}"#,
     );
-    produce_one(&privacy, "u2", "not json");
+    // Under the default `format = "auto"`: JSON by its `{`, else protobuf.
+    produce_one(&privacy, "u2", "{not json");
+    produce_one(&privacy, "u4", "not protobuf either");
     let enforcer = s.start_ready();
     s.send_events(&[("u1", &track("u1", "m1")), ("u3", &track("u3", "m3"))]);
     s.wait_processed();
@@ -112,6 +114,11 @@ fn a_request_not_understood_is_counted_and_fails_closed() {
     );
     assert_eq!(
         enforcer.metric(r#"consent_enforcer_privacy_requests_rejected_total{reason="not_json"}"#),
+        1.0
+    );
+    assert_eq!(
+        enforcer
+            .metric(r#"consent_enforcer_privacy_requests_rejected_total{reason="not_protobuf"}"#),
         1.0
     );
     // The service keeps running: a valid request replaces the one not understood.
@@ -202,4 +209,22 @@ fn a_delete_request_writes_one_deletion_record_per_destination_and_a_consent_tom
         enforcer.metric("consent_enforcer_privacy_deletions_total"),
         0.0
     );
+}
+
+#[test]
+fn an_identifier_too_long_for_a_consent_state_is_still_suppressed() {
+    let (s, privacy) = scenario("suppress-long");
+    let long = "u".repeat(600);
+    produce_one(
+        &privacy,
+        &long,
+        &request("SUPPRESS", "2026-11-22T11:00:00Z"),
+    );
+    let enforcer = s.start_ready();
+    let event = format!(r#"{{"type":"track","userId":"{long}","messageId":"m1"}}"#);
+    s.send_events(&[("k", &event), ("u3", &track("u3", "m3"))]);
+    s.wait_processed();
+    // Strictly necessary destinations too.
+    assert_eq!(message_ids(&s.delivered("warehouse")), ["m3"]);
+    assert_eq!(suppressed(&enforcer, "warehouse"), 1.0);
 }

@@ -76,8 +76,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct PrivacyConfig {
     pub topic: String,
-    /// How its records are encoded (`proto/consent.proto`'s `PrivacyRequest` for protobuf).
-    #[serde(default)]
+    /// How its records are encoded (`proto/consent.proto`'s `PrivacyRequest` for protobuf);
+    /// by default by header, else first byte (a JSON request starts with `{`).
+    #[serde(default = "auto_format")]
     pub format: ConsentFormat,
 }
 
@@ -236,6 +237,20 @@ pub struct ConsentConfig {
     /// to stored states and to event stamps alike.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    /// Write the consent a CMP's preference event carries to the consent topic.
+    #[serde(default)]
+    pub learn_from_events: bool,
+    /// The `track` event names that carry a CMP's new choice.
+    #[serde(default = "default_learn_event_names")]
+    pub learn_event_names: Vec<String>,
+}
+
+fn default_learn_event_names() -> Vec<String> {
+    vec!["Segment Consent Preference Updated".to_owned()]
+}
+
+fn auto_format() -> ConsentFormat {
+    ConsentFormat::Auto
 }
 
 /// The encoding of consent records (`consent.format`).

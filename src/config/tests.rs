@@ -428,3 +428,22 @@ fn privacy_and_deletion_topics_are_named_and_checked() {
     let err = error_of(&with_privacy.replace("privacy.requests", "consent.states"));
     assert!(err.contains("privacy.topic"), "{err}");
 }
+
+#[test]
+fn learning_from_events_is_off_by_default_and_needs_an_event_name() {
+    let config = load(MINIMAL).unwrap();
+    assert!(!config.consent.learn_from_events);
+    assert_eq!(
+        config.consent.learn_event_names,
+        ["Segment Consent Preference Updated"]
+    );
+    let learn = |names: &str| {
+        MINIMAL.replace(
+            "topic = \"consent.states\"",
+            &format!("topic = \"consent.states\"\nlearn_from_events = true\n{names}"),
+        )
+    };
+    assert!(load(&learn("learn_event_names = [\"Consent Updated\"]")).is_ok());
+    let err = error_of(&learn("learn_event_names = []"));
+    assert!(err.contains("consent.learn_event_names"), "{err}");
+}

@@ -45,6 +45,12 @@ impl Config {
         if self.input.max_event_bytes == 0 {
             return Err(invalid("input.max_event_bytes", "must be at least 1"));
         }
+        if self.consent.learn_from_events && self.consent.learn_event_names.is_empty() {
+            return Err(invalid(
+                "consent.learn_event_names",
+                "must name at least one event when consent.learn_from_events is true",
+            ));
+        }
         MAX_WAIT.check(self.consent.max_wait, self.consent.max_wait_ms)?;
         MAX_STALENESS.check(self.consent.max_staleness, self.consent.max_staleness_ms)?;
         let (wait, staleness) = (self.consent.max_wait(), self.consent.max_staleness());
@@ -136,15 +142,27 @@ impl Config {
     /// A topic may serve one role only: reading our own output would loop or leak.
     fn check_topic_roles(&self) -> Result<(), ConfigError> {
         let claims = self.topics();
-        let mut roles: HashMap<&str, &str> = HashMap::new();
+        let mut roles: HashMap<&str, (&str, TopicRole)> = HashMap::new();
         for ConfiguredTopic {
-            name: topic, field, ..
+            name: topic,
+            field,
+            role,
         } in &claims
         {
             if topic.trim().is_empty() {
                 return Err(invalid(field.as_str(), "topic name must not be empty"));
             }
-            if let Some(first) = roles.insert(topic, field) {
+            // Destinations may share a deletion topic: each record names its destination.
+            let shared_deletions = |other: TopicRole| {
+                matches!(
+                    (role, other),
+                    (TopicRole::Deletion(_), TopicRole::Deletion(_))
+                )
+            };
+            if let Some((first, _)) = roles
+                .insert(topic, (field, *role))
+                .filter(|(_, other)| !shared_deletions(*other))
+            {
                 return Err(invalid(
                     field.as_str(),
                     format!("topic {topic:?} is already used as {first}"),
@@ -327,7 +345,8 @@ impl Config {
             }
             return Ok(());
         }
-        if self.consent.when_missing_set.is_some() {
+        // "deny" is what a jurisdiction without a default grants anyway; "allow" would not be.
+        if self.consent.when_missing_set == Some(WhenMissing::Allow) {
             return Err(invalid(
                 "consent.when_missing",
                 "has no effect when [[jurisdiction]] is declared: each jurisdiction's model \

@@ -174,6 +174,7 @@ mod tests {
             unknown_names: 0,
             gpc: false,
             location: None,
+            preference_update: false,
         }
     }
 

@@ -393,6 +393,7 @@ impl Delivery {
                         }
                         Target::DeadLetter(reason) => self.metrics.dead_lettered(reason),
                         Target::Hold => self.metrics.held.increment(1),
+                        Target::Learned => self.metrics.learned.increment(1),
                         Target::Republish => {}
                     }
                 }
@@ -409,7 +410,7 @@ impl Delivery {
         let topic = match tag.target {
             Target::Destination(i) => self.destination_topics[usize::from(i)].clone(),
             Target::DeadLetter(_) => self.dead_letter_topic.clone(),
-            Target::Republish => self.consent_topic.clone(),
+            Target::Republish | Target::Learned => self.consent_topic.clone(),
             Target::Hold => self.hold_topic.clone().unwrap_or_default(),
         };
         let mut failure = lock(&self.failure);

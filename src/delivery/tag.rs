@@ -18,6 +18,9 @@ pub enum Target {
     Republish,
     /// The event to the hold topic, to wait for the user's first choice.
     Hold,
+    /// The consent a CMP's preference event carries, to the consent topic
+    /// (`consent.learn_from_events`): tied to its event like the event's own writes.
+    Learned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,7 @@ pub struct Tag {
 }
 
 const DEAD_LETTER_BASE: u8 = 200;
+const LEARNED: u8 = 253;
 const HOLD: u8 = 254;
 const REPUBLISH: u8 = 255;
 
@@ -57,6 +61,7 @@ impl Tag {
             }
             Target::Republish => REPUBLISH,
             Target::Hold => HOLD,
+            Target::Learned => LEARNED,
         };
         let bits = (u64::from(target) << 56)
             | (u64::from(self.input.topic) << 48)
@@ -71,6 +76,7 @@ impl Tag {
         let target = match target {
             REPUBLISH => Target::Republish,
             HOLD => Target::Hold,
+            LEARNED => Target::Learned,
             t if t >= DEAD_LETTER_BASE => Target::DeadLetter(
                 Malformed::ALL[usize::from(t - DEAD_LETTER_BASE).min(Malformed::ALL.len() - 1)],
             ),
@@ -100,6 +106,7 @@ mod tests {
         let mut targets = vec![
             Target::Republish,
             Target::Hold,
+            Target::Learned,
             Target::Destination(0),
             Target::Destination(199),
         ];

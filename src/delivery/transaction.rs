@@ -68,7 +68,7 @@ impl Transaction {
                     None => self.other_acks.push((target, 1)),
                 }
             }
-            Target::Republish => {}
+            Target::Republish | Target::Learned => {}
         }
     }
 
@@ -99,7 +99,7 @@ impl Transaction {
             match target {
                 Target::DeadLetter(reason) => metrics.dead_lettered_by(reason, n),
                 Target::Hold => metrics.held.increment(n),
-                Target::Destination(_) | Target::Republish => {}
+                Target::Destination(_) | Target::Republish | Target::Learned => {}
             }
         }
         *self = Transaction::default();

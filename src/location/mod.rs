@@ -6,15 +6,44 @@
 
 mod names;
 
+/// Names and codes in common use that ISO 3166 does not list (geolocation services and
+/// people write them): the two exceptionally reserved codes the EU uses (`UK`, `EL`) and
+/// everyday English names. Looked up before the generated table, after a leading "the ".
+const COMMON_NAMES: &[(&str, &str)] = &[
+    ("brunei", "BN"),
+    ("cape verde", "CV"),
+    ("czech republic", "CZ"),
+    ("el", "GR"),
+    ("great britain", "GB"),
+    ("holland", "NL"),
+    ("ivory coast", "CI"),
+    ("kosovo", "XK"),
+    ("macau", "MO"),
+    ("north korea", "KP"),
+    ("palestine", "PS"),
+    ("republic of korea", "KR"),
+    ("russia", "RU"),
+    ("south korea", "KR"),
+    ("turkey", "TR"),
+    ("uk", "GB"),
+    ("united states of america", "US"),
+    ("usa", "US"),
+    ("vatican city", "VA"),
+];
+
 /// The ISO 3166-1 alpha-2 code of a country given by code or English name.
 pub fn country_code(country: &str) -> Option<String> {
     let text = country.trim();
+    let key = normalized(text);
+    let key = key.strip_prefix("the ").unwrap_or(&key);
+    if let Some((_, code)) = COMMON_NAMES.iter().find(|(name, _)| *name == key) {
+        return Some((*code).to_owned());
+    }
     if text.len() == 2 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Some(text.to_ascii_uppercase());
     }
-    let key = normalized(text);
     names::COUNTRIES
-        .binary_search_by(|(name, _)| (*name).cmp(key.as_str()))
+        .binary_search_by(|(name, _)| (*name).cmp(key))
         .ok()
         .map(|i| names::COUNTRIES[i].1.to_owned())
 }
@@ -77,6 +106,10 @@ mod tests {
         assert_eq!(country_code("Germany").as_deref(), Some("DE"));
         assert_eq!(country_code("Côte d'Ivoire").as_deref(), Some("CI"));
         assert_eq!(country_code("Atlantis"), None);
+        assert_eq!(country_code("The Netherlands").as_deref(), Some("NL"));
+        assert_eq!(country_code("UK").as_deref(), Some("GB"));
+        assert_eq!(country_code("Russia").as_deref(), Some("RU"));
+        assert_eq!(country_code("South Korea").as_deref(), Some("KR"));
         assert_eq!(
             subdivision_code("US", "California").as_deref(),
             Some("US-CA")

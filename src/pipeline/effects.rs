@@ -153,16 +153,23 @@ impl ConsentEffects for Effects<'_> {
         )
         .key(user.as_bytes());
         let _ = self.delivery.send(tombstone);
-        // Acknowledged (or committed) before the request is marked done, so that a crash in
-        // between writes them again rather than never.
-        if !self.before_revocation() {
+        // Acknowledged before the request is marked done, so that a crash in between writes
+        // them again rather than never. (They go by the producer of re-published states,
+        // outside any transaction: at least once in either mode.)
+        while !self.delivery.drain(None, self.drain_timeout) {
+            if self.delivery.failure().is_some() || self.delivery.stopping() {
+                return false;
+            }
+        }
+        // A write that failed meanwhile stops the service: never mark the request done then.
+        if self.delivery.failure().is_some() {
             return false;
         }
-        if let Some(privacy_topic) = self.privacy_topic {
+        if let (Some(privacy_topic), Some(done)) = (self.privacy_topic, &deletion.done) {
             let done = BaseRecord::with_opaque_to(privacy_topic, Tag::republish().encode())
                 .partition(deletion.partition)
                 .key(user.as_bytes())
-                .payload(deletion.done.as_slice());
+                .payload(done.as_slice());
             let _ = self.delivery.send(done);
         }
         true

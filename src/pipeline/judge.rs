@@ -7,6 +7,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::BaseRecord;
 
 use super::hold::{self, Hold, Resolution, Waiting};
+use super::learn::Learner;
 use crate::config::DeadLetterPayload;
 use crate::consent::ConsentTable;
 use crate::decision::{
@@ -40,6 +41,8 @@ pub struct Judge<'a> {
     /// Co-partitioned mode: a held event goes to the hold partition of its input partition's
     /// number, whose consent table is the one that sees its user.
     pub copartitioned: bool,
+    /// With `consent.learn_from_events`.
+    pub learner: Option<Learner<'a>>,
 }
 
 /// Where one event's writes are tracked.
@@ -169,6 +172,14 @@ impl Judge<'_> {
                             waiting_for.push(self.destination_names[i]);
                         }
                         Err(reason) => self.delivery.metrics().dropped(i, reason),
+                    }
+                }
+                if let Some(learner) = &self.learner {
+                    if let Some((user, state)) =
+                        learner.learned(table, &view, time, self.vocabulary)
+                    {
+                        let tag = slot.tag(Target::Learned);
+                        learner.write(self.delivery, &user, &state, self.vocabulary, tag);
                     }
                 }
                 if let (false, Some(topic)) = (waiting_for.is_empty(), self.hold_topic) {

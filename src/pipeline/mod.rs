@@ -18,6 +18,7 @@ mod freshness;
 mod hold;
 mod input_pause;
 mod judge;
+mod learn;
 mod read_again;
 mod rebalance;
 mod running;
@@ -143,6 +144,10 @@ pub fn run(config: &Config, signals: &Signals) -> Result<(), PipelineError> {
         dead_letter_payload: config.dead_letter.payload,
         limits,
         law: &law,
+        learner: config.consent.learn_from_events.then(|| learn::Learner {
+            consent_topic: &config.consent.topic,
+            format: config.consent.format,
+        }),
         max_event_bytes: config.input.max_event_bytes,
         // Never shorter than the hold's own age limit: a short history window (a memory
         // setting) must not turn the hold off for events a few minutes old.

@@ -18,13 +18,16 @@ use super::request::{encode_done, read_request, PrivacyRejection, PrivacyUpdate,
 use super::Deletion;
 use crate::config::{Config, PrivacyConfig};
 use crate::consent::follower::{ConsentEffects, EndOffsets, PendingSample};
-use crate::consent::record::{content_type, parse_key, Encoding};
+use crate::consent::record::{content_type, Encoding};
 use crate::consent::republish::OWNER_GRACE;
 use crate::consent::sampler::Sampler;
 use crate::consent::suppressions::PrivacyOutcome;
 use crate::consent::ConsentTable;
 use crate::kafka::{consent_consumer_config, retry, KafkaContext};
 use crate::telemetry;
+
+/// Delete requests carried out per turn of the loop, at most.
+const DELETIONS_PER_TURN: usize = 16;
 
 pub struct PrivacyFollower {
     consumer: BaseConsumer<KafkaContext>,
@@ -42,14 +45,17 @@ pub struct PrivacyFollower {
     /// Delete requests read and not carried out yet (by this instance or, read back marked
     /// done, by another), by partition and user.
     pending: HashMap<(i32, Box<str>), PendingDeletion>,
+    /// The request in force for each key with a pending deletion (its time and type): the
+    /// deletion is marked done only while it is still the one in force, so that the mark
+    /// never writes an older request over a newer one.
+    in_force: HashMap<(i32, Box<str>), (i64, RequestType)>,
 }
 
-/// A valid request read, for deletion tracking.
+/// A valid request (or, `None`, a tombstone) read, for deletion tracking.
 struct Tracked {
     user: Box<str>,
-    kind: RequestType,
-    requested_at_ms: i64,
-    deleted: bool,
+    /// Its type, time, and whether it is marked done.
+    request: Option<(RequestType, i64, bool)>,
     encoding: Encoding,
 }
 
@@ -108,6 +114,7 @@ impl PrivacyFollower {
             applied_to: HashMap::new(),
             halted: false,
             pending: HashMap::new(),
+            in_force: HashMap::new(),
             metrics: PrivacyMetrics {
                 received: metrics::counter!(telemetry::PRIVACY_REQUESTS_RECEIVED),
                 deletions: metrics::counter!(telemetry::PRIVACY_DELETIONS),
@@ -276,7 +283,9 @@ impl PrivacyFollower {
         effects: &mut dyn ConsentEffects,
     ) -> Option<Option<Tracked>> {
         self.metrics.received.increment(1);
-        let Ok(user) = parse_key(message.key()) else {
+        // Any UTF-8 key, however long: an event can carry an identifier longer than a consent
+        // state's key may be, and it must still be suppressed.
+        let Some(user) = message.key().and_then(|key| std::str::from_utf8(key).ok()) else {
             self.rejected(PrivacyRejection::BadKey);
             return Some(None);
         };
@@ -307,12 +316,15 @@ impl PrivacyFollower {
                 deleted,
             }) => Some(Tracked {
                 user: Box::from(user),
-                kind,
-                requested_at_ms,
-                deleted,
+                request: Some((kind, requested_at_ms, deleted)),
                 encoding,
             }),
-            _ => None,
+            Ok(PrivacyUpdate::Remove) => Some(Tracked {
+                user: Box::from(user),
+                request: None,
+                encoding,
+            }),
+            Err(_) => None,
         };
         if let Some(PrivacyOutcome::FailedClosed(reason)) = outcome {
             self.rejected(reason);
@@ -331,17 +343,27 @@ impl PrivacyFollower {
     fn track_deletion(&mut self, partition: i32, tracked: Tracked) {
         let Tracked {
             user,
-            kind,
-            requested_at_ms,
-            deleted,
+            request,
             encoding,
         } = tracked;
         let key = (partition, user);
+        let Some((kind, requested_at_ms, deleted)) = request else {
+            // Withdrawn: a deletion already read is still carried out, never marked done.
+            if self.pending.contains_key(&key) {
+                self.in_force
+                    .insert(key, (i64::MIN, RequestType::Unsuppress));
+            }
+            return;
+        };
         let pending = self.pending.get(&key);
         if pending.is_some_and(|p| p.requested_at_ms > requested_at_ms) {
             return;
         }
+        if pending.is_some() || kind.deletes() {
+            self.in_force.insert(key.clone(), (requested_at_ms, kind));
+        }
         if deleted {
+            self.in_force.remove(&key);
             self.pending.remove(&key);
         } else if kind.deletes() {
             self.pending.insert(
@@ -363,6 +385,7 @@ impl PrivacyFollower {
         if self.pending.is_empty() || !self.loaded() {
             return true;
         }
+        // A bounded number per turn: each drains the writes before it is marked done.
         let due: Vec<(i32, Box<str>)> = self
             .pending
             .iter()
@@ -370,26 +393,34 @@ impl PrivacyFollower {
                 effects.republishes_for(*partition) || p.read_at.elapsed() >= OWNER_GRACE
             })
             .map(|(key, _)| key.clone())
+            .take(DELETIONS_PER_TURN)
             .collect();
         for key in due {
             let Some(pending) = self.pending.remove(&key) else {
                 continue;
             };
+            // Superseded by a newer request: carried out, but not marked (the mark would write
+            // the older request after the newer one; deleting again after a restart is harmless).
+            let still_in_force =
+                self.in_force.get(&key) == Some(&(pending.requested_at_ms, pending.kind));
             let deletion = Deletion {
                 kind: pending.kind,
                 requested_at_ms: pending.requested_at_ms,
                 partition: key.0,
-                done: encode_done(
-                    pending.kind,
-                    pending.requested_at_ms,
-                    crate::clock::now_ms(),
-                    pending.encoding,
-                ),
+                done: still_in_force.then(|| {
+                    encode_done(
+                        pending.kind,
+                        pending.requested_at_ms,
+                        crate::clock::now_ms(),
+                        pending.encoding,
+                    )
+                }),
             };
             if !effects.delete(&key.1, &deletion) {
                 self.pending.insert(key, pending);
                 return false;
             }
+            self.in_force.remove(&key);
             self.metrics.deletions.increment(1);
         }
         true

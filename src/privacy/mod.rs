@@ -15,8 +15,9 @@ pub struct Deletion {
     pub requested_at_ms: i64,
     /// The privacy partition the request is in, where it is written back marked done.
     pub partition: i32,
-    /// The request marked done, encoded as it was read.
-    pub done: Vec<u8>,
+    /// The request marked done, encoded as it was read; `None` when a newer request came
+    /// after it (then it is not written back).
+    pub done: Option<Vec<u8>>,
 }
 
 impl Deletion {

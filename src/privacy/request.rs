@@ -157,9 +157,11 @@ pub fn read_request(
             )
         }
     };
+    // Capped at the record's timestamp, as a consent state's `updatedAt` is: a request dated
+    // ahead would make every real request after it stale.
     Ok(PrivacyUpdate::Request {
         kind,
-        requested_at_ms: requested_at_ms.unwrap_or(record_time_ms),
+        requested_at_ms: requested_at_ms.map_or(record_time_ms, |at| at.min(record_time_ms)),
         deleted,
     })
 }
@@ -208,7 +210,7 @@ mod tests {
     use super::*;
 
     fn json(text: &str) -> Result<PrivacyUpdate, PrivacyRejection> {
-        read_request(Some(text.as_bytes()), Encoding::Json, 7)
+        read_request(Some(text.as_bytes()), Encoding::Json, i64::MAX)
     }
 
     #[test]
@@ -225,7 +227,7 @@ mod tests {
             json(r#"{"type":"UNSUPPRESS"}"#),
             Ok(PrivacyUpdate::Request {
                 kind: RequestType::Unsuppress,
-                requested_at_ms: 7,
+                requested_at_ms: i64::MAX,
                 deleted: false,
             })
         );

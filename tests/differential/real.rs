@@ -101,7 +101,8 @@ impl Real {
         kafka_timestamp_ms: Option<i64>,
         now_ms: i64,
     ) -> String {
-        let Ok(user) = parse_key(key) else {
+        // As the privacy follower reads keys: any UTF-8, however long.
+        let Some(user) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
             return "bad_key".to_owned();
         };
         let record_time_ms = kafka_timestamp_ms.unwrap_or(now_ms);

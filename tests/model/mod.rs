@@ -257,10 +257,9 @@ impl Model {
         kafka_timestamp_ms: Option<i64>,
         now_ms: i64,
     ) -> String {
-        let Some(user) = key
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .filter(|k| k.len() <= MAX_IDENTIFIER_BYTES)
-        else {
+        // Reading: any UTF-8 key, however long (README: an event's identifier over 512 bytes
+        // is still suppressed).
+        let Some(user) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
             return "bad_key".to_owned();
         };
         let record_time = kafka_timestamp_ms.unwrap_or(now_ms);

@@ -40,7 +40,11 @@ pub fn read(value: Option<&[u8]>, record_time: i64) -> Request {
         },
         Some(_) => return Request::Rejected("bad_requested_at"),
     };
-    Request::Valid { suppresses, at }
+    // "Capped at the record's timestamp, as a consent state's `updatedAt` is."
+    Request::Valid {
+        suppresses,
+        at: at.min(record_time),
+    }
 }
 
 /// An identifier's requests replayed from the first: "suppressed from the request on; a
