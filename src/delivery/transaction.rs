@@ -62,13 +62,13 @@ impl Transaction {
                 }
                 self.delivered[i] += 1;
             }
-            Target::DeadLetter(_) | Target::Hold => {
+            Target::DeadLetter(_) | Target::Hold | Target::Learned => {
                 match self.other_acks.iter_mut().find(|(t, _)| *t == target) {
                     Some((_, n)) => *n += 1,
                     None => self.other_acks.push((target, 1)),
                 }
             }
-            Target::Republish | Target::Learned => {}
+            Target::Republish => {}
         }
     }
 
@@ -99,7 +99,8 @@ impl Transaction {
             match target {
                 Target::DeadLetter(reason) => metrics.dead_lettered_by(reason, n),
                 Target::Hold => metrics.held.increment(n),
-                Target::Destination(_) | Target::Republish | Target::Learned => {}
+                Target::Learned => metrics.learned.increment(n),
+                Target::Destination(_) | Target::Republish => {}
             }
         }
         *self = Transaction::default();

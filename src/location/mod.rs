@@ -34,18 +34,22 @@ const COMMON_NAMES: &[(&str, &str)] = &[
 /// The ISO 3166-1 alpha-2 code of a country given by code or English name.
 pub fn country_code(country: &str) -> Option<String> {
     let text = country.trim();
-    let key = normalized(text);
-    let key = key.strip_prefix("the ").unwrap_or(&key);
-    if let Some((_, code)) = COMMON_NAMES.iter().find(|(name, _)| *name == key) {
+    let full = normalized(text);
+    let short = full.strip_prefix("the ").unwrap_or(&full);
+    if let Some((_, code)) = COMMON_NAMES.iter().find(|(name, _)| *name == short) {
         return Some((*code).to_owned());
     }
     if text.len() == 2 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
         return Some(text.to_ascii_uppercase());
     }
-    names::COUNTRIES
-        .binary_search_by(|(name, _)| (*name).cmp(key))
-        .ok()
-        .map(|i| names::COUNTRIES[i].1.to_owned())
+    // The name as written ("The State of Eritrea" is ISO's), else without its "the ".
+    let lookup = |key: &str| {
+        names::COUNTRIES
+            .binary_search_by(|(name, _)| (*name).cmp(key))
+            .ok()
+            .map(|i| names::COUNTRIES[i].1.to_owned())
+    };
+    lookup(&full).or_else(|| lookup(short))
 }
 
 /// The ISO 3166-2 code of a region of `country` (an alpha-2 code) given as a full code
@@ -107,6 +111,7 @@ mod tests {
         assert_eq!(country_code("Côte d'Ivoire").as_deref(), Some("CI"));
         assert_eq!(country_code("Atlantis"), None);
         assert_eq!(country_code("The Netherlands").as_deref(), Some("NL"));
+        assert_eq!(country_code("The State of Eritrea").as_deref(), Some("ER"));
         assert_eq!(country_code("UK").as_deref(), Some("GB"));
         assert_eq!(country_code("Russia").as_deref(), Some("RU"));
         assert_eq!(country_code("South Korea").as_deref(), Some("KR"));
