@@ -6,7 +6,6 @@
 //! caught up with the end offsets sampled after a batch of events was read (an event is never
 //! judged with consent older than what was acknowledged before the event was written).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::apply::{current_in, Applier};
 use super::hidden::HiddenRecords;
 use super::lookback::Lookback;
+use super::read_progress::ReadProgress;
 use super::republish::{Override, Republishing};
 use super::sampler::Sampler;
 pub use super::sampler::{EndOffsets, PendingSample};
@@ -74,12 +74,8 @@ pub struct ConsentFollower {
     /// matching this instance's input partitions.
     assigned: Vec<i32>,
     applier: Applier,
-    /// Partitions not yet read to the end they had at start.
-    behind: HashSet<i32>,
-    /// The end offset each partition had at start.
-    start_ends: HashMap<i32, i64>,
-    /// How far each partition is known to be applied: every record before it is in the table.
-    applied_to: HashMap<i32, i64>,
+    /// How far each partition is read and applied.
+    progress: ReadProgress,
     /// Consent records held back behind open transactions, from the consumer's statistics.
     hidden: Arc<Mutex<HiddenRecords>>,
     /// A revocation could not be applied (the service is stopping or failed): the table is
@@ -170,9 +166,7 @@ impl ConsentFollower {
                 ),
                 metrics,
             },
-            behind: HashSet::new(),
-            start_ends: HashMap::new(),
-            applied_to: HashMap::new(),
+            progress: ReadProgress::default(),
             hidden,
             halted: false,
             partitions_changed: false,
@@ -218,9 +212,7 @@ impl ConsentFollower {
             let mut list = TopicPartitionList::new();
             for partition in &dropped {
                 list.add_partition(&self.topic, *partition);
-                self.behind.remove(partition);
-                self.start_ends.remove(partition);
-                self.applied_to.remove(partition);
+                self.progress.forget(*partition);
                 self.applier.forget_partition(*partition);
                 if let Ok(mut hidden) = self.hidden.lock() {
                     hidden.forget(*partition);
@@ -240,12 +232,7 @@ impl ConsentFollower {
                     self.watermarks
                         .fetch_watermarks(&self.topic, *partition, left)
                 })?;
-                if high > low {
-                    self.behind.insert(*partition);
-                }
-                self.start_ends.insert(*partition, high);
-                // Nothing before the log start is left to read.
-                self.applied_to.insert(*partition, low);
+                self.progress.follow(*partition, low, high);
             }
             self.consumer.incremental_assign(&list)?;
         }
@@ -299,7 +286,7 @@ impl ConsentFollower {
     /// True once every partition has been read up to the end it had at start (the privacy
     /// topic's too).
     pub fn loaded(&self) -> bool {
-        self.behind.is_empty() && self.privacy.as_ref().is_none_or(PrivacyFollower::loaded)
+        self.progress.loaded() && self.privacy.as_ref().is_none_or(PrivacyFollower::loaded)
     }
 
     /// Asks for the followed consent partitions' end offsets as they are from now on: the
@@ -339,18 +326,7 @@ impl ConsentFollower {
         if self.applied_through(ends) && self.applied_through_visible() {
             return true;
         }
-        // Transaction markers and aborted records advance the position without a message.
-        if let Ok(positions) = self.consumer.position() {
-            for element in positions.elements() {
-                if let Offset::Offset(position) = element.offset() {
-                    let applied = self
-                        .applied_to
-                        .entry(element.partition())
-                        .or_insert(position);
-                    *applied = (*applied).max(position);
-                }
-            }
-        }
+        self.progress.catch_up_with(&self.consumer);
         self.applied_through(ends) && self.applied_through_visible()
     }
 
@@ -359,9 +335,9 @@ impl ConsentFollower {
             .hidden
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let reached = hidden.visible_ends().all(|(p, end)| {
-            !self.assigned.contains(&p) || self.applied_to.get(&p).is_some_and(|a| *a >= end)
-        });
+        let reached = hidden
+            .visible_ends()
+            .all(|(p, end)| !self.assigned.contains(&p) || self.progress.applied_through(p, end));
         reached
     }
 
@@ -370,7 +346,7 @@ impl ConsentFollower {
     /// behind a transaction left open (then loading waits for it to end: no event is judged
     /// before the topic is read to the end it had at start).
     fn end_reached(&mut self, partition: i32) -> bool {
-        let Some(end) = self.start_ends.get(&partition).copied() else {
+        let Some(end) = self.progress.start_end(partition) else {
             return true;
         };
         let mut query = TopicPartitionList::new();
@@ -465,9 +441,9 @@ impl ConsentFollower {
     }
 
     fn applied_through(&self, ends: &EndOffsets) -> bool {
-        ends.ends.iter().all(|(p, end)| {
-            !self.assigned.contains(p) || self.applied_to.get(p).is_some_and(|a| a >= end)
-        })
+        ends.ends
+            .iter()
+            .all(|(p, end)| !self.assigned.contains(p) || self.progress.applied_through(*p, *end))
     }
 
     /// Applies the records that arrive within `timeout`, at most `budget` of them, then, once
@@ -494,26 +470,12 @@ impl ConsentFollower {
                         self.halted = true;
                         break;
                     }
-                    let partition = message.partition();
-                    let next = message.offset() + 1;
-                    let applied = self.applied_to.entry(partition).or_insert(next);
-                    *applied = (*applied).max(next);
-                    if self
-                        .start_ends
-                        .get(&partition)
-                        .is_some_and(|end| next >= *end)
-                    {
-                        self.behind.remove(&partition);
-                    }
+                    self.progress
+                        .applied(message.partition(), message.offset() + 1);
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    if self.behind.contains(&partition) && self.end_reached(partition) {
-                        self.behind.remove(&partition);
-                        // The end it had at start is reached, possibly past markers only.
-                        if let Some(end) = self.start_ends.get(&partition) {
-                            let applied = self.applied_to.entry(partition).or_insert(*end);
-                            *applied = (*applied).max(*end);
-                        }
+                    if self.progress.is_behind(partition) && self.end_reached(partition) {
+                        self.progress.end_reached(partition);
                     }
                 }
                 Some(Err(error)) => {
@@ -536,7 +498,7 @@ impl ConsentFollower {
             .map(ConsentTable::users_with_history)
             .sum();
         applier.metrics.history_users.set(history_users as f64);
-        if self.behind.is_empty() {
+        if self.progress.loaded() {
             let current = current_in(&applier.tables, applier.copartitioned);
             applier.republishing.run(&current, effects);
             if let Some(privacy) = &mut self.privacy {

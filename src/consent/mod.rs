@@ -8,6 +8,7 @@ pub mod hidden;
 pub mod history;
 pub mod key;
 pub mod lookback;
+pub(crate) mod read_progress;
 pub mod record;
 pub mod republish;
 pub mod sampler;

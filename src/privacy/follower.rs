@@ -5,7 +5,7 @@
 //! applied. A request that suppresses someone not suppressed yet waits, before it applies,
 //! for every write judged before it, as a revocation does.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge};
@@ -18,6 +18,7 @@ use super::request::{encode_done, read_request, PrivacyRejection, PrivacyUpdate,
 use super::Deletion;
 use crate::config::{Config, PrivacyConfig};
 use crate::consent::follower::{ConsentEffects, EndOffsets, PendingSample};
+use crate::consent::read_progress::ReadProgress;
 use crate::consent::record::{content_type, Encoding};
 use crate::consent::republish::OWNER_GRACE;
 use crate::consent::sampler::Sampler;
@@ -37,9 +38,7 @@ pub struct PrivacyFollower {
     format: crate::config::ConsentFormat,
     timeout: Duration,
     assigned: Vec<i32>,
-    behind: HashSet<i32>,
-    start_ends: HashMap<i32, i64>,
-    applied_to: HashMap<i32, i64>,
+    progress: ReadProgress,
     halted: bool,
     metrics: PrivacyMetrics,
     /// Delete requests read and not carried out yet (by this instance or, read back marked
@@ -109,9 +108,7 @@ impl PrivacyFollower {
             format: privacy.format,
             timeout: config.kafka.startup_timeout().value,
             assigned: Vec::new(),
-            behind: HashSet::new(),
-            start_ends: HashMap::new(),
-            applied_to: HashMap::new(),
+            progress: ReadProgress::default(),
             halted: false,
             pending: HashMap::new(),
             in_force: HashMap::new(),
@@ -154,11 +151,7 @@ impl PrivacyFollower {
                 self.watermarks
                     .fetch_watermarks(&self.topic, partition, left)
             })?;
-            if high > low {
-                self.behind.insert(partition);
-            }
-            self.start_ends.insert(partition, high);
-            self.applied_to.insert(partition, low);
+            self.progress.follow(partition, low, high);
         }
         self.consumer.incremental_assign(&list)?;
         self.assigned.extend(added);
@@ -168,7 +161,7 @@ impl PrivacyFollower {
 
     /// True once every partition has been read up to the end it had when it was followed.
     pub fn loaded(&self) -> bool {
-        self.behind.is_empty()
+        self.progress.loaded()
     }
 
     pub fn request_sample(&self, timeout: Duration) -> PendingSample {
@@ -194,25 +187,14 @@ impl PrivacyFollower {
         if self.applied_through(ends) {
             return true;
         }
-        // Transaction markers and aborted records advance the position without a message.
-        if let Ok(positions) = self.consumer.position() {
-            for element in positions.elements() {
-                if let Offset::Offset(position) = element.offset() {
-                    let applied = self
-                        .applied_to
-                        .entry(element.partition())
-                        .or_insert(position);
-                    *applied = (*applied).max(position);
-                }
-            }
-        }
+        self.progress.catch_up_with(&self.consumer);
         self.applied_through(ends)
     }
 
     fn applied_through(&self, ends: &EndOffsets) -> bool {
-        ends.ends.iter().all(|(p, end)| {
-            !self.assigned.contains(p) || self.applied_to.get(p).is_some_and(|a| a >= end)
-        })
+        ends.ends
+            .iter()
+            .all(|(p, end)| !self.assigned.contains(p) || self.progress.applied_through(*p, *end))
     }
 
     /// Applies the requests that arrive within `timeout`, at most `budget`, to every table.
@@ -241,22 +223,11 @@ impl PrivacyFollower {
                     if let Some(tracked) = tracked {
                         self.track_deletion(partition, tracked);
                     }
-                    let applied = self.applied_to.entry(partition).or_insert(next);
-                    *applied = (*applied).max(next);
-                    if self
-                        .start_ends
-                        .get(&partition)
-                        .is_some_and(|end| next >= *end)
-                    {
-                        self.behind.remove(&partition);
-                    }
+                    self.progress.applied(partition, next);
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    if self.behind.remove(&partition) {
-                        if let Some(end) = self.start_ends.get(&partition) {
-                            let applied = self.applied_to.entry(partition).or_insert(*end);
-                            *applied = (*applied).max(*end);
-                        }
+                    if self.progress.is_behind(partition) {
+                        self.progress.end_reached(partition);
                     }
                 }
                 Some(Err(error)) => {
