@@ -92,6 +92,9 @@ pub struct EventView<'a> {
     pub location: Option<u8>,
     /// With `consent.learn_from_events`: a `track` event named in `learn_event_names`.
     pub preference_update: bool,
+    /// With `consent.learn_from_events`: the event's `messageId`, which the consent record
+    /// learned from it names (and the audit log with it).
+    pub message_id: Option<Cow<'a, str>>,
 }
 
 /// Classifies and reads one event value. `max_bytes` is `input.max_event_bytes`.
@@ -166,6 +169,7 @@ impl EventView<'_> {
             gpc: self.gpc,
             location: self.location,
             preference_update: self.preference_update,
+            message_id: self.message_id.map(|id| Cow::Owned(id.into_owned())),
         }
     }
 }
@@ -219,6 +223,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             gpc: false,
             location: None,
             preference_update: false,
+            message_id: None,
         };
         // Read (and checked for duplicates) only when learning from events.
         let (mut track, mut named) = (false, false);
@@ -258,6 +263,10 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                         .next_value_seed(context::StringSeed)?
                         .is_some_and(|name| scope.vocabulary.learns_from(&name));
                 }
+                // Not checked for duplicates: it decides nothing, it only names the event.
+                Some(7) if scope.vocabulary.learns() => {
+                    view.message_id = map.next_value_seed(context::StringSeed)?.map(Cow::Owned);
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -269,7 +278,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
     }
 }
 
-const TOP_LEVEL_KEYS: [&str; 7] = [
+const TOP_LEVEL_KEYS: [&str; 8] = [
     "userId",
     "anonymousId",
     "integrations",
@@ -277,6 +286,7 @@ const TOP_LEVEL_KEYS: [&str; 7] = [
     "timestamp",
     "type",
     "event",
+    "messageId",
 ];
 
 /// The event's `timestamp`: an RFC 3339 string, or nothing usable.

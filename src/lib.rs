@@ -6,6 +6,7 @@
 //! destination) -> [`delivery`] (produce, track acknowledgements, commit) -> [`pipeline`] (the
 //! loop that ties them together). [`telemetry`] and [`http`] make it observable.
 
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod consent;

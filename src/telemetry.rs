@@ -43,6 +43,9 @@ pub const PRIVACY_REQUESTS_REJECTED: &str = "consent_enforcer_privacy_requests_r
 pub const SUPPRESSED_USERS: &str = "consent_enforcer_suppressed_users";
 pub const CONSENT_LEARNED: &str = "consent_enforcer_consent_learned_total";
 pub const PRIVACY_DELETIONS: &str = "consent_enforcer_privacy_deletions_total";
+pub const AUDIT_RECORDS_WRITTEN: &str = "consent_enforcer_audit_records_written_total";
+pub const AUDIT_WRITE_FAILURES: &str = "consent_enforcer_audit_write_failures_total";
+pub const AUDIT_PENDING: &str = "consent_enforcer_audit_pending_changes";
 pub const UNKNOWN_CONSENT_NAMES: &str = "consent_enforcer_unknown_consent_names_total";
 pub const HELD: &str = "consent_enforcer_events_held_total";
 pub const HELD_RELEASED: &str = "consent_enforcer_held_events_released_total";
@@ -144,6 +147,21 @@ pub fn describe() {
         SUPPRESSED_USERS,
         Unit::Count,
         "Identifiers whose events reach no destination (privacy requests)."
+    );
+    describe_counter!(
+        AUDIT_RECORDS_WRITTEN,
+        Unit::Count,
+        "Audit records written ([audit] topic): changes this instance applied to its consent and privacy view, acknowledged (committed, in exactly-once mode)."
+    );
+    describe_counter!(
+        AUDIT_WRITE_FAILURES,
+        Unit::Count,
+        "Audit log batches that could not be written or committed, and were tried again."
+    );
+    describe_gauge!(
+        AUDIT_PENDING,
+        Unit::Count,
+        "Changes applied and not yet written to the audit log."
     );
     describe_counter!(
         UNKNOWN_CONSENT_NAMES,

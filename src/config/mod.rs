@@ -69,6 +69,34 @@ pub struct Config {
     /// The privacy-requests topic (suppression), when configured.
     #[serde(default)]
     pub privacy: Option<PrivacyConfig>,
+    /// The consent audit log, when configured.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+}
+
+/// `[audit]`: an append-only topic of every change this instance applies to its consent and
+/// privacy view.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub topic: String,
+    #[serde(default)]
+    pub format: AuditFormat,
+    /// Names this instance in its records. Default: the exactly-once `transactional.id`'s
+    /// default, `<group_id>-<hostname>` (or `delivery.transactional_id` when set).
+    #[serde(default)]
+    pub instance: Option<String>,
+    /// The consumer group whose committed offsets say how far this instance has audited the
+    /// consent and privacy topics. Default: `<instance>.audit`.
+    #[serde(default)]
+    pub checkpoint_group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFormat {
+    #[default]
+    Json,
 }
 
 /// `[privacy]`: a compacted topic of privacy requests keyed by user identifier.

@@ -447,3 +447,31 @@ fn learning_from_events_is_off_by_default_and_needs_an_event_name() {
     let err = error_of(&learn("learn_event_names = []"));
     assert!(err.contains("consent.learn_event_names"), "{err}");
 }
+
+#[test]
+fn the_audit_log_is_off_by_default_and_its_fields_are_checked() {
+    assert!(load(MINIMAL).unwrap().audit.is_none());
+    let config = load(&format!("{MINIMAL}\n[audit]\ntopic = \"consent.audit\"\n")).unwrap();
+    let audit = config.audit.as_ref().unwrap();
+    assert_eq!(
+        (
+            audit.topic.as_str(),
+            audit.format,
+            audit.instance.as_deref()
+        ),
+        ("consent.audit", AuditFormat::Json, None)
+    );
+    assert!(config.topics().iter().any(|t| t.field == "audit.topic"));
+    for (text, field) in [
+        ("topic = \"consent.states\"", "audit.topic"),
+        ("topic = \"a\"\ninstance = \" \"", "audit.instance"),
+        (
+            "topic = \"a\"\ncheckpoint_group = \"\"",
+            "audit.checkpoint_group",
+        ),
+        ("topic = \"a\"\nformat = \"xml\"", "format"),
+    ] {
+        let err = error_of(&format!("{MINIMAL}\n[audit]\n{text}\n"));
+        assert!(err.contains(field), "{field} not named in {err}");
+    }
+}

@@ -19,6 +19,8 @@ pub enum TopicRole {
     Hold,
     /// `[[destination]]` number `i`'s `deletion_topic`.
     Deletion(usize),
+    /// Written, never read (`audit.topic`).
+    Audit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +92,13 @@ impl Config {
                     role: TopicRole::Deletion(i),
                 });
             }
+        }
+        if let Some(audit) = &self.audit {
+            topics.push(ConfiguredTopic {
+                name: &audit.topic,
+                field: "audit.topic".to_owned(),
+                role: TopicRole::Audit,
+            });
         }
         topics
     }

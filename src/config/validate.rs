@@ -68,6 +68,16 @@ impl Config {
         {
             return Err(invalid("delivery.transactional_id", "must not be empty"));
         }
+        if let Some(audit) = &self.audit {
+            for (field, value) in [
+                ("audit.instance", &audit.instance),
+                ("audit.checkpoint_group", &audit.checkpoint_group),
+            ] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    return Err(invalid(field, "must not be empty"));
+                }
+            }
+        }
         if self.delivery.transactional_id.is_some()
             && self.delivery.guarantee != Guarantee::ExactlyOnce
         {

@@ -10,7 +10,9 @@ use super::record::{parse_key, read_message};
 use super::republish::{Republishing, REPUBLISHED_HEADER};
 use super::table::{RecordOutcome, Widest};
 use super::{ConsentState, ConsentTable, ConsentUpdate, Rejection};
+use crate::audit::{Auditor, Change, Snapshot, Source, View};
 use crate::config::ConsentFormat;
+use crate::pipeline::learn::{LEARNED_FROM_HEADER, LEARNED_HEADER};
 use crate::telemetry::ConsentMetrics;
 use crate::vocabulary::Vocabulary;
 
@@ -31,6 +33,8 @@ pub(super) struct Applier {
     /// Stale records to override.
     pub(super) republishing: Republishing,
     pub(super) metrics: ConsentMetrics,
+    /// The audit log, when configured.
+    pub(super) audit: Option<Auditor>,
 }
 
 /// Whether a consent record is an override of a stale record, written by an enforcer.
@@ -57,6 +61,24 @@ fn overtaken(
         }
         _ => false,
     }
+}
+
+/// Whether a consent record was learned from an event, and that event's `messageId`.
+fn learned_from(message: &BorrowedMessage<'_>) -> Option<Option<Box<str>>> {
+    let headers = message.headers()?;
+    let mut learned = false;
+    let mut message_id = None;
+    for header in crate::delivery::headers::raw(headers) {
+        if header.name == LEARNED_HEADER.as_bytes() {
+            learned = true;
+        } else if header.name == LEARNED_FROM_HEADER.as_bytes() {
+            message_id = header
+                .value
+                .and_then(|value| std::str::from_utf8(value).ok())
+                .map(Box::from);
+        }
+    }
+    learned.then_some(message_id)
 }
 
 /// A user's state now in the table of a consent partition.
@@ -100,8 +122,9 @@ impl Applier {
         }
     }
 
-    /// Applies one consent record to the table. False if it was not applied because the
-    /// writes that must finish before it could not (the service is stopping or failed).
+    /// Applies one consent record to the table, and queues the change it makes for the audit
+    /// log. False if it was not applied because the writes that must finish before it could
+    /// not (the service is stopping or failed).
     pub(super) fn apply(
         &mut self,
         message: &BorrowedMessage<'_>,
@@ -116,6 +139,46 @@ impl Applier {
                 return true;
             }
         };
+        let partition = message.partition();
+        let audited = self
+            .audit
+            .as_ref()
+            .is_some_and(|audit| audit.covers(View::Consent, partition, message.offset()));
+        let before = audited.then(|| self.table_of(partition).get(user));
+        let Some(rejected) = self.apply_to_table(message, user, now_ms, effects) else {
+            return false;
+        };
+        if let (Some(before), Some(audit)) = (before, &self.audit) {
+            let after = self.table_of(partition).get(user);
+            if before != after {
+                audit.record(Change {
+                    user: user.into(),
+                    before: Snapshot::Consent(before),
+                    after: Snapshot::Consent(after),
+                    rejected: rejected.map(Rejection::as_str),
+                    source: Source {
+                        view: View::Consent,
+                        partition,
+                        offset: message.offset(),
+                        timestamp_ms: message.timestamp().to_millis(),
+                        learned: learned_from(message),
+                    },
+                    applied_at_ms: now_ms,
+                });
+            }
+        }
+        true
+    }
+
+    /// Applies a record of `user`. `None` if it was not applied (see [`Applier::apply`]);
+    /// else the reason it failed the user closed, if it did.
+    fn apply_to_table(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        user: &str,
+        now_ms: i64,
+        effects: &mut dyn ConsentEffects,
+    ) -> Option<Option<Rejection>> {
         // Without a Kafka timestamp, the time it is read stands in.
         let record_time_ms = message.timestamp().to_millis().unwrap_or(now_ms);
         let partition = message.partition();
@@ -133,11 +196,11 @@ impl Applier {
             // Written over a state it had not read: stale, and overridden in turn.
             self.metrics.rejected(Rejection::Stale);
             self.republishing.stale(partition, user, message.offset());
-            return true;
+            return Some(None);
         }
         if table.may_narrow(user, &update, record_time_ms, all) {
             if !effects.before_revocation() {
-                return false;
+                return None;
             }
             // When it takes effect: nothing judged before it lands after this.
             // Under the follower's target, where it was before applying moved here: log filters
@@ -161,6 +224,10 @@ impl Applier {
         if overrode {
             table.forget_history(user);
         }
+        let failed_closed = match outcome {
+            RecordOutcome::FailedClosed(reason) => Some(reason),
+            _ => None,
+        };
         let superseded = match outcome {
             RecordOutcome::Removed => {
                 self.metrics.removed.increment(1);
@@ -188,7 +255,7 @@ impl Applier {
         if superseded {
             self.republishing.superseded(partition, user);
         }
-        true
+        Some(failed_closed)
     }
 }
 

@@ -22,6 +22,7 @@ use super::republish::{Override, Republishing};
 use super::sampler::Sampler;
 pub use super::sampler::{EndOffsets, PendingSample};
 use super::ConsentTable;
+use crate::audit::{Auditor, View};
 use crate::config::{Config, ConsentMode};
 use crate::internal_events::{self as events, InternalEvent};
 use crate::kafka::{consent_consumer_config, retry, KafkaContext, LagGauge};
@@ -145,6 +146,21 @@ impl ConsentFollower {
         let tables = (0..if copartitioned { partitions } else { 1 })
             .map(|_| ConsentTable::new(history_window_ms, history_max_changes))
             .collect();
+        let mut privacy = config
+            .privacy
+            .as_ref()
+            .map(|privacy| PrivacyFollower::start(config, privacy, deadline))
+            .transpose()?;
+        let audit = Auditor::start(
+            config,
+            vocabulary.clone(),
+            i32::try_from(partitions).unwrap_or(i32::MAX),
+            privacy.as_ref().map_or(0, PrivacyFollower::partitions),
+            deadline,
+        )?;
+        if let Some(privacy) = &mut privacy {
+            privacy.audit = audit.clone();
+        }
         let mut follower = ConsentFollower {
             consumer,
             watermarks,
@@ -165,6 +181,7 @@ impl ConsentFollower {
                     metrics::counter!(telemetry::CONSENT_RECORDS_REPUBLISHED_REWRITTEN),
                 ),
                 metrics,
+                audit,
             },
             progress: ReadProgress::default(),
             hidden,
@@ -173,11 +190,7 @@ impl ConsentFollower {
             follow_failing: false,
             hidden_at_start_reported: false,
             next_sweep: Instant::now() + sweep_interval(config.consent.history_window.as_millis()),
-            privacy: config
-                .privacy
-                .as_ref()
-                .map(|privacy| PrivacyFollower::start(config, privacy, deadline))
-                .transpose()?,
+            privacy,
         };
         if !copartitioned {
             let all: Vec<i32> = (0..i32::try_from(partitions).unwrap_or(i32::MAX)).collect();
@@ -458,7 +471,16 @@ impl ConsentFollower {
         let mut read = 0;
         let mut wait = timeout;
         let now_ms = crate::clock::now_ms();
-        while read < budget && !self.halted {
+        // The audit log is behind: nothing more is applied until it catches up.
+        let audit_full = self
+            .applier
+            .audit
+            .as_ref()
+            .is_some_and(|audit| !audit.has_room());
+        if audit_full {
+            std::thread::sleep(timeout.min(Duration::from_millis(10)));
+        }
+        while read < budget && !self.halted && !audit_full {
             match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(message)) => {
@@ -472,6 +494,9 @@ impl ConsentFollower {
                     }
                     self.progress
                         .applied(message.partition(), message.offset() + 1);
+                    if let Some(audit) = &self.applier.audit {
+                        audit.advance(View::Consent, message.partition(), message.offset() + 1);
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     if self.progress.is_behind(partition) && self.end_reached(partition) {
@@ -485,7 +510,7 @@ impl ConsentFollower {
             }
             wait = Duration::ZERO;
         }
-        if let Some(privacy) = &mut self.privacy {
+        if let (Some(privacy), false) = (&mut self.privacy, audit_full) {
             read += privacy.poll(&mut self.applier.tables, Duration::ZERO, budget, effects);
         }
         self.sweep_if_due();
@@ -509,6 +534,15 @@ impl ConsentFollower {
             }
         }
         read
+    }
+
+    /// Writes what the audit log has queued, until `deadline` at most. True if all of it
+    /// was written (or there is no audit log).
+    pub fn close_audit(&self, deadline: Instant) -> bool {
+        self.applier
+            .audit
+            .as_ref()
+            .is_none_or(|audit| audit.close(deadline))
     }
 
     /// Writes the overrides still waiting for a copy of their record from the table's state,

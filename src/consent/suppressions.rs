@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use foldhash::fast::RandomState;
 
 use super::key::UserKey;
-use crate::privacy::{PrivacyRejection, PrivacyUpdate};
+use crate::privacy::{PrivacyRejection, PrivacyUpdate, RequestType};
 
 #[derive(Debug, Default)]
 pub struct Suppressions {
@@ -21,11 +21,30 @@ pub struct Suppressions {
 struct Suppression {
     /// `requestedAt` of the last valid request: an older one is stale.
     at_ms: Option<i64>,
+    /// That request's type, and whether it is marked done (`deletedAt`).
+    kind: Option<RequestType>,
+    deleted: bool,
     /// Suppressed now, since this time (`i64::MIN` when failed closed by a rejected record).
     since_ms: Option<i64>,
     /// The last suppression lifted: from, to.
     lifted: Option<(i64, i64)>,
 }
+
+/// An identifier's privacy view: what the audit log records before and after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PrivacyView {
+    pub suppressed: bool,
+    /// The valid request in force: its type, `requestedAt`, and whether it is marked done.
+    pub request: Option<(RequestType, i64, bool)>,
+}
+
+const NONE: Suppression = Suppression {
+    at_ms: None,
+    kind: None,
+    deleted: false,
+    since_ms: None,
+    lifted: None,
+};
 
 /// What applying one privacy record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +70,16 @@ impl Suppressions {
                 || s.lifted
                     .is_some_and(|(from, to)| from <= time_ms && time_ms < to)
         })
+    }
+
+    /// `user`'s privacy view now.
+    pub fn view(&self, user: &str) -> PrivacyView {
+        self.users
+            .get(user)
+            .map_or_else(PrivacyView::default, |s| PrivacyView {
+                suppressed: s.since_ms.is_some(),
+                request: s.kind.zip(s.at_ms).map(|(kind, at)| (kind, at, s.deleted)),
+            })
     }
 
     /// Whether applying `update` would suppress `user`, who is not suppressed now (so every
@@ -86,11 +115,7 @@ impl Suppressions {
         update: Result<PrivacyUpdate, PrivacyRejection>,
         record_time_ms: i64,
     ) -> PrivacyOutcome {
-        let entry = self.users.entry(user.into()).or_insert(Suppression {
-            at_ms: None,
-            since_ms: None,
-            lifted: None,
-        });
+        let entry = self.users.entry(user.into()).or_insert(NONE);
         let was = entry.since_ms.is_some();
         let outcome = match update {
             Err(reason) => {
@@ -105,14 +130,18 @@ impl Suppressions {
                     PrivacyUpdate::Request {
                         kind,
                         requested_at_ms,
-                        ..
+                        deleted,
                     } => {
                         entry.at_ms = Some(requested_at_ms);
+                        entry.kind = Some(kind);
+                        entry.deleted = deleted;
                         (kind.suppresses(), requested_at_ms)
                     }
                     // Withdrawn: no request is in force any more.
                     PrivacyUpdate::Remove => {
                         entry.at_ms = None;
+                        entry.kind = None;
+                        entry.deleted = false;
                         (false, record_time_ms)
                     }
                 };
@@ -132,13 +161,7 @@ impl Suppressions {
             }
         };
         let is = entry.since_ms.is_some();
-        if *entry
-            == (Suppression {
-                at_ms: None,
-                since_ms: None,
-                lifted: None,
-            })
-        {
+        if *entry == NONE {
             self.users.remove(user);
         }
         match (was, is) {

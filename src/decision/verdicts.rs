@@ -175,6 +175,7 @@ mod tests {
             gpc: false,
             location: None,
             preference_update: false,
+            message_id: None,
         }
     }
 

@@ -32,7 +32,7 @@ pub async fn warn_about_topic_configs(config: &Config) {
         .filter(|t| {
             matches!(
                 t.role,
-                TopicRole::Consent | TopicRole::Privacy | TopicRole::Input
+                TopicRole::Consent | TopicRole::Privacy | TopicRole::Input | TopicRole::Audit
             )
         })
         .collect();
@@ -89,6 +89,8 @@ pub async fn warn_about_topic_configs(config: &Config) {
             warn_if_not_compacted(topic, resource, "consent topic");
         } else if *role == TopicRole::Privacy {
             warn_if_not_compacted(topic, resource, "privacy topic");
+        } else if *role == TopicRole::Audit {
+            warn_if_compacted(topic, resource);
         } else {
             warn_if_create_time(topic, resource);
         }
@@ -110,6 +112,18 @@ fn warn_if_not_compacted(topic: &str, resource: &ConfigResource, what: &str) {
             cleanup_policy = policy.unwrap_or("unknown"),
             "{what} is not compacted: start-up will read its whole history, and retention \
              may delete states still in force; set cleanup.policy=compact"
+        );
+    }
+}
+
+/// The audit log is a history: compaction would keep only each user's last change.
+fn warn_if_compacted(topic: &str, resource: &ConfigResource) {
+    let policy = value(resource, "cleanup.policy");
+    if policy.is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")) {
+        tracing::warn!(
+            topic,
+            "audit topic is compacted: compaction keeps only the last change of each user; \
+             set cleanup.policy=delete with the retention your records must be kept for"
         );
     }
 }

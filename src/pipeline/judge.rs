@@ -179,7 +179,14 @@ impl Judge<'_> {
                         learner.learned(table, &view, time, self.vocabulary)
                     {
                         let tag = slot.tag(Target::Learned);
-                        learner.write(self.delivery, &user, &state, self.vocabulary, tag);
+                        learner.write(
+                            self.delivery,
+                            &user,
+                            &state,
+                            view.message_id.as_deref(),
+                            self.vocabulary,
+                            tag,
+                        );
                     }
                 }
                 if let (false, Some(topic)) = (waiting_for.is_empty(), self.hold_topic) {

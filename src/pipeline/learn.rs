@@ -19,6 +19,10 @@ use crate::vocabulary::Vocabulary;
 /// Header on a consent record learned from an event.
 pub const LEARNED_HEADER: &str = "consent-enforcer-learned";
 
+/// Header on a consent record learned from an event: the event's `messageId`, when it has one
+/// (the audit log names it as the change's source).
+pub const LEARNED_FROM_HEADER: &str = "consent-enforcer-learned-from";
+
 pub struct Learner<'a> {
     pub consent_topic: &'a str,
     pub format: ConsentFormat,
@@ -71,6 +75,7 @@ impl Learner<'_> {
         delivery: &Delivery,
         user: &str,
         state: &ConsentState,
+        message_id: Option<&str>,
         vocabulary: &Vocabulary,
         tag: usize,
     ) {
@@ -82,7 +87,7 @@ impl Learner<'_> {
                 (encode_value(state, vocabulary), "application/json")
             }
         };
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "content-type",
                 value: Some(content_type),
@@ -91,6 +96,12 @@ impl Learner<'_> {
                 key: LEARNED_HEADER,
                 value: Some("true"),
             });
+        if let Some(id) = message_id {
+            headers = headers.insert(Header {
+                key: LEARNED_FROM_HEADER,
+                value: Some(id),
+            });
+        }
         let record = BaseRecord::with_opaque_to(self.consent_topic, tag)
             .key(user.as_bytes())
             .payload(value.as_slice())

@@ -18,7 +18,7 @@ mod freshness;
 mod hold;
 mod input_pause;
 mod judge;
-mod learn;
+pub mod learn;
 mod read_again;
 mod rebalance;
 mod running;
@@ -225,6 +225,7 @@ fn stop(running: Running<'_, '_>) -> bool {
         drain_timeout,
         ..
     } = running;
+    let deadline = Instant::now() + drain_timeout;
     // Events read but not judged are not committed: they are read again after a restart.
     drop(current);
     drop(ahead);
@@ -234,7 +235,12 @@ fn stop(running: Running<'_, '_>) -> bool {
     set_ready(signals, false);
     tracing::info!("stopping: draining in-flight writes");
     delivery.stop_by(Instant::now() + drain_timeout);
-    commits.shutdown(delivery, consumer, drain_timeout)
+    let committed = commits.shutdown(delivery, consumer, drain_timeout);
+    // Changes not written are written after a restart: their offsets are not committed.
+    if !follower.close_audit(deadline) {
+        tracing::warn!("stopping before every consent change was written to the audit log: they are written after the restart");
+    }
+    committed
 }
 
 /// Closes the event consumer (leaving the group), waiting for it until `deadline` at most:

@@ -16,6 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::request::{encode_done, read_request, PrivacyRejection, PrivacyUpdate, RequestType};
 use super::Deletion;
+use crate::audit::{Auditor, Change, Snapshot, Source, View};
 use crate::config::{Config, PrivacyConfig};
 use crate::consent::follower::{ConsentEffects, EndOffsets, PendingSample};
 use crate::consent::read_progress::ReadProgress;
@@ -48,6 +49,8 @@ pub struct PrivacyFollower {
     /// deletion is marked done only while it is still the one in force, so that the mark
     /// never writes an older request over a newer one.
     in_force: HashMap<(i32, Box<str>), (i64, RequestType)>,
+    /// The audit log, when configured.
+    pub audit: Option<Auditor>,
 }
 
 /// A valid request (or, `None`, a tombstone) read, for deletion tracking.
@@ -112,6 +115,7 @@ impl PrivacyFollower {
             halted: false,
             pending: HashMap::new(),
             in_force: HashMap::new(),
+            audit: None,
             metrics: PrivacyMetrics {
                 received: metrics::counter!(telemetry::PRIVACY_REQUESTS_RECEIVED),
                 deletions: metrics::counter!(telemetry::PRIVACY_DELETIONS),
@@ -157,6 +161,11 @@ impl PrivacyFollower {
         self.assigned.extend(added);
         self.assigned.sort_unstable();
         Ok(())
+    }
+
+    /// Partitions followed.
+    pub fn partitions(&self) -> i32 {
+        self.assigned.last().map_or(0, |last| last + 1)
     }
 
     /// True once every partition has been read up to the end it had when it was followed.
@@ -224,6 +233,9 @@ impl PrivacyFollower {
                         self.track_deletion(partition, tracked);
                     }
                     self.progress.applied(partition, next);
+                    if let Some(audit) = &self.audit {
+                        audit.advance(View::Privacy, partition, next);
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     if self.progress.is_behind(partition) {
@@ -276,9 +288,38 @@ impl PrivacyFollower {
         if suppresses && !effects.before_revocation() {
             return None;
         }
+        let audit = self
+            .audit
+            .as_ref()
+            .filter(|audit| audit.covers(View::Privacy, message.partition(), message.offset()));
+        let before = audit
+            .and(tables.first())
+            .map(|t| t.suppressions().view(user));
         let mut outcome = None;
         for table in tables.iter_mut() {
             outcome = Some(table.suppressions_mut().apply(user, update, record_time_ms));
+        }
+        if let (Some(audit), Some(before), Some(table)) = (audit, before, tables.first()) {
+            let after = table.suppressions().view(user);
+            if before != after {
+                audit.record(Change {
+                    user: user.into(),
+                    before: Snapshot::Privacy(before),
+                    after: Snapshot::Privacy(after),
+                    rejected: match outcome {
+                        Some(PrivacyOutcome::FailedClosed(reason)) => Some(reason.as_str()),
+                        _ => None,
+                    },
+                    source: Source {
+                        view: View::Privacy,
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp_ms: message.timestamp().to_millis(),
+                        learned: None,
+                    },
+                    applied_at_ms: crate::clock::now_ms(),
+                });
+            }
         }
         let tracked = match update {
             Ok(PrivacyUpdate::Request {
