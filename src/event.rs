@@ -265,7 +265,7 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
                 }
                 // Not checked for duplicates: it decides nothing, it only names the event.
                 Some(7) if scope.vocabulary.learns() => {
-                    view.message_id = map.next_value_seed(context::StringSeed)?.map(Cow::Owned);
+                    view.message_id = map.next_value_seed(IdentifierSeed)?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -274,6 +274,9 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
         }
         view.unknown_names = scope.unknown_names.get();
         view.preference_update = track && named;
+        if !view.preference_update {
+            view.message_id = None;
+        }
         Ok(Some(view))
     }
 }

@@ -82,7 +82,7 @@ fn every_change_applied_is_audited_once_with_its_source_across_restarts() {
     assert_eq!(u2[0]["view"], "privacy");
     assert_eq!(
         u2[0]["before"],
-        serde_json::json!({"suppressed": false, "request": null})
+        serde_json::json!({"suppressed": false, "failedClosed": false, "request": null})
     );
     assert_eq!(u2[0]["after"]["suppressed"], true);
     assert_eq!(u2[0]["after"]["request"]["type"], "SUPPRESS");

@@ -228,3 +228,25 @@ fn an_identifier_too_long_for_a_consent_state_is_still_suppressed() {
     assert_eq!(message_ids(&s.delivered("warehouse")), ["m3"]);
     assert_eq!(suppressed(&enforcer, "warehouse"), 1.0);
 }
+
+#[test]
+fn a_held_event_is_judged_after_the_privacy_requests_written_before_its_users_choice() {
+    let (mut s, privacy) = scenario("suppress-held");
+    let hold = format!("{}.hold", s.group);
+    create_topic(&hold, 2, false);
+    s.extra.push_str(&format!(
+        "[hold]\nenabled = true\ntopic = \"{hold}\"\nmax_age = \"10m\"\n"
+    ));
+    let enforcer = s.start_ready();
+    s.send_events(&[("u1", &track("u1", "m1")), ("u2", &track("u2", "m2"))]);
+    enforcer.wait_metric("consent_enforcer_held_events", 2.0);
+    // Acknowledged before the choice is written: a released event is judged with it.
+    produce_one(&privacy, "u1", &request("SUPPRESS", &rfc3339_from_now(0)));
+    let granted = consent(&["analytics"], &[], &rfc3339_from_now(0));
+    s.send_consent("u1", &granted);
+    s.send_consent("u2", &granted);
+    enforcer.wait_metric("consent_enforcer_held_events_released_total", 2.0);
+    wait_committed(&s.group, &hold);
+    assert_eq!(message_ids(&s.delivered("amplitude")), ["m2"]);
+    assert_eq!(suppressed(&enforcer, "amplitude"), 1.0);
+}

@@ -93,6 +93,10 @@ enum Item {
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Item>,
+    /// How far each partition has been applied and queued in this run: a partition followed
+    /// again (co-partitioned mode) is read from its beginning, and what this run queued
+    /// already is not audited twice.
+    through: Checkpoint,
     /// Changes in `items`.
     changes: usize,
     /// Asked to end: write what is queued, until then at most.
@@ -118,6 +122,9 @@ impl Shared {
 #[derive(Clone)]
 pub struct Auditor {
     shared: Arc<Shared>,
+    /// Held by every handle: once the last is dropped (the service ended without `close`),
+    /// the writer writes what is queued and ends.
+    _alive: Arc<()>,
     /// Where the log stood at start, per view and partition: records below it were audited
     /// before.
     checkpoint: Arc<Checkpoint>,
@@ -141,33 +148,46 @@ impl Auditor {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
         });
+        let alive = Arc::new(());
         let (writer, checkpoint) = writer::Writer::start(
             config,
             audit,
             vocabulary,
             shared.clone(),
-            consent_partitions,
-            privacy_partitions,
+            Arc::downgrade(&alive),
+            (consent_partitions, privacy_partitions),
             deadline,
         )?;
         writer.spawn()?;
         Ok(Some(Auditor {
             shared,
+            _alive: alive,
             checkpoint: Arc::new(checkpoint),
         }))
     }
 
-    /// Whether the record at `offset` is to be audited: it was not, before this start.
+    /// Whether the record at `offset` is to be audited: it was not, before this start or
+    /// earlier in this run.
     pub fn covers(&self, view: View, partition: i32, offset: i64) -> bool {
-        self.checkpoint
+        let before_start = self
+            .checkpoint
             .get(&(view, partition))
-            .is_none_or(|&done| offset >= done)
+            .is_some_and(|&done| offset < done);
+        !before_start
+            && self
+                .shared
+                .lock()
+                .through
+                .get(&(view, partition))
+                .is_none_or(|&done| offset >= done)
     }
 
     /// Whether there is room for more changes. When there is not, the followers stop reading
     /// until the writer catches up.
     pub fn has_room(&self) -> bool {
-        self.shared.lock().changes < MAX_QUEUED
+        let queue = self.shared.lock();
+        // A writer that ended (it panicked) writes nothing more: nothing more is applied.
+        queue.changes < MAX_QUEUED && !queue.ended
     }
 
     /// Queues a change.
@@ -185,6 +205,7 @@ impl Auditor {
             return;
         }
         let mut queue = self.shared.lock();
+        queue.through.insert((view, partition), next);
         if let Some(Item::Advance {
             view: last_view,
             partition: last_partition,
@@ -223,5 +244,42 @@ impl Auditor {
                 .0;
         }
         queue.items.is_empty() && !queue.unwritten
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auditor(checkpoint: Checkpoint) -> Auditor {
+        Auditor {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                wake: Condvar::new(),
+            }),
+            _alive: Arc::new(()),
+            checkpoint: Arc::new(checkpoint),
+        }
+    }
+
+    #[test]
+    fn a_record_is_audited_once_whether_seen_before_the_start_or_earlier_in_the_run() {
+        let audit = auditor(HashMap::from([((View::Consent, 0), 10)]));
+        // Audited before this start.
+        assert!(!audit.covers(View::Consent, 0, 9));
+        assert!(audit.covers(View::Consent, 0, 10));
+        assert!(audit.covers(View::Consent, 1, 0));
+        assert!(audit.covers(View::Privacy, 0, 0));
+        // Applied in this run; the partition is then followed again from its beginning.
+        audit.advance(View::Consent, 0, 15);
+        audit.advance(View::Consent, 1, 3);
+        assert!(!audit.covers(View::Consent, 0, 14));
+        assert!(audit.covers(View::Consent, 0, 15));
+        assert!(!audit.covers(View::Consent, 1, 2));
+        assert!(audit.covers(View::Privacy, 1, 2));
+        // Advances of one partition in a row are one item; offsets already queued add none.
+        audit.advance(View::Consent, 1, 4);
+        audit.advance(View::Consent, 1, 4);
+        assert_eq!(audit.shared.lock().items.len(), 2);
     }
 }

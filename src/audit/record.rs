@@ -59,9 +59,11 @@ fn snapshot(snapshot: &Snapshot, vocabulary: &Vocabulary) -> Value {
         }
         Snapshot::Privacy(PrivacyView {
             suppressed,
+            failed_closed,
             request,
         }) => json!({
             "suppressed": suppressed,
+            "failedClosed": failed_closed,
             "request": request.map(|(kind, requested_at_ms, deleted)| json!({
                 "type": kind.as_str(),
                 "requestedAt": format_rfc3339_ms(requested_at_ms),
@@ -116,6 +118,7 @@ categories = ["analytics"]
             before: Snapshot::Privacy(PrivacyView::default()),
             after: Snapshot::Privacy(PrivacyView {
                 suppressed: true,
+                failed_closed: false,
                 request: Some((RequestType::Suppress, 1_000, false)),
             }),
             rejected: None,
@@ -135,8 +138,8 @@ categories = ["analytics"]
             json!({
                 "user": "u1",
                 "view": "privacy",
-                "before": {"suppressed": false, "request": null},
-                "after": {"suppressed": true, "request": {
+                "before": {"suppressed": false, "failedClosed": false, "request": null},
+                "after": {"suppressed": true, "failedClosed": false, "request": {
                     "type": "SUPPRESS", "requestedAt": "1970-01-01T00:00:01Z", "deleted": false}},
                 "source": {"topic": "privacy", "partition": 2, "offset": 7,
                     "timestamp": "1970-01-01T00:00:01Z"},

@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::record::{encode, Names};
@@ -41,6 +41,8 @@ pub(super) struct Writer {
     names: Names,
     vocabulary: Arc<Vocabulary>,
     shared: Arc<Shared>,
+    /// Gone once every `Auditor` handle is dropped.
+    alive: Weak<()>,
     exactly_once: bool,
     /// The offsets last committed, per view and partition.
     committed: Checkpoint,
@@ -83,8 +85,8 @@ impl Writer {
         audit: &AuditConfig,
         vocabulary: Arc<Vocabulary>,
         shared: Arc<Shared>,
-        consent_partitions: i32,
-        privacy_partitions: i32,
+        alive: Weak<()>,
+        (consent_partitions, privacy_partitions): (i32, i32),
         deadline: Instant,
     ) -> KafkaResult<(Writer, Checkpoint)> {
         let instance = audit
@@ -112,10 +114,9 @@ impl Writer {
             .set("statistics.interval.ms", "0")
             .set("queue.buffering.max.messages", "100000");
         if exactly_once {
-            producer_config.set(
-                "transactional.id",
-                format!("{}-audit", crate::kafka::transactional_id(config)),
-            );
+            // From the instance: stable across its restarts, so a restart fences the
+            // transaction a killed predecessor left open.
+            producer_config.set("transactional.id", format!("{}-audit", names.instance));
         }
         // First: starting its transactions aborts one a killed predecessor left open, whose
         // offsets would keep the checkpoint from being read ("unstable offset commit").
@@ -152,6 +153,7 @@ impl Writer {
             names,
             vocabulary,
             shared,
+            alive,
             exactly_once,
             committed: committed.clone(),
             last_commit: Instant::now(),
@@ -163,9 +165,13 @@ impl Writer {
     }
 
     pub(super) fn spawn(self) -> KafkaResult<()> {
+        let guard = EndOnDrop(self.shared.clone());
         std::thread::Builder::new()
             .name("audit-log".into())
-            .spawn(move || self.run())
+            .spawn(move || {
+                let _guard = guard;
+                self.run();
+            })
             .map(|_| ())
             .map_err(|error| KafkaError::ClientCreation(format!("audit log thread: {error}")))
     }
@@ -194,8 +200,14 @@ impl Writer {
                         .count();
                     queue.changes -= changes.min(queue.changes);
                 }
-                let pending = queue.changes + batch.len();
-                self.pending.set(pending as f64);
+                let in_batch = batch
+                    .iter()
+                    .filter(|item| matches!(item, Item::Change(_)))
+                    .count();
+                self.pending.set((queue.changes + in_batch) as f64);
+                if queue.closing.is_none() && self.alive.strong_count() == 0 {
+                    queue.closing = Some(Instant::now() + WRITE_TIMEOUT);
+                }
                 queue.closing
             };
             if batch.is_empty() {
@@ -332,9 +344,13 @@ impl Writer {
     ) -> KafkaResult<u64> {
         self.producer.context().failed.store(0, Ordering::SeqCst);
         let written = self.send_all(batch)?;
-        self.producer.flush(timeout)?;
+        let flushed = self.producer.flush(timeout);
         let failed = self.producer.context().failed.load(Ordering::SeqCst);
-        if failed > 0 {
+        if flushed.is_err() || failed > 0 {
+            // Nothing of this attempt is delivered after the retry's copy.
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            flushed?;
             return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
         }
         if offsets.count() > 0 {
@@ -359,7 +375,7 @@ impl Writer {
                 self.producer
                     .send_offsets_to_transaction(offsets, &group, timeout)?;
             }
-            self.producer.commit_transaction(timeout)?;
+            commit(&self.producer, timeout)?;
             Ok(written)
         })();
         if let Err(error) = &attempt {
@@ -378,6 +394,40 @@ impl Writer {
             }
         }
         attempt
+    }
+}
+
+/// Commits the open transaction, trying again while the error says a retry may succeed
+/// (a timeout: the commit may still be under way, and an abort now could race it).
+fn commit(producer: &BaseProducer<AuditContext>, timeout: Duration) -> KafkaResult<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match producer.commit_transaction(deadline.saturating_duration_since(Instant::now())) {
+            Err(KafkaError::Transaction(error))
+                if error.is_retriable() && Instant::now() < deadline => {}
+            result => return result,
+        }
+    }
+}
+
+/// Marks the writer ended however its thread ends (a panic too), so that `close` does not
+/// wait for it and no more changes are queued for it.
+struct EndOnDrop(Arc<Shared>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        if !queue.ended {
+            queue.ended = true;
+            queue.unwritten |= !queue.items.is_empty() || std::thread::panicking();
+            if std::thread::panicking() {
+                tracing::error!(
+                    "the audit log writer failed: no consent change is applied any more"
+                );
+            }
+        }
+        drop(queue);
+        self.0.wake.notify_all();
     }
 }
 

@@ -296,6 +296,11 @@ impl ConsentFollower {
         self.applier.tables.iter().map(ConsentTable::len).sum()
     }
 
+    /// Whether the privacy topic is followed too (`[privacy]`).
+    pub fn follows_privacy(&self) -> bool {
+        self.privacy.is_some()
+    }
+
     /// True once every partition has been read up to the end it had at start (the privacy
     /// topic's too).
     pub fn loaded(&self) -> bool {

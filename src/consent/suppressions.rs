@@ -34,6 +34,8 @@ struct Suppression {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PrivacyView {
     pub suppressed: bool,
+    /// Suppressed by a record not understood, until a valid request replaces it.
+    pub failed_closed: bool,
     /// The valid request in force: its type, `requestedAt`, and whether it is marked done.
     pub request: Option<(RequestType, i64, bool)>,
 }
@@ -78,6 +80,7 @@ impl Suppressions {
             .get(user)
             .map_or_else(PrivacyView::default, |s| PrivacyView {
                 suppressed: s.since_ms.is_some(),
+                failed_closed: s.since_ms == Some(i64::MIN),
                 request: s.kind.zip(s.at_ms).map(|(kind, at)| (kind, at, s.deleted)),
             })
     }
@@ -135,7 +138,13 @@ impl Suppressions {
                         entry.at_ms = Some(requested_at_ms);
                         entry.kind = Some(kind);
                         entry.deleted = deleted;
-                        (kind.suppresses(), requested_at_ms)
+                        // A deletion asked without suppression leaves a suppression as it is.
+                        let suppresses = if kind == RequestType::DeleteOnly {
+                            entry.since_ms.is_some()
+                        } else {
+                            kind.suppresses()
+                        };
+                        (suppresses, requested_at_ms)
                     }
                     // Withdrawn: no request is in force any more.
                     PrivacyUpdate::Remove => {
@@ -237,13 +246,19 @@ mod tests {
     }
 
     #[test]
-    fn delete_only_and_a_tombstone_lift_a_suppression() {
+    fn delete_only_keeps_a_suppression_and_a_tombstone_lifts_it() {
         let mut s = Suppressions::default();
         s.apply("u", request(RequestType::SuppressWithDelete, 100), 100);
         assert_eq!(
             s.apply("u", request(RequestType::DeleteOnly, 200), 200),
-            PrivacyOutcome::Lifted
+            PrivacyOutcome::Unchanged
         );
+        assert!(s.is_suppressed("u", 300));
+        assert_eq!(
+            s.apply("w", request(RequestType::DeleteOnly, 200), 200),
+            PrivacyOutcome::Unchanged
+        );
+        assert!(!s.is_suppressed("w", 300));
         s.apply("v", request(RequestType::Suppress, 100), 100);
         assert_eq!(
             s.apply("v", Ok(PrivacyUpdate::Remove), 300),

@@ -96,6 +96,8 @@ pub struct Hold {
     user_bytes: HashMap<Box<str>, usize>,
     /// Users whose consent was applied while some of their events wait.
     chosen: Vec<Box<str>>,
+    /// Events taken to be judged, waiting for the privacy topic (with `[privacy]`).
+    pub gate: gate::ReleaseGate,
     bytes: usize,
     count: usize,
     released: metrics::Counter,
@@ -121,6 +123,7 @@ impl Hold {
             by_user: HashMap::new(),
             user_bytes: HashMap::new(),
             chosen: Vec::new(),
+            gate: gate::ReleaseGate::default(),
             bytes: 0,
             count: 0,
             released: metrics::counter!(telemetry::HELD_RELEASED),
@@ -287,11 +290,13 @@ impl Hold {
     /// `input` from `offset` on (after an aborted transaction rewound it), or all of `input`.
     pub fn forget(&mut self, input: InputPartition, from_offset: i64) {
         self.take_where(|w| w.input == input && w.offset >= from_offset);
+        self.gate.forget_from(input, from_offset);
     }
 
     /// Forgets events read under an assignment that is over.
     pub fn retain_assigned(&mut self, current: impl Fn(InputPartition) -> Option<u64>) {
         self.take_where(|w| current(w.input) != Some(w.assignment));
+        self.gate.forget(|w| current(w.input) != Some(w.assignment));
     }
 
     /// Takes every waiting event that `matches`.
@@ -432,5 +437,6 @@ fn older_than(max_age_ms: i64, held_at_ms: i64, now_ms: i64) -> bool {
     now_ms.saturating_sub(held_at_ms) > max_age_ms
 }
 
+mod gate;
 #[cfg(test)]
 mod tests;

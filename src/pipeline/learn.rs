@@ -23,6 +23,9 @@ pub const LEARNED_HEADER: &str = "consent-enforcer-learned";
 /// (the audit log names it as the change's source).
 pub const LEARNED_FROM_HEADER: &str = "consent-enforcer-learned-from";
 
+/// The longest `messageId` the learned record names.
+const MAX_MESSAGE_ID_BYTES: usize = 256;
+
 pub struct Learner<'a> {
     pub consent_topic: &'a str,
     pub format: ConsentFormat,
@@ -96,7 +99,8 @@ impl Learner<'_> {
                 key: LEARNED_HEADER,
                 value: Some("true"),
             });
-        if let Some(id) = message_id {
+        // A header, not a payload: longer ones are left out rather than risk the record's size.
+        if let Some(id) = message_id.filter(|id| id.len() <= MAX_MESSAGE_ID_BYTES) {
             headers = headers.insert(Header {
                 key: LEARNED_FROM_HEADER,
                 value: Some(id),

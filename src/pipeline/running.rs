@@ -171,7 +171,14 @@ impl<'c> Running<'_, 'c> {
             if scan {
                 self.last_expiry_scan = Instant::now();
             }
-            serve_hold(&self.judge, self.follower, hold, self.consumer, scan);
+            serve_hold(
+                &self.judge,
+                self.follower,
+                hold,
+                self.consumer,
+                scan,
+                self.freshness.max_wait,
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 //! the hold topic is paused or resumed for memory.
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
@@ -17,23 +18,49 @@ use crate::internal_events::{self as events, InternalEvent};
 /// those of partitions no longer owned, and pauses or resumes the hold topic for memory.
 pub(super) fn serve_hold(
     judge: &Judge<'_>,
-    follower: &ConsentFollower,
+    follower: &mut ConsentFollower,
     hold: &RefCell<Hold>,
     consumer: &BaseConsumer<EventConsumerContext>,
     scan: bool,
+    sample_timeout: Duration,
 ) {
-    let chosen = hold.borrow_mut().take_chosen();
-    for event in chosen {
-        let table = follower.table_for(i32::from(event.input.partition));
-        judge.resolve(table, event);
+    let mut taken = hold.borrow_mut().take_chosen();
+    if scan {
+        taken.extend(hold.borrow_mut().take_expired(now_ms()));
+    }
+    if follower.follows_privacy() {
+        // Judged only once the privacy topic is read as far as it was written now.
+        let mut hold = hold.borrow_mut();
+        if !taken.is_empty() {
+            hold.gate
+                .push(taken, follower.request_sample(sample_timeout));
+        }
+        while let Some((_, sample)) = hold.gate.front_mut() {
+            let reached = match sample.wait(Duration::ZERO) {
+                Ok(Some(ends)) => follower.reached(ends),
+                Ok(None) => false,
+                Err(error) => {
+                    events::EndOffsetsNotSampled { error: &error }.emit();
+                    *sample = follower.request_sample(sample_timeout);
+                    false
+                }
+            };
+            if !reached {
+                break;
+            }
+            for event in hold.gate.pop().unwrap_or_default() {
+                let table = follower.table_for(i32::from(event.input.partition));
+                judge.resolve(table, event);
+            }
+        }
+    } else {
+        for event in taken {
+            let table = follower.table_for(i32::from(event.input.partition));
+            judge.resolve(table, event);
+        }
     }
     if !scan {
         return;
-    }
-    let expired = hold.borrow_mut().take_expired(now_ms());
-    for event in expired {
-        let table = follower.table_for(i32::from(event.input.partition));
-        judge.resolve(table, event);
     }
     let mut hold = hold.borrow_mut();
     hold.retain_assigned(|input| judge.delivery.inputs().assignment(input));

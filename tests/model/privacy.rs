@@ -6,9 +6,10 @@ use super::rfc3339;
 /// One privacy record as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// A valid request: whether it suppresses (`SUPPRESS`, `SUPPRESS_WITH_DELETE`; not
-    /// `DELETE_ONLY`, `UNSUPPRESS`), and `requestedAt` (else the record time).
-    Valid { suppresses: bool, at: i64 },
+    /// A valid request: whether it suppresses (`SUPPRESS`, `SUPPRESS_WITH_DELETE`: yes;
+    /// `UNSUPPRESS`: no; `DELETE_ONLY`: `None`, it leaves suppression as it is), and
+    /// `requestedAt` (else the record time).
+    Valid { suppresses: Option<bool>, at: i64 },
     /// A null value: the request is withdrawn.
     Withdrawn,
     /// Not understood: the README's reason label.
@@ -28,8 +29,9 @@ pub fn read(value: Option<&[u8]>, record_time: i64) -> Request {
         return Request::Rejected("not_json");
     }
     let suppresses = match json.get("type") {
-        Some(Json::String(t)) if t == "SUPPRESS" || t == "SUPPRESS_WITH_DELETE" => true,
-        Some(Json::String(t)) if t == "DELETE_ONLY" || t == "UNSUPPRESS" => false,
+        Some(Json::String(t)) if t == "SUPPRESS" || t == "SUPPRESS_WITH_DELETE" => Some(true),
+        Some(Json::String(t)) if t == "UNSUPPRESS" => Some(false),
+        Some(Json::String(t)) if t == "DELETE_ONLY" => None,
         _ => return Request::Rejected("unknown_type"),
     };
     let at = match json.get("requestedAt") {
@@ -49,9 +51,9 @@ pub fn read(value: Option<&[u8]>, record_time: i64) -> Request {
 
 /// An identifier's requests replayed from the first: "suppressed from the request on; a
 /// newer `requestedAt` wins, an older request is ignored; a request not understood
-/// suppresses until a valid one not older than the last valid replaces it; `UNSUPPRESS`,
-/// `DELETE_ONLY` or a tombstone lift it; an event dated within the last suppression lifted
-/// stays dropped".
+/// suppresses until a valid one not older than the last valid replaces it; `UNSUPPRESS` or a
+/// tombstone lift it, `DELETE_ONLY` leaves it as it is; an event dated within the last
+/// suppression lifted stays dropped".
 pub fn suppressed(requests: &[(Request, i64)], event_time: i64) -> bool {
     let mut bar: Option<i64> = None;
     let mut since: Option<i64> = None;
@@ -65,7 +67,7 @@ pub fn suppressed(requests: &[(Request, i64)], event_time: i64) -> bool {
             Request::Valid { at, .. } if bar.is_some_and(|b| b > *at) => continue,
             Request::Valid { suppresses, at } => {
                 bar = Some(*at);
-                (*suppresses, *at)
+                (suppresses.unwrap_or(since.is_some()), *at)
             }
             Request::Withdrawn => {
                 bar = None;

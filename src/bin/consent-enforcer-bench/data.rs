@@ -94,8 +94,9 @@ pub fn consent_of(rng: &mut Rng, updated_at: &str) -> ConsentRecord {
     }
 }
 
-/// One event: (key, value). About 1 % are malformed.
-pub fn event(rng: &mut Rng, users: u64, id: u64) -> (String, Vec<u8>) {
+/// One event: (key, value). About 1 % are malformed. With `full` (`--consent-model full`),
+/// 40 % name a location (Germany, or California) and 5 % carry a GPC signal.
+pub fn event(rng: &mut Rng, users: u64, id: u64, full: bool) -> (String, Vec<u8>) {
     let user = rng.below(users);
     let key = user_id(user);
     if rng.chance(1) {
@@ -118,6 +119,18 @@ pub fn event(rng: &mut Rng, users: u64, id: u64) -> (String, Vec<u8>) {
     let mut context = String::from(
         r#""library":{"name":"analytics.js","version":"4.1.0"},"locale":"en-US","timezone":"Europe/Berlin","userAgent":"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15","ip":"203.0.113.42","page":{"path":"/pricing","referrer":"https://www.example.com/","title":"Pricing","url":"https://www.example.com/pricing"}"#,
     );
+    if full {
+        match rng.below(10) {
+            0..=1 => context.push_str(r#","location":{"country":"Germany","city":"Berlin"}"#),
+            2..=3 => {
+                context.push_str(r#","location":{"country":"United States","region":"California"}"#)
+            }
+            _ => {}
+        }
+        if rng.chance(5) {
+            context.push_str(r#","gpc":true"#);
+        }
+    }
     if rng.chance(20) {
         let mut prefs = Vec::new();
         for category in CATEGORIES {
@@ -161,14 +174,20 @@ pub fn enforcer_config(
     consent: &str,
     prefix: &str,
     metrics_port: u16,
+    privacy: Option<&str>,
 ) -> String {
     let mut toml = format!(
         "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"{group}\"\n\
          [kafka.producer_properties]\n\"compression.type\" = \"lz4\"\n\"linger.ms\" = \"5\"\n\
          [input]\ntopics = [\"{input}\"]\n\
-         [consent]\ntopic = \"{consent}\"\n\
+         [consent]\ntopic = \"{consent}\"\n{default_jurisdiction}\
          [dead_letter]\ntopic = \"{prefix}.dead-letter\"\n\
-         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+         [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
+        default_jurisdiction = if privacy.is_some() {
+            "default_jurisdiction = \"EU\"\n"
+        } else {
+            ""
+        },
     );
     for (name, categories, mode) in DESTINATIONS {
         let categories: Vec<String> = categories.iter().map(|c| format!("\"{c}\"")).collect();
@@ -187,7 +206,35 @@ pub fn enforcer_config(
             categories.join(", ")
         ));
     }
+    if let Some(privacy) = privacy {
+        toml.push_str(&format!("{FULL_MODEL}\n[privacy]\ntopic = \"{privacy}\"\n"));
+    }
     toml
+}
+
+/// `--consent-model full`: an opt-in and an opt-out jurisdiction, with GPC.
+const FULL_MODEL: &str = r#"
+[[jurisdiction]]
+name = "EU"
+match = ["AT", "BE", "DE", "ES", "FR", "IT", "NL", "PL", "SE"]
+model = "opt-in"
+
+[[jurisdiction]]
+name = "US-CA"
+match = ["US-CA"]
+model = "opt-out"
+granted_by_default = ["analytics", "advertising", "sale_of_data"]
+gpc_denies = ["advertising", "sale_of_data"]
+"#;
+
+/// `--consent-model full`: a privacy request for user `n`, if any (1 % are suppressed, a
+/// tenth of them with deletion asked, which the benchmark configures no deletion topic for).
+pub fn privacy_request_of(n: u64) -> Option<String> {
+    match n % 1000 {
+        0 => Some(r#"{"type":"SUPPRESS_WITH_DELETE","requestedAt":"2026-11-21T10:00:00Z"}"#.into()),
+        1..=9 => Some(r#"{"type":"SUPPRESS","requestedAt":"2026-11-21T10:00:00Z"}"#.into()),
+        _ => None,
+    }
 }
 
 pub fn destination_topics(prefix: &str) -> Vec<String> {

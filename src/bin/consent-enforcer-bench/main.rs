@@ -57,6 +57,11 @@ enum Command {
         /// five in flight: the more partitions written, the longer each waits its turn.
         #[arg(long)]
         destination_partitions: Option<i32>,
+        /// `basic`: categories only. `full`: also two jurisdictions (opt-in EU, opt-out
+        /// California with GPC), events with locations and GPC signals, and a privacy topic
+        /// with 1 % of users suppressed.
+        #[arg(long, default_value = "basic", value_parser = ["basic", "full"])]
+        consent_model: String,
         /// The broker (default: the local broker of scripts/kafka.sh).
         #[arg(
             long,
@@ -115,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             latency_seconds,
             latency_rate,
             destination_partitions,
+            consent_model,
             bootstrap,
             results,
         } => {
@@ -126,6 +132,7 @@ fn main() -> anyhow::Result<()> {
                 latency_rate,
                 partitions: 6,
                 destination_partitions: destination_partitions.unwrap_or(6),
+                full_model: consent_model == "full",
             };
             benchmark(&settings, &bootstrap, &results)
         }
@@ -157,6 +164,7 @@ fn benchmark(
     let inputs = Inputs {
         events_topic: format!("{run_id}.events"),
         consent_topic: format!("{run_id}.consent"),
+        privacy_topic: settings.full_model.then(|| format!("{run_id}.privacy")),
         partitions: settings.partitions,
         destination_partitions: settings.destination_partitions,
     };
@@ -170,7 +178,9 @@ fn benchmark(
         };
         measure(&runner, settings, states, table)
     });
-    cluster.delete_topics(&[inputs.events_topic.clone(), inputs.consent_topic.clone()]);
+    let mut loaded_topics = vec![inputs.events_topic.clone(), inputs.consent_topic.clone()];
+    loaded_topics.extend(inputs.privacy_topic.clone());
+    cluster.delete_topics(&loaded_topics);
     let report = outcome?;
     let text = report.markdown();
     println!("{text}");
@@ -211,9 +221,22 @@ fn load(cluster: &Cluster, inputs: &Inputs, settings: &report::Settings) -> anyh
         "bench: {states} consent states written in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if let Some(privacy) = &inputs.privacy_topic {
+        cluster.create_topic(
+            privacy,
+            settings.partitions,
+            &[("compression.type", "lz4"), ("cleanup.policy", "compact")],
+        )?;
+        let requests = (0..settings.users).filter_map(|n| {
+            data::privacy_request_of(n)
+                .map(|value| (data::user_id(n), Some(value.into_bytes()), None))
+        });
+        cluster::send_all(&producer, privacy, requests)?;
+    }
     let started = std::time::Instant::now();
+    let full = settings.full_model;
     let events = (0..settings.events).map(|id| {
-        let (key, value) = data::event(&mut rng, settings.users, id);
+        let (key, value) = data::event(&mut rng, settings.users, id, full);
         (key, Some(value), None)
     });
     cluster::send_all(&producer, &inputs.events_topic, events)?;

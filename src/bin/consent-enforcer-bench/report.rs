@@ -17,6 +17,8 @@ pub struct Settings {
     pub latency_rate: Option<f64>,
     pub partitions: i32,
     pub destination_partitions: i32,
+    /// `--consent-model full`: jurisdictions, GPC and privacy requests configured.
+    pub full_model: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -118,7 +120,7 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut text = format!(
-            "Benchmark {} on {} cores, revision {}: {} users ({} states), {} events, {} input and {} destination partitions, fan-out {:.2} (dead letters {:.3}), {} rounds each (interleaved)\n\n",
+            "Benchmark {} on {} cores, revision {}: {} users ({} states), {} events, {} input and {} destination partitions, fan-out {:.2} (dead letters {:.3}), {} rounds each (interleaved), consent model {}\n\n",
             date(),
             cores(),
             revision(),
@@ -129,7 +131,8 @@ impl Report {
             self.settings.destination_partitions,
             self.fanout,
             self.dead_letter_share,
-            self.settings.rounds
+            self.settings.rounds,
+            if self.settings.full_model { "full" } else { "basic" }
         );
         text.push_str("| measure | enforcer | baseline copy | ratio |\n|---|---:|---:|---:|\n");
         for (name, enforcer, baseline) in self.rows() {
@@ -197,6 +200,7 @@ impl Report {
                 "rounds": self.settings.rounds,
                 "partitions": self.settings.partitions,
                 "destination_partitions": self.settings.destination_partitions,
+                "consent_model": if self.settings.full_model { "full" } else { "basic" },
                 "latency_seconds": self.settings.latency_seconds,
             },
             "consent_states": self.states,

@@ -29,6 +29,9 @@ impl System {
 pub struct Inputs {
     pub events_topic: String,
     pub consent_topic: String,
+    /// `--consent-model full`: the privacy topic (jurisdictions and privacy requests are
+    /// configured).
+    pub privacy_topic: Option<String>,
     pub partitions: i32,
     pub destination_partitions: i32,
 }
@@ -112,6 +115,7 @@ impl Runner<'_> {
                     &self.inputs.consent_topic,
                     prefix,
                     port,
+                    self.inputs.privacy_topic.as_deref(),
                 );
                 let path = std::env::temp_dir().join(format!("{prefix}.toml"));
                 std::fs::write(&path, config)?;
@@ -242,6 +246,7 @@ impl Runner<'_> {
         let inputs = Inputs {
             events_topic: input.clone(),
             consent_topic: self.inputs.consent_topic.clone(),
+            privacy_topic: self.inputs.privacy_topic.clone(),
             partitions: self.inputs.partitions,
             destination_partitions: self.inputs.destination_partitions,
         };
@@ -256,6 +261,7 @@ impl Runner<'_> {
         std::thread::sleep(Duration::from_secs(3));
         let producer = self.cluster.producer()?;
         let mut rng = data::Rng::new(99);
+        let full = self.inputs.privacy_topic.is_some();
         // The measured window follows a warm-up at the same rate: the first seconds of load
         // on fresh destination topics are slow for both systems by a different amount each
         // round (p50 up to 190 ms in the first 50,000 events, then 13-20 ms), which is the
@@ -264,7 +270,7 @@ impl Runner<'_> {
         // Built before the clock starts: building an event costs the load generator about as
         // much CPU as judging it costs the enforcer, on the same two cores.
         let events: Vec<(String, Vec<u8>)> = (0..count)
-            .map(|i| data::event(&mut rng, users, 10_000_000 + i))
+            .map(|i| data::event(&mut rng, users, 10_000_000 + i, full))
             .collect();
         let started = Instant::now();
         let measured_from_ms = now_ms() + (LATENCY_WARMUP_SECONDS * 1_000.0) as i64;
