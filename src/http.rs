@@ -42,7 +42,10 @@ impl Rendered {
             Some((began, body)) if *began >= asked => body.clone(),
             _ => {
                 let began = Instant::now();
-                let body = Bytes::from(metrics.render());
+                let mut text = metrics.render();
+                text.push_str(&crate::delivery::producer_stats::exposition());
+                text.push_str(&crate::process_metrics::exposition());
+                let body = Bytes::from(text);
                 *last = Some((began, body.clone()));
                 body
             }

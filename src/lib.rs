@@ -22,6 +22,7 @@ pub mod kafka;
 pub mod location;
 pub mod pipeline;
 pub mod privacy;
+pub mod process_metrics;
 pub mod proto;
 pub mod secrets;
 pub mod service;

@@ -22,7 +22,13 @@ use tracing_subscriber::EnvFilter;
 )]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true,
+        env = "CONSENT_ENFORCER_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -32,17 +38,17 @@ struct Cli {
 enum Command {
     /// Run the enforcer.
     Run {
-        #[arg(long, short)]
+        #[arg(long, short, env = "CONSENT_ENFORCER_CONFIG")]
         config: PathBuf,
     },
     /// Validate a config file and exit: 0 if valid, 2 with a one-line error if not.
     CheckConfig {
-        #[arg(long, short)]
+        #[arg(long, short, env = "CONSENT_ENFORCER_CONFIG")]
         config: PathBuf,
     },
     /// Show what the enforcer does with one event, for every destination, and why.
     Explain {
-        #[arg(long, short)]
+        #[arg(long, short, env = "CONSENT_ENFORCER_CONFIG")]
         config: PathBuf,
         /// The event's value, as it is on the input topic.
         #[arg(long)]
@@ -70,7 +76,7 @@ enum OutputFormat {
     Json,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -82,6 +88,12 @@ const EXIT_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let log_format = cli.log_format;
+    // With `--log-format json` every line on stderr is JSON: the error is logged, not printed.
+    let fail = |message: &dyn std::fmt::Display| match log_format {
+        LogFormat::Text => eprintln!("error: {message}"),
+        LogFormat::Json => tracing::error!("{message}"),
+    };
     match cli.command {
         Command::CheckConfig { config } => match load(&config) {
             Ok(loaded) => {
@@ -94,7 +106,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => {
-                eprintln!("error: {error}");
+                fail(&error);
                 ExitCode::from(EXIT_CONFIG)
             }
         },
@@ -110,7 +122,7 @@ fn main() -> ExitCode {
             let loaded = match load(&config) {
                 Ok(loaded) => loaded,
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    fail(&error);
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
@@ -127,7 +139,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    fail(&error);
                     ExitCode::from(EXIT_CONFIG)
                 }
             }
@@ -136,7 +148,7 @@ fn main() -> ExitCode {
             let loaded = match load(&config) {
                 Ok(loaded) => loaded,
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    fail(&error);
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
@@ -147,7 +159,9 @@ fn main() -> ExitCode {
                 Err(error) => {
                     let error = redactor.redact(&describe(&error));
                     tracing::error!("{error}");
-                    eprintln!("error: {error}");
+                    if log_format == LogFormat::Text {
+                        eprintln!("error: {error}");
+                    }
                     ExitCode::from(EXIT_RUNTIME)
                 }
             }
@@ -259,29 +273,56 @@ fn run(config: Config) -> anyhow::Result<()> {
     })
 }
 
-/// Completes on SIGTERM or SIGINT.
+/// Completes on SIGTERM or SIGINT. A second one exits the process at once: the stop does
+/// not wait for in-flight writes then, and nothing is committed past what was acknowledged
+/// (commits only ever cover acknowledged writes), so they are read again after a restart.
 async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         let mut terminate = match tokio::signal::unix::signal(
             tokio::signal::unix::SignalKind::terminate(),
         ) {
-            Ok(signal) => signal,
+            Ok(signal) => Some(signal),
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the service");
-                let _ = interrupt.await;
-                return;
+                None
             }
         };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
+        stop_signal(&mut terminate).await;
+        tokio::spawn(async move {
+            stop_signal(&mut terminate).await;
+            tracing::warn!(
+                "a second stop signal: exiting now, without waiting for in-flight writes"
+            );
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        });
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        let _ = tokio::signal::ctrl_c().await;
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(EXIT_SECOND_SIGNAL);
+        });
+    }
+}
+
+/// The exit status after a second stop signal: 128 + SIGINT, as shells report an interrupt.
+const EXIT_SECOND_SIGNAL: i32 = 130;
+
+#[cfg(unix)]
+async fn stop_signal(terminate: &mut Option<tokio::signal::unix::Signal>) {
+    let interrupt = tokio::signal::ctrl_c();
+    match terminate {
+        Some(terminate) => {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        None => {
+            let _ = interrupt.await;
+        }
     }
 }
 

@@ -217,7 +217,7 @@ pub fn resolve(
 }
 
 /// `${VAR}` replaced by the environment's `VAR` (`$${` stands for a literal `${`).
-fn substitute(
+pub(crate) fn substitute(
     value: &str,
     field: &str,
     env: &dyn Fn(&str) -> Option<String>,

@@ -30,6 +30,8 @@ pub const CONSENT_STATES: &str = "consent_enforcer_consent_states";
 pub const CONSENT_HISTORY_USERS: &str = "consent_enforcer_consent_history_users";
 pub const CONSENT_LAG: &str = "consent_enforcer_consent_lag_records";
 pub const CONSENT_BOOTSTRAP_SECONDS: &str = "consent_enforcer_consent_bootstrap_seconds";
+pub const CONSENT_STALENESS_SECONDS: &str = "consent_enforcer_consent_staleness_seconds";
+pub const BUILD_INFO: &str = "consent_enforcer_build_info";
 pub const INPUT_LAG: &str = "consent_enforcer_input_lag_records";
 pub const WRITES_IN_FLIGHT: &str = "consent_enforcer_writes_in_flight";
 pub const OFFSET_COMMITS: &str = "consent_enforcer_offset_commits_total";
@@ -47,7 +49,9 @@ pub const AUDIT_RECORDS_WRITTEN: &str = "consent_enforcer_audit_records_written_
 pub const AUDIT_WRITE_FAILURES: &str = "consent_enforcer_audit_write_failures_total";
 pub const AUDIT_PENDING: &str = "consent_enforcer_audit_pending_changes";
 pub const UNKNOWN_CONSENT_NAMES: &str = "consent_enforcer_unknown_consent_names_total";
-pub const HELD: &str = "consent_enforcer_events_held_total";
+pub const HELD: &str = "consent_enforcer_held_events_total";
+/// `HELD`'s name before the held-event metrics shared one word order; still exported.
+pub const HELD_DEPRECATED: &str = "consent_enforcer_events_held_total";
 pub const HELD_RELEASED: &str = "consent_enforcer_held_events_released_total";
 pub const HELD_EXPIRED: &str = "consent_enforcer_held_events_expired_total";
 pub const HELD_OVER_CAP: &str = "consent_enforcer_held_events_over_cap_total";
@@ -209,6 +213,15 @@ pub fn describe() {
         "1 once the consent table is loaded and events are judged."
     );
     describe_counter!(ERRORS, Unit::Count, "Errors, by stage and error_type.");
+    describe_gauge!(
+        CONSENT_STALENESS_SECONDS,
+        Unit::Seconds,
+        "Seconds since the consent table (and the privacy topic, with [privacy]) last caught up with an end-offset sample; past consent.max_staleness nothing is judged."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "1, labelled with the running build's version and git revision."
+    );
     describe_histogram!(
         CONSENT_WAIT_SECONDS,
         Unit::Seconds,
@@ -218,6 +231,11 @@ pub fn describe() {
         HELD,
         Unit::Count,
         "Events written to the hold topic to wait for the user's first choice."
+    );
+    describe_counter!(
+        HELD_DEPRECATED,
+        Unit::Count,
+        "Deprecated: consent_enforcer_held_events_total under its earlier name."
     );
     describe_counter!(
         HELD_RELEASED,
@@ -253,16 +271,6 @@ pub fn describe() {
         TRANSACTION_COMMIT_SECONDS,
         Unit::Seconds,
         "Time to commit one transaction (flush, offsets, commit)."
-    );
-    describe_gauge!(
-        PRODUCER_QUEUE_SECONDS,
-        Unit::Seconds,
-        "Time writes waited in the producer before their produce request (librdkafka int_latency), by quantile, over the last statistics interval; worst broker."
-    );
-    describe_gauge!(
-        PRODUCER_REQUEST_SECONDS,
-        Unit::Seconds,
-        "Produce request round trip to the broker (librdkafka rtt), by quantile, over the last statistics interval; worst broker."
     );
     describe_counter!(
         PRODUCER_REQUESTS,
@@ -314,6 +322,13 @@ pub const ERROR_KINDS: &[(&str, &str)] = &[
 /// Registers the series whose labels are known before anything happens: errors, offset
 /// commits and transactions by result.
 pub fn register_known_series() {
+    gauge!(
+        BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "revision" => option_env!("CONSENT_ENFORCER_REVISION").unwrap_or("unknown")
+    )
+    .set(1.0);
+    gauge!(CONSENT_STALENESS_SECONDS).set(0.0);
     for (stage, error_type) in ERROR_KINDS {
         counter!(ERRORS, "stage" => *stage, "error_type" => *error_type).absolute(0);
     }
@@ -344,8 +359,8 @@ pub struct EventMetrics {
     /// Per [`Malformed::ALL`].
     pub dead_lettered: [Counter; 7],
     pub in_flight: Gauge,
-    /// Events written to the hold topic.
-    pub held: Counter,
+    /// Events written to the hold topic, under the name and the deprecated one.
+    pub held: [Counter; 2],
     /// Input headers of reserved names, not written on.
     pub headers_stripped: Counter,
     pub unknown_names: Counter,
@@ -370,7 +385,7 @@ impl EventMetrics {
             dead_lettered: Malformed::ALL
                 .map(|reason| counter!(EVENTS_DEAD_LETTERED, "reason" => reason.as_str())),
             in_flight: gauge!(WRITES_IN_FLIGHT),
-            held: counter!(HELD),
+            held: [counter!(HELD), counter!(HELD_DEPRECATED)],
             headers_stripped: counter!(HEADERS_STRIPPED),
             unknown_names: counter!(UNKNOWN_CONSENT_NAMES, "source" => "event"),
             learned: counter!(CONSENT_LEARNED),

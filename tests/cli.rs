@@ -311,8 +311,67 @@ fn metrics_expose_the_documented_series() {
             "{series} missing in\n{text_later}"
         );
     }
+    // The build, the table's staleness and the process itself.
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!(
+            "consent_enforcer_build_info{{version=\"{version}\",revision=\""
+        )) && l.ends_with(" 1")),
+        "build_info missing in\n{text}"
+    );
+    let staleness = metric_value(&text, "consent_enforcer_consent_staleness_seconds");
+    assert!((0.0..5.0).contains(&staleness), "staleness {staleness}");
+    for line in [
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_open_fds gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+    assert!(metric_value(&text, "process_resident_memory_bytes") > 1e6);
     // No user identifier ever becomes a label.
     assert!(!text.contains("\"u1\"") && !text.contains("\"u2\""));
+}
+
+#[test]
+fn the_config_and_log_format_can_come_from_the_environment() {
+    let s = Scenario::new("env-config", vec![Destination::new("warehouse", &[])]);
+    let path = s.dir.join("from-env.toml");
+    std::fs::write(&path, s.config(free_port())).unwrap();
+    let output = Command::new(binary())
+        .arg("check-config")
+        .env("CONSENT_ENFORCER_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    // JSON logs from the environment: a config error is logged as one JSON object.
+    let broken = s.dir.join("broken.toml");
+    std::fs::write(&broken, "[kafka]\nbootstrap_servers = 7\n").unwrap();
+    let output = Command::new(binary())
+        .args(["run"])
+        .env("CONSENT_ENFORCER_CONFIG", &broken)
+        .env("CONSENT_ENFORCER_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}\n{stderr}"));
+        assert_eq!(value["level"], "ERROR", "{line}");
+    }
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once() {
+    let s = Scenario::new("second-signal", vec![Destination::new("warehouse", &[])]);
+    let mut enforcer = s.start_ready();
+    enforcer.signal("TERM");
+    enforcer.signal("TERM");
+    let status = enforcer.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", enforcer.logs());
 }
 
 #[test]
@@ -471,6 +530,46 @@ fn a_refusal_when_a_client_is_created_is_a_config_error() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("PLAINN") || stderr.contains("SASL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_variable_in_any_string_value_is_replaced_and_an_unset_one_names_its_field() {
+    let s = Scenario::new(
+        "env-anywhere",
+        vec![Destination::new("amp", &["analytics"])],
+    );
+    let path = s.dir.join("vars.toml");
+    let config = s
+        .config(free_port())
+        .replace("name = \"amp\"", "name = \"amp-${CE_TEST_SUFFIX}\"");
+    std::fs::write(&path, &config).unwrap();
+    let event = s.dir.join("event.json");
+    std::fs::write(&event, track("u1", "m1")).unwrap();
+    let output = Command::new(binary())
+        .args(["explain", "--config"])
+        .arg(&path)
+        .arg("--event")
+        .arg(&event)
+        .env("CE_TEST_SUFFIX", "eu-1")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("amp-eu-1"),
+        "{output:?}"
+    );
+    let output = Command::new(binary())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("CE_TEST_SUFFIX")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("destination[0].name") && stderr.contains("CE_TEST_SUFFIX"),
         "{stderr}"
     );
 }

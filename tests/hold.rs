@@ -115,7 +115,7 @@ fn user_with_a_choice_is_judged_at_once_not_held() {
     let enforcer = s.start_ready();
     s.send_events(&[("u1", &track("u1", "m1"))]);
     s.wait_processed();
-    assert_eq!(enforcer.metric("consent_enforcer_events_held_total"), 0.0);
+    assert_eq!(enforcer.metric("consent_enforcer_held_events_total"), 0.0);
     assert!(read_all(&hold_topic(&s)).is_empty());
 }
 
@@ -179,7 +179,7 @@ fn an_event_dated_before_the_history_window_is_not_held_and_a_later_grant_does_n
     s.send_events(&[("u1", &track_at("u1", "old", &thirty_days_ago))]);
     s.wait_processed();
     assert_eq!(message_ids(&s.delivered("warehouse")), ["old"]);
-    assert_eq!(enforcer.metric("consent_enforcer_events_held_total"), 0.0);
+    assert_eq!(enforcer.metric("consent_enforcer_held_events_total"), 0.0);
     s.send_consent("u1", &consent(&["analytics"], &[], &rfc3339_from_now(0)));
     s.send_events(&[("u1", &track("u1", "new"))]);
     s.wait_processed();

@@ -93,6 +93,8 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
+        let env = |name: &str| std::env::var(name).ok();
+        let text = super::interpolate::interpolate(&text, &env)?.unwrap_or(text);
         let mut config = Config::parse(&text, &path.display().to_string())?;
         // Secrets written out in the file, before `${VAR}` and `*_file` are resolved.
         let written_out: Vec<String> = [
@@ -107,7 +109,6 @@ impl Config {
         })
         .map(|(key, _)| key.clone())
         .collect();
-        let env = |name: &str| std::env::var(name).ok();
         let kafka = &mut config.kafka;
         let mut indirect = secrets::resolve(&mut kafka.properties, "properties", &env)?;
         indirect.extend(secrets::resolve(

@@ -5,6 +5,7 @@
 //! start tell the operator exactly what to fix.
 
 mod duration;
+mod interpolate;
 mod load;
 mod topics;
 mod validate;

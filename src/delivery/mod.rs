@@ -392,7 +392,7 @@ impl Delivery {
                             self.metrics.delivered[usize::from(i)].increment(1)
                         }
                         Target::DeadLetter(reason) => self.metrics.dead_lettered(reason),
-                        Target::Hold => self.metrics.held.increment(1),
+                        Target::Hold => self.metrics.held.iter().for_each(|c| c.increment(1)),
                         Target::Learned => self.metrics.learned.increment(1),
                         Target::Republish => {}
                     }

@@ -7,6 +7,10 @@
 //! to a request is multiplied. These gauges show it: requests in flight pinned at 5 and the
 //! queue time far above `linger.ms`.
 
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
 use metrics::{counter, gauge, Counter, Gauge};
 use rdkafka::statistics::Window;
 use rdkafka::Statistics;
@@ -16,23 +20,76 @@ use crate::telemetry::{
     PRODUCER_REQUEST_SECONDS,
 };
 
+/// The two latency summaries, rendered by [`exposition`]: the metrics crate has no summary
+/// type for data it did not sample itself.
+static LATENCY: Mutex<Latency> = Mutex::new(Latency {
+    queue: Family::EMPTY,
+    request: Family::EMPTY,
+});
+
+struct Latency {
+    queue: Family,
+    request: Family,
+}
+
+/// One summary: the last window's quantiles (worst broker), and every window's sum and count
+/// added up, which aggregate across instances (`rate(_sum) / rate(_count)`: the mean).
+#[derive(Clone, Copy)]
+struct Family {
+    quantiles: Option<Quantiles>,
+    sum_micros: i64,
+    count: i64,
+}
+
+impl Family {
+    const EMPTY: Family = Family {
+        quantiles: None,
+        sum_micros: 0,
+        count: 0,
+    };
+
+    fn render(&self, text: &mut String, name: &str, help: &str) {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} summary");
+        let quantiles = self.quantiles.unwrap_or_default();
+        for (quantile, value) in [("0.5", quantiles.p50), ("0.99", quantiles.p99)] {
+            let _ = writeln!(text, "{name}{{quantile=\"{quantile}\"}} {}", micros(value));
+        }
+        let _ = writeln!(text, "{name}_sum {}", micros(self.sum_micros));
+        let _ = writeln!(text, "{name}_count {}", self.count.max(0));
+    }
+}
+
+/// The producer latency summaries in Prometheus text format.
+pub fn exposition() -> String {
+    let latency = LATENCY.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut text = String::new();
+    latency.queue.render(
+        &mut text,
+        PRODUCER_QUEUE_SECONDS,
+        "Time writes waited in the producer before their produce request (librdkafka int_latency): quantiles of the last statistics interval, worst broker; sum and count of every interval, all brokers.",
+    );
+    latency.request.render(
+        &mut text,
+        PRODUCER_REQUEST_SECONDS,
+        "Produce request round trip to the broker (librdkafka rtt): quantiles of the last statistics interval, worst broker; sum and count of every interval, all brokers.",
+    );
+    text
+}
+
+/// One producer's statistics into the metrics. A new one is registered for each producer
+/// (exactly-once replaces its producer after a fatal error), so its request count starts
+/// again from zero: it is added as the difference from the last statistics.
 pub struct ProducerStats {
-    queue_p50: Gauge,
-    queue_p99: Gauge,
-    request_p50: Gauge,
-    request_p99: Gauge,
     requests: Counter,
+    last_requests: AtomicU64,
     in_flight: Gauge,
 }
 
 impl ProducerStats {
     pub fn register() -> ProducerStats {
         ProducerStats {
-            queue_p50: gauge!(PRODUCER_QUEUE_SECONDS, "quantile" => "0.5"),
-            queue_p99: gauge!(PRODUCER_QUEUE_SECONDS, "quantile" => "0.99"),
-            request_p50: gauge!(PRODUCER_REQUEST_SECONDS, "quantile" => "0.5"),
-            request_p99: gauge!(PRODUCER_REQUEST_SECONDS, "quantile" => "0.99"),
             requests: counter!(PRODUCER_REQUESTS),
+            last_requests: AtomicU64::new(0),
             in_flight: gauge!(PRODUCER_REQUESTS_IN_FLIGHT),
         }
     }
@@ -46,13 +103,30 @@ impl ProducerStats {
             summary.in_flight += broker.waitresp_cnt.max(0);
             summary.queue = summary.queue.worst(broker.int_latency.as_ref());
             summary.request = summary.request.worst(broker.rtt.as_ref());
+            for (window, into) in [
+                (broker.int_latency.as_ref(), &mut summary.queue_total),
+                (broker.rtt.as_ref(), &mut summary.request_total),
+            ] {
+                if let Some(window) = window.filter(|w| w.cnt > 0) {
+                    into.0 += window.sum.max(0);
+                    into.1 += window.cnt;
+                }
+            }
         }
-        self.queue_p50.set(micros(summary.queue.p50));
-        self.queue_p99.set(micros(summary.queue.p99));
-        self.request_p50.set(micros(summary.request.p50));
-        self.request_p99.set(micros(summary.request.p99));
-        self.requests.absolute(summary.requests);
+        let last = self.last_requests.swap(summary.requests, Ordering::SeqCst);
+        self.requests
+            .increment(summary.requests.saturating_sub(last));
         self.in_flight.set(summary.in_flight as f64);
+        let mut guard = LATENCY.lock().unwrap_or_else(PoisonError::into_inner);
+        let latency = &mut *guard;
+        for (family, quantiles, (sum, count)) in [
+            (&mut latency.queue, summary.queue, summary.queue_total),
+            (&mut latency.request, summary.request, summary.request_total),
+        ] {
+            family.quantiles = Some(quantiles);
+            family.sum_micros = family.sum_micros.saturating_add(sum);
+            family.count = family.count.saturating_add(count);
+        }
     }
 }
 
@@ -62,6 +136,9 @@ struct Summary {
     in_flight: i64,
     queue: Quantiles,
     request: Quantiles,
+    /// Sum (microseconds) and count of the interval's samples, all brokers.
+    queue_total: (i64, i64),
+    request_total: (i64, i64),
 }
 
 /// Microseconds, as librdkafka reports them.
@@ -132,7 +209,7 @@ mod tests {
                 "txidle":0,"req_timeouts":0,"rx":0,"rxbytes":0,"rxerrs":0,"rxcorriderrs":0,
                 "rxpartial":0,"rxidle":0,"req":{},"zbuf_grow":0,"buf_grow":0,"wakeups":0,
                 "connects":1,"disconnects":0,
-                "int_latency":{"min":0,"max":0,"avg":0,"sum":0,"cnt":900,"stddev":0,
+                "int_latency":{"min":0,"max":0,"avg":0,"sum":9000000,"cnt":900,"stddev":0,
                   "hdrsize":0,"p50":12000,"p75":0,"p90":0,"p95":0,"p99":95000,"p99_99":0,
                   "outofrange":0},
                 "rtt":{"min":0,"max":0,"avg":0,"sum":0,"cnt":900,"stddev":0,"hdrsize":0,
@@ -145,16 +222,28 @@ mod tests {
                 "rxpartial":0,"rxidle":0,"req":{},"zbuf_grow":0,"buf_grow":0,"toppars":{}}},
             "topics":{}}"#;
         let statistics: Statistics = serde_json::from_str(json).expect("statistics json");
-        metrics::with_local_recorder(&recorder, || ProducerStats::register().record(&statistics));
-        let text = handle.render();
+        let stats = metrics::with_local_recorder(&recorder, ProducerStats::register);
+        stats.record(&statistics);
+        // A replaced producer starts counting from zero again: its requests still add up.
+        let replaced = metrics::with_local_recorder(&recorder, ProducerStats::register);
+        replaced.record(&statistics);
+        let text = handle.render() + &exposition();
         for line in [
+            "# TYPE consent_enforcer_producer_queue_seconds summary",
             "consent_enforcer_producer_queue_seconds{quantile=\"0.5\"} 0.012",
             "consent_enforcer_producer_queue_seconds{quantile=\"0.99\"} 0.095",
             "consent_enforcer_producer_request_seconds{quantile=\"0.99\"} 0.006",
-            "consent_enforcer_producer_requests_total 1203",
+            "consent_enforcer_producer_requests_total 2406",
             "consent_enforcer_producer_requests_in_flight 5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+        // Two intervals of 900 samples each, whose sums add up.
+        let count: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("consent_enforcer_producer_queue_seconds_count "))
+            .and_then(|v| v.parse().ok())
+            .expect("a count");
+        assert!(count >= 1_800.0, "{text}");
     }
 }

@@ -98,7 +98,7 @@ impl Transaction {
         for (target, n) in self.other_acks.drain(..) {
             match target {
                 Target::DeadLetter(reason) => metrics.dead_lettered_by(reason, n),
-                Target::Hold => metrics.held.increment(n),
+                Target::Hold => metrics.held.iter().for_each(|c| c.increment(n)),
                 Target::Learned => metrics.learned.increment(n),
                 Target::Destination(_) | Target::Republish => {}
             }

@@ -28,6 +28,8 @@ pub(super) struct Freshness {
     pub(super) stale: bool,
     pub(super) wait_seconds: metrics::Histogram,
     pub(super) wait_timeouts: metrics::Counter,
+    /// Seconds since `fresh_at`.
+    pub(super) staleness: metrics::Gauge,
 }
 
 impl Freshness {
@@ -41,6 +43,7 @@ impl Freshness {
             stale: false,
             wait_seconds: metrics::histogram!(telemetry::CONSENT_WAIT_SECONDS),
             wait_timeouts: metrics::counter!(telemetry::CONSENT_WAIT_TIMEOUTS),
+            staleness: metrics::gauge!(telemetry::CONSENT_STALENESS_SECONDS),
         }
     }
 
@@ -108,6 +111,9 @@ impl Freshness {
     pub(super) fn report(&mut self, fresh: bool, hidden: bool, signals: &Signals) {
         if fresh {
             self.fresh_at = Instant::now();
+        }
+        self.staleness.set(self.fresh_at.elapsed().as_secs_f64());
+        if fresh {
             if self.stale {
                 self.stale = false;
                 set_ready(signals, true);
