@@ -57,6 +57,8 @@ COPY --from=builder /out/consent-enforcer /usr/local/bin/consent-enforcer
 # listener to 0.0.0.0:9464, so that Prometheus can scrape the container (the enforcer's
 # default, 127.0.0.1, is unreachable from outside it). Mount your own over it.
 COPY --chmod=0644 deploy/compose/enforcer.toml /etc/consent-enforcer/enforcer.toml
+# That config's metrics.listen is "${CONSENT_ENFORCER_METRICS_LISTEN}".
+ENV CONSENT_ENFORCER_METRICS_LISTEN=0.0.0.0:9464
 
 USER 10001:10001
 EXPOSE 9464

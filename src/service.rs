@@ -54,6 +54,11 @@ pub async fn run(
         .map_err(|source| ServiceError::Listen { addr, source })?;
     tracing::info!(addr = ?http::local_addr(&listener), "serving /metrics, /healthz, /readyz");
 
+    // Before the start-up checks, which can take `kafka.startup_timeout`: a scrape meanwhile
+    // sees every series known in advance (not ready), not an empty page.
+    crate::telemetry::describe();
+    crate::telemetry::register_known_series();
+    metrics::gauge!(crate::telemetry::READY).set(0.0);
     let signals = Signals::default();
     let (stop_http, http_stopped) = watch::channel(false);
     let http_task = tokio::spawn(http::serve(

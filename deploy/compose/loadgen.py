@@ -25,7 +25,8 @@ time, README "The decision", "Now and at the event's time") or T-1min (after bot
 consent record, privacy request and event is acknowledged (acks=all) before the next phase is
 written, so the enforcer judges every event with all of them (README Guarantees 1).
 
-Usage (the same outside Docker, against a local broker):
+Usage (the same outside Docker, against a local broker; scripts/scenario.sh runs the whole
+scenario so, with the project's broker and the enforcer binary):
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 python3 deploy/compose/loadgen.py \
         --run-id-file /tmp/scenario-run-id

@@ -2,9 +2,11 @@
 """Checks a loadgen.py run: every event reached exactly the destinations its messageId names.
 
 It reads the input topic (what the run wrote: the truth), then every destination topic and the
-dead-letter topic from their beginning, until each expected record has arrived and nothing new
-of the run has come for --idle seconds (or until --timeout). Records of other runs and other
-writers are skipped. It fails (exit 1) when:
+dead-letter topic from their beginning, until each expected record has arrived, the enforcer's
+consumer group (--enforcer-group) has committed the input topic up to the end it had when
+verify started (so every event of the run was judged and its writes acknowledged), and nothing
+new of the run has come for --idle seconds (or until --timeout). Records of other runs and
+other writers are skipped. It fails (exit 1) when:
 
 - a leak: an event reached a destination its messageId does not name (its user had not
   consented at the time, was suppressed, or its integrations excluded it), or reached the
@@ -13,12 +15,15 @@ writers are skipped. It fails (exit 1) when:
   from the dead-letter topic;
 - a dead letter carries another reason (header consent-enforcer-error) than expected;
 - with --no-duplicates, an event reached one destination more than once (at-least-once
-  delivery allows that after a crash, so it is reported but allowed by default).
+  delivery allows that after a crash, so it is reported but allowed by default);
+- the enforcer's group had not committed the input topic's end by --timeout: events may not
+  have been judged yet, so a leak could still come.
 
 Exit status: 0 all checks pass, 1 a check failed, 2 a usage or setup error (a topic missing,
 no event of the run on the input topic).
 
-Usage (the same outside Docker, against a local broker):
+Usage (the same outside Docker, against a local broker; scripts/scenario.sh runs the whole
+scenario so, with the project's broker and the enforcer binary):
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 python3 deploy/compose/verify.py \
         --run-id-file /tmp/scenario-run-id
@@ -34,7 +39,15 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 DEFAULT_DESTINATIONS = (
     "amplitude=dest.amplitude,google-ads=dest.google-ads,braze=dest.braze,warehouse=dest.warehouse"
@@ -100,8 +113,11 @@ def partitions(client: Consumer, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(info.partitions)]
 
 
-def read_sent(bootstrap: str, topic: str, run: str, timeout: float) -> dict[str, Expectation]:
-    """The run's events on the input topic, read up to the end offsets it has now."""
+def read_sent(
+    bootstrap: str, topic: str, run: str, timeout: float
+) -> tuple[dict[str, Expectation], dict[int, int]]:
+    """The run's events on the input topic, read up to the end offsets it has now; and those
+    end offsets (partition -> offset, for the partitions that hold records)."""
     client = consumer(bootstrap)
     try:
         tps = partitions(client, topic)
@@ -110,6 +126,7 @@ def read_sent(bootstrap: str, topic: str, run: str, timeout: float) -> dict[str,
             low, high = client.get_watermark_offsets(tp, timeout=15)
             if high > low:
                 ends[tp.partition] = high
+        input_ends = dict(ends)
         client.assign(tps)
         sent: dict[str, Expectation] = {}
         deadline = time.monotonic() + timeout
@@ -126,9 +143,42 @@ def read_sent(bootstrap: str, topic: str, run: str, timeout: float) -> dict[str,
                 sent[mid] = parse_expectation(mid)
             if msg.partition() in ends and msg.offset() + 1 >= ends[msg.partition()]:
                 del ends[msg.partition()]
-        return sent
+        return sent, input_ends
     finally:
         client.close()
+
+
+class Judged:
+    """Whether the enforcer's consumer group has committed `topic` up to `ends`: at-least-once
+    and exactly-once alike, a committed offset means every event before it was judged and
+    its writes acknowledged (or committed). With no group, always true."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, ends: dict[int, int]) -> None:
+        self.group = group
+        self.topic = topic
+        self.ends = ends
+        self.behind = sum(ends.values())  # records not known to be committed
+        self.admin = AdminClient({"bootstrap.servers": bootstrap}) if group else None
+        self.checked = 0.0
+
+    def __call__(self) -> bool:
+        if self.admin is None or self.behind == 0:
+            return True
+        now = time.monotonic()
+        if now - self.checked < 1.0:
+            return False
+        self.checked = now
+        request = ConsumerGroupTopicPartitions(
+            self.group, [TopicPartition(self.topic, p) for p in sorted(self.ends)]
+        )
+        try:
+            (future,) = self.admin.list_consumer_group_offsets([request]).values()
+            result = future.result(timeout=15)
+            committed = {tp.partition: tp.offset for tp in result.topic_partitions}
+        except KafkaException:
+            return False  # asked again a second later; the timeout bounds it
+        self.behind = sum(max(0, end - max(0, committed.get(p, 0))) for p, end in self.ends.items())
+        return self.behind == 0
 
 
 @dataclass
@@ -144,12 +194,13 @@ def watch(
     topics: dict[str, str],
     run: str,
     wanted: dict[str, set[str]],
+    judged: Judged,
     idle: float,
     timeout: float,
 ) -> tuple[dict[str, Seen], bool]:
     """Reads every topic in `topics` (label -> topic) until all `wanted` ids (label -> ids)
-    have arrived and the run has been idle for `idle` seconds, or until `timeout`.
-    Returns what was seen and whether the wait ended by timeout."""
+    have arrived, the input is `judged`, and the run has been idle for `idle` seconds since
+    then, or until `timeout`. Returns what was seen and whether the wait ended by timeout."""
     client = consumer(bootstrap)
     by_topic = {topic: label for label, topic in topics.items()}
     seen = {label: Seen() for label in topics}
@@ -158,10 +209,13 @@ def watch(
         client.assign(tps)
         start = time.monotonic()
         last = start
+        judged_at = None
         outstanding = sum(len(ids) for ids in wanted.values())
         while True:
             now = time.monotonic()
-            if outstanding == 0 and now - last >= idle:
+            if judged_at is None and judged():
+                judged_at = now
+            if outstanding == 0 and judged_at is not None and now - max(last, judged_at) >= idle:
                 return seen, False
             if now - start >= timeout:
                 return seen, True
@@ -249,6 +303,12 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         default=env("SCENARIO_DESTINATIONS", DEFAULT_DESTINATIONS),
         help="name=topic,... of every destination (env SCENARIO_DESTINATIONS)",
     )
+    p.add_argument(
+        "--enforcer-group",
+        default=env("SCENARIO_ENFORCER_GROUP", "consent-enforcer"),
+        help="the enforcer's kafka.group_id, whose commits on the input topic say what was "
+        "judged (env SCENARIO_ENFORCER_GROUP; default consent-enforcer; empty: do not wait)",
+    )
     p.add_argument("--run-id", default=env("SCENARIO_RUN_ID"), help="env SCENARIO_RUN_ID")
     p.add_argument(
         "--run-id-file",
@@ -321,7 +381,7 @@ def main(argv: list[str]) -> int:
     args = arguments(argv)
     run = args.run_id
     try:
-        sent = read_sent(args.bootstrap, args.input_topic, run, args.timeout)
+        sent, input_ends = read_sent(args.bootstrap, args.input_topic, run, args.timeout)
         if not sent:
             raise SetupError(f"no event of run {run} on {args.input_topic}")
         names = set(args.destination_topics)
@@ -339,7 +399,10 @@ def main(argv: list[str]) -> int:
             f"verify: run {run}: {len(sent)} events on {args.input_topic} "
             f"({len(wanted[DEAD_LETTER])} malformed); reading {', '.join(outputs.values())}"
         )
-        seen, timed_out = watch(args.bootstrap, outputs, run, wanted, args.idle, args.timeout)
+        judged = Judged(args.bootstrap, args.enforcer_group, args.input_topic, input_ends)
+        seen, timed_out = watch(
+            args.bootstrap, outputs, run, wanted, judged, args.idle, args.timeout
+        )
     except (SetupError, KafkaException) as err:
         print(f"verify: {err}", file=sys.stderr)
         return 2
@@ -355,6 +418,12 @@ def main(argv: list[str]) -> int:
         print(f"verify: stopped waiting after {args.timeout:.0f} s")
     report(rows, sent, args.no_duplicates)
     failed = [r.label for r in rows if r.failed(args.no_duplicates)]
+    if judged.behind:
+        print(
+            f"  {args.input_topic}: group {args.enforcer_group} has {judged.behind} records "
+            "left to commit: not every event was judged, a leak could still come"
+        )
+        failed.append("not judged")
     if failed:
         print(f"verify: FAIL ({', '.join(failed)})")
         return 1

@@ -68,9 +68,6 @@ pub(super) fn start(config: &Config, signals: &Signals) -> Result<Started, Pipel
     let rules = Rule::from_config(config, &mut vocabulary);
     let law = Law::from_config(config, &vocabulary);
     let vocabulary = Arc::new(vocabulary);
-    telemetry::describe();
-    telemetry::register_known_series();
-    metrics::gauge!(telemetry::READY).set(0.0);
 
     let hold_topic = config.hold_topic().map(str::to_owned);
     // The hold topic is read like an input topic, by the same group.
