@@ -25,6 +25,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
+# The git revision for consent_enforcer_build_info (the build context has no .git):
+#   docker build --build-arg CONSENT_ENFORCER_REVISION="$(git rev-parse --short=12 HEAD)" .
+ARG CONSENT_ENFORCER_REVISION=unknown
+ENV CONSENT_ENFORCER_REVISION=${CONSENT_ENFORCER_REVISION}
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto/ proto/
 COPY src/ src/
@@ -68,5 +72,7 @@ EXPOSE 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && read -r -t 2 _ status _ <&3 && [ \"$status\" = 200 ]"]
 
+# The config comes from CONSENT_ENFORCER_CONFIG: set it, or mount a file over this one.
+ENV CONSENT_ENFORCER_CONFIG=/etc/consent-enforcer/enforcer.toml
 ENTRYPOINT ["consent-enforcer"]
-CMD ["run", "--config", "/etc/consent-enforcer/enforcer.toml"]
+CMD ["run"]

@@ -9,5 +9,5 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 scripts/install-deps.sh
 scripts/kafka.sh ensure
-cargo build --release --bins
+cargo build --release --bins --features bench
 exec target/release/consent-enforcer-bench run --bootstrap "127.0.0.1:${KAFKA_PORT:-9092}" "$@"

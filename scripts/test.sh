@@ -20,4 +20,4 @@ if [ -z "${CONSENT_ENFORCER_TEST_BOOTSTRAP:-}" ]; then
 fi
 
 # The broker-backed tests mostly wait on I/O; more threads than cores keeps the run short.
-cargo test --all-targets "$@" -- --test-threads="${TEST_THREADS:-4}"
+cargo test --all-targets --features bench "$@" -- --test-threads="${TEST_THREADS:-4}"

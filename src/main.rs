@@ -86,8 +86,29 @@ const EXIT_RUNTIME: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` print as usual; with JSON logs asked for, an argument error
+        // is one JSON line too.
+        Err(error) if error.use_stderr() && json_logs_asked() => {
+            let line = serde_json::json!({
+                "timestamp": consent_enforcer::consent::record::format_rfc3339_ms(
+                    consent_enforcer::clock::now_ms()
+                ),
+                "level": "ERROR",
+                "fields": {"message": error.to_string().trim()},
+                "target": "consent_enforcer",
+            });
+            eprintln!("{line}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(error) => error.exit(),
+    };
     init_logging(cli.log_format);
+    if cli.log_format == LogFormat::Json {
+        // A panic's message as a log line, not the default hook's plain text.
+        std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panicked")));
+    }
     let log_format = cli.log_format;
     // With `--log-format json` every line on stderr is JSON: the error is logged, not printed.
     let fail = |message: &dyn std::fmt::Display| match log_format {
@@ -276,54 +297,66 @@ fn run(config: Config) -> anyhow::Result<()> {
 /// Completes on SIGTERM or SIGINT. A second one exits the process at once: the stop does
 /// not wait for in-flight writes then, and nothing is committed past what was acknowledged
 /// (commits only ever cover acknowledged writes), so they are read again after a restart.
+/// The signals are counted by a handler of our own, which exits in the signal handler itself:
+/// no task has to be scheduled for the second one. (Two signals sent so close together that
+/// the first is still pending are one to the kernel.)
 async fn shutdown_signal() {
     #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => Some(signal),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the service");
-                None
-            }
-        };
-        stop_signal(&mut terminate).await;
-        tokio::spawn(async move {
-            stop_signal(&mut terminate).await;
-            tracing::warn!(
-                "a second stop signal: exiting now, without waiting for in-flight writes"
-            );
-            std::process::exit(EXIT_SECOND_SIGNAL);
-        });
+    if stop_signals::install() {
+        while stop_signals::received() == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        return;
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            std::process::exit(EXIT_SECOND_SIGNAL);
-        });
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(unix)]
+mod stop_signals {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The exit status after a second stop signal: 128 + SIGINT, as shells report an interrupt.
+    const EXIT_SECOND_SIGNAL: i32 = 130;
+
+    static RECEIVED: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn on_signal(_: libc::c_int) {
+        // Only async-signal-safe calls here: an atomic and _exit.
+        if RECEIVED.fetch_add(1, Ordering::SeqCst) >= 1 {
+            unsafe { libc::_exit(EXIT_SECOND_SIGNAL) };
+        }
+    }
+
+    /// Stop signals received so far.
+    pub fn received() -> usize {
+        RECEIVED.load(Ordering::SeqCst)
+    }
+
+    /// Handles SIGTERM and SIGINT. False if the handlers could not be installed.
+    pub fn install() -> bool {
+        [libc::SIGTERM, libc::SIGINT].into_iter().all(|signal| {
+            // SAFETY: the handler only touches an atomic and calls _exit, both
+            // async-signal-safe; the struct is zeroed, then filled, before the call.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_signal as *const () as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigaction(signal, &action, std::ptr::null_mut()) == 0
+            }
+        })
     }
 }
 
-/// The exit status after a second stop signal: 128 + SIGINT, as shells report an interrupt.
-const EXIT_SECOND_SIGNAL: i32 = 130;
-
-#[cfg(unix)]
-async fn stop_signal(terminate: &mut Option<tokio::signal::unix::Signal>) {
-    let interrupt = tokio::signal::ctrl_c();
-    match terminate {
-        Some(terminate) => {
-            tokio::select! {
-                _ = interrupt => {}
-                _ = terminate.recv() => {}
-            }
-        }
-        None => {
-            let _ = interrupt.await;
-        }
-    }
+/// Whether the command line or the environment asks for JSON logs (read before the arguments
+/// parse, to report their own error as JSON).
+fn json_logs_asked() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|pair| pair[0] == "--log-format" && pair[1] == "json")
+        || std::env::var("CONSENT_ENFORCER_LOG_FORMAT").is_ok_and(|v| v == "json")
 }
 
 fn init_logging(format: LogFormat) {

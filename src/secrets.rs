@@ -44,8 +44,9 @@ const MIN_INDIRECT_REDACTED: usize = 8;
 /// Keys whose values are no secrets, even when put in from `${VAR}` or `*_file`: taking them
 /// out of texts would only hide what a connection error is about.
 fn is_plain_key(key: &str) -> bool {
-    const PLAIN: [&str; 9] = [
+    const PLAIN: [&str; 10] = [
         "bootstrap.servers",
+        "group.instance.id",
         "security.protocol",
         "sasl.mechanism",
         "sasl.mechanisms",
