@@ -49,15 +49,13 @@ from datetime import datetime, timezone
 
 from confluent_kafka import KafkaException, Producer
 
+import scenario_args  # beside this file
+
 AMPLITUDE = "amplitude"
 GOOGLE_ADS = "google-ads"
 BRAZE = "braze"
 WAREHOUSE = "warehouse"
 DESTINATIONS = (AMPLITUDE, GOOGLE_ADS, BRAZE, WAREHOUSE)
-DEFAULT_DESTINATIONS = (
-    "amplitude=dest.amplitude,google-ads=dest.google-ads,braze=dest.braze,warehouse=dest.warehouse"
-)
-HEADER = "loadgen-message-id"
 
 MINUTE_MS = 60_000
 # Offsets from the start, in milliseconds.
@@ -353,33 +351,14 @@ class Writer:
             raise RuntimeError(f"writing {what} failed: " + "; ".join(self.failures[:5]))
 
 
-def parse_destinations(text: str) -> dict[str, str]:
-    pairs = [p.strip() for p in text.split(",") if p.strip()]
-    mapping = {}
-    for pair in pairs:
-        name, sep, topic = pair.partition("=")
-        if not sep or not name or not topic:
-            raise ValueError(f"not name=topic: {pair!r}")
-        mapping[name] = topic
-    return mapping
-
-
 def arguments(argv: list[str]) -> argparse.Namespace:
     env = os.environ.get
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument(
-        "--bootstrap",
-        default=env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        help="broker address (env KAFKA_BOOTSTRAP_SERVERS; default 127.0.0.1:9092)",
+    p = scenario_args.parser(
+        __doc__.split("\n", 1)[0],
+        "name=topic,... (env SCENARIO_DESTINATIONS); the names must be the scenario's",
     )
-    p.add_argument("--input-topic", default=env("SCENARIO_INPUT_TOPIC", "events.raw"))
     p.add_argument("--consent-topic", default=env("SCENARIO_CONSENT_TOPIC", "consent.states"))
     p.add_argument("--privacy-topic", default=env("SCENARIO_PRIVACY_TOPIC", "privacy.requests"))
-    p.add_argument(
-        "--destinations",
-        default=env("SCENARIO_DESTINATIONS", DEFAULT_DESTINATIONS),
-        help="name=topic,... (env SCENARIO_DESTINATIONS); the names must be the scenario's",
-    )
     p.add_argument(
         "--users-per-case",
         type=int,
@@ -401,7 +380,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     try:
-        names = set(parse_destinations(args.destinations))
+        names = set(scenario_args.parse_destinations(args.destinations))
     except ValueError as err:
         p.error(f"--destinations: {err}")
     if names != set(DESTINATIONS):
@@ -479,7 +458,10 @@ def main(argv: list[str]) -> int:
                         value["integrations"] = event.integrations
                     key = value.get("userId") or value["anonymousId"]
                     writer.send(
-                        args.input_topic, key, json.dumps(value).encode(), [(HEADER, mid.encode())]
+                        args.input_topic,
+                        key,
+                        json.dumps(value).encode(),
+                        [(scenario_args.HEADER, mid.encode())],
                     )
                     counts["events"] += 1
                     for name in event.deliver:
@@ -491,7 +473,7 @@ def main(argv: list[str]) -> int:
                     args.input_topic,
                     f"{run}-malformed-{i}",
                     dead.value(mid),
-                    [(HEADER, mid.encode())],
+                    [(scenario_args.HEADER, mid.encode())],
                 )
                 counts["dead_letters"] += 1
         writer.flush("events", args.timeout)

@@ -49,10 +49,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-DEFAULT_DESTINATIONS = (
-    "amplitude=dest.amplitude,google-ads=dest.google-ads,braze=dest.braze,warehouse=dest.warehouse"
-)
-HEADER = "loadgen-message-id"
+import scenario_args  # beside this file
+
 REASON_HEADER = "consent-enforcer-error"
 DEAD_LETTER = "dead-letter"
 
@@ -138,7 +136,7 @@ def read_sent(
                 continue
             if msg.error():
                 raise SetupError(f"reading {topic}: {msg.error()}")
-            mid = header(msg, HEADER)
+            mid = header(msg, scenario_args.HEADER)
             if mid is not None and mid.startswith(run + "."):
                 sent[mid] = parse_expectation(mid)
             if msg.partition() in ends and msg.offset() + 1 >= ends[msg.partition()]:
@@ -226,7 +224,7 @@ def watch(
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     continue
                 raise SetupError(f"reading {msg.topic()}: {msg.error()}")
-            mid = header(msg, HEADER)
+            mid = header(msg, scenario_args.HEADER)
             if mid is None or not mid.startswith(run + "."):
                 continue
             label = by_topic[msg.topic()]
@@ -272,36 +270,14 @@ def compare(label: str, topic: str, wanted: set[str], entry: Seen) -> Row:
     )
 
 
-def parse_destinations(text: str) -> dict[str, str]:
-    mapping = {}
-    for pair in (p.strip() for p in text.split(",")):
-        if not pair:
-            continue
-        name, sep, topic = pair.partition("=")
-        if not sep or not name or not topic:
-            raise ValueError(f"not name=topic: {pair!r}")
-        mapping[name] = topic
-    if not mapping:
-        raise ValueError("no destination")
-    return mapping
-
-
 def arguments(argv: list[str]) -> argparse.Namespace:
     env = os.environ.get
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument(
-        "--bootstrap",
-        default=env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        help="broker address (env KAFKA_BOOTSTRAP_SERVERS; default 127.0.0.1:9092)",
+    p = scenario_args.parser(
+        __doc__.split("\n", 1)[0],
+        "name=topic,... of every destination (env SCENARIO_DESTINATIONS)",
     )
-    p.add_argument("--input-topic", default=env("SCENARIO_INPUT_TOPIC", "events.raw"))
     p.add_argument(
         "--dead-letter-topic", default=env("SCENARIO_DEAD_LETTER_TOPIC", "events.dead-letter")
-    )
-    p.add_argument(
-        "--destinations",
-        default=env("SCENARIO_DESTINATIONS", DEFAULT_DESTINATIONS),
-        help="name=topic,... of every destination (env SCENARIO_DESTINATIONS)",
     )
     p.add_argument(
         "--enforcer-group",
@@ -335,7 +311,7 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     try:
-        args.destination_topics = parse_destinations(args.destinations)
+        args.destination_topics = scenario_args.parse_destinations(args.destinations)
     except ValueError as err:
         p.error(f"--destinations: {err}")
     if DEAD_LETTER in args.destination_topics:
